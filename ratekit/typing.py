@@ -1,0 +1,79 @@
+"""The protocols that ratekit's parts agree on.
+
+Implement them to plug in your own clock or limiter; the type checker, not a base
+class, checks that you did.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._decision import Decision, LimiterStatistics, Reservation
+
+__all__ = ["CancelEvent", "Clock", "Limiter"]
+
+
+@runtime_checkable
+class CancelEvent(Protocol):
+    """Something a blocked caller can be woken by: `threading.Event` fits."""
+
+    def is_set(self) -> bool:
+        """Whether cancellation has been requested."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set or until *timeout* seconds pass; return whether it is set."""
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Monotonic time and an interruptible sleep.
+
+    `ratekit.MonotonicClock` is the real one; `ratekit.testing.FakeClock` is for tests.
+    All durations are float seconds.
+    """
+
+    def now(self) -> float:
+        """Monotonic seconds; only differences between readings mean anything."""
+
+    def sleep(self, seconds: float, cancel: CancelEvent | None = None) -> bool:
+        """Sleep for *seconds*; return ``False`` as soon as *cancel* is set, else ``True``."""
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Sleep for *seconds* without blocking the event loop."""
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """What every rate-limit strategy and composition offers.
+
+    ``cost`` is how much of the limit one call uses (``1`` by default; any positive
+    finite number).  Timeouts are float seconds; ``None`` means no limit.
+    """
+
+    def try_acquire(self, cost: float = 1) -> Decision:
+        """Grant *cost* now if possible; never blocks.  Truthy iff granted."""
+
+    def acquire(
+        self,
+        cost: float = 1,
+        *,
+        timeout: float | None = None,
+        cancel: CancelEvent | None = None,
+    ) -> None:
+        """Block until *cost* is granted, in arrival order.
+
+        Raises `ratekit.AcquireTimeout` at once if the wait would exceed *timeout*, and
+        `ratekit.AcquireCancelled` if *cancel* is set while waiting.
+        """
+
+    async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
+        """`acquire` for asyncio; cancel it by cancelling the task."""
+
+    def reserve(self, cost: float = 1, *, max_wait: float | None = None) -> Reservation:
+        """Book *cost* for the earliest time it can be granted, without waiting."""
+
+    def statistics(self) -> LimiterStatistics:
+        """A frozen snapshot of the counters."""

@@ -1,0 +1,26 @@
+"""Test configuration: hypothesis profiles.
+
+``HYPOTHESIS_PROFILE`` picks one; without it, CI (``CI`` set) runs the thorough ``ci``
+profile and everything else the fast ``default`` one.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=60, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=400,
+    stateful_step_count=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=20, deadline=None)
+
+_profile = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "default"
+)
+settings.load_profile(_profile)

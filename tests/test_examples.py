@@ -1,0 +1,70 @@
+"""Run every script in ``examples/`` as a user would, and check what it prints."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+#: Lines that each example must print; an example not listed here must print something.
+EXPECTED: dict[str, list[str]] = {
+    "token_bucket_basics.py": [
+        "call 3: denied, retry after 0.5 s",
+        "one step before the instant: still denied",
+        "at the instant: granted",
+        "cost 4: cost=4.0 can never be granted",
+    ],
+    "blocking_workers.py": [
+        "worker-3 call 2 granted",
+        "12 calls in",
+        "late worker",
+    ],
+    "async_acquire.py": [
+        "page 7 fetched",
+        "fetched pages [0, 1, 2, 3, 4, 5, 6, 7]",
+        "timeout=0.01: refused at once",
+        "cost 3 granted",
+    ],
+    "reservations.py": [
+        "urgent: refused (it would wait 3.0 s)",
+        "cleanup: cost 1, runs in 2.0 s",
+        "t=2.0 s  cleanup runs",
+        "sync: too late to cancel",
+    ],
+}
+
+
+def test_every_listed_example_exists():
+    """Each example with expected output is a script in examples/ (none was renamed away)."""
+    assert set(EXPECTED) <= {path.name for path in EXAMPLES}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
+def test_example_has_a_docstring(example: Path):
+    """Each example starts with a module docstring that says what it shows."""
+    docstring = ast.get_docstring(ast.parse(example.read_text(encoding="utf-8")))
+    assert docstring
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
+def test_example_runs(example: Path, tmp_path: Path):
+    """Each example exits with 0, prints its expected lines and writes nothing to stderr."""
+    result = subprocess.run(  # noqa: S603 - our own script, run with our own interpreter
+        [sys.executable, str(example)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # an example must not depend on the working directory
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.strip()
+    for expected in EXPECTED.get(example.name, []):
+        assert expected in result.stdout
