@@ -23,8 +23,6 @@ class MonotonicClock:
 
     `sleep` is interruptible: given a ``cancel`` event it returns early, and returns
     ``False``, as soon as the event is set.
-
-    .. versionadded:: 0.1.0
     """
 
     __slots__ = ()
@@ -59,8 +57,6 @@ class FakeClock:
 
     Args:
         start: The initial reading, in seconds.
-
-    .. versionadded:: 0.1.0
     """
 
     __slots__ = ("_lock", "_now", "_sleeps")

@@ -16,8 +16,6 @@ class Decision:
         retry_after: Seconds until the same cost could be granted if nothing else is
             acquired meanwhile: asking again at ``now + retry_after`` is granted, asking
             earlier is not.  ``0.0`` when granted.
-
-    .. versionadded:: 0.1.0
     """
 
     granted: bool
@@ -49,8 +47,6 @@ class Reservation:
             refused reservation, the delay it would have needed).
         cost: The cost reserved.
         ready_at: The clock reading at which the cost may be used.
-
-    .. versionadded:: 0.1.0
     """
 
     ok: bool
@@ -102,8 +98,6 @@ class LimiterStatistics:
         waited: Total seconds that blocking callers have spent waiting.
         level: What could be granted right now (negative while waits are queued).
         capacity: The most that can ever be granted at once.
-
-    .. versionadded:: 0.1.0
     """
 
     granted: int

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 
 class RateKitError(Exception):
-    """Base class of every exception that ratekit raises on purpose.
-
-    .. versionadded:: 0.1.0
-    """
+    """Base class of every exception that ratekit raises on purpose."""
 
 
 class CostTooLarge(RateKitError, ValueError):
@@ -19,8 +16,6 @@ class CostTooLarge(RateKitError, ValueError):
     Attributes:
         cost: The cost that was asked for.
         capacity: The most the limiter can ever grant at once.
-
-    .. versionadded:: 0.1.0
     """
 
     def __init__(self, cost: float, capacity: float) -> None:
@@ -41,8 +36,6 @@ class AcquireTimeout(RateKitError, TimeoutError):
         cost: The cost that was asked for.
         timeout: The timeout that was given, in seconds.
         retry_after: The wait that would have been needed, in seconds.
-
-    .. versionadded:: 0.1.0
     """
 
     def __init__(self, cost: float, timeout: float, retry_after: float) -> None:
@@ -62,8 +55,6 @@ class AcquireCancelled(RateKitError):
 
     Attributes:
         cost: The cost that was asked for.
-
-    .. versionadded:: 0.1.0
     """
 
     def __init__(self, cost: float) -> None:

@@ -57,8 +57,6 @@ class Rate:
     Args:
         limit: How many units.
         per: In how many seconds (default one second).
-
-    .. versionadded:: 0.1.0
     """
 
     limit: float = attrs.field(converter=float, validator=_positive_limit)

@@ -36,8 +36,6 @@ class TokenBucket(LimiterBase):
     Raises:
         ValueError: If the rate or the capacity is not a positive finite number (the
             message names which).
-
-    .. versionadded:: 0.1.0
     """
 
     __slots__ = ("_capacity", "_level", "_per_second", "_rate", "_stamp", "_withdrawn")

@@ -2,8 +2,6 @@
 
 `FakeClock` needs nothing; the strategies need `hypothesis`, which is imported only
 when one of them is called.
-
-.. versionadded:: 0.1.0
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 Implement them to plug in your own clock or limiter; the type checker, not a base
 class, checks that you did.
-
-.. versionadded:: 0.1.0
 """
 
 from __future__ import annotations
