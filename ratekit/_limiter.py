@@ -5,7 +5,7 @@ A strategy subclasses `LimiterBase` and implements, for a caller that holds ``_l
 - ``_delay_locked(cost, now)``: the exact seconds until *cost* can be granted (``0.0``
   if now), without changing anything;
 - ``_take_locked(cost, now, at)``: book *cost* at time ``at >= now + delay``, and
-  return a token that describes the booking;
+  return a token (never ``None``) that describes the booking;
 - ``_refund_locked(token, now)``: withdraw a booking whose time has not come, giving
   back what can be given back without breaking the guarantee;
 - ``_level_locked(now)``: what could be granted now, for statistics;
@@ -138,14 +138,21 @@ class LimiterBase:
         """
         cost = self._check_cost(cost)
         with self._lock:
-            now = self._now()
-            delay = self._delay_locked(cost, now)
-            if delay <= 0:
-                self._take_locked(cost, now, now)
+            _, delay, token = self._book_locked(cost, 0.0)
+            if token is not None:
                 self._granted += 1
                 return GRANTED
             self._denied += 1
         return Decision(False, delay)
+
+    def _book_locked(self, cost: float, limit: float) -> tuple[float, float, object]:
+        """Book *cost* if its delay is at most *limit*: return (at, delay, token or None)."""
+        now = self._now()
+        delay = self._delay_locked(cost, now)
+        if delay > limit:
+            return now + delay, delay, None
+        at = now + delay
+        return at, delay, self._take_locked(cost, now, at)
 
     def reserve(self, cost: float = 1, *, max_wait: float | None = None) -> Reservation:
         """Book *cost* for the earliest time it can be granted, without waiting.
@@ -160,13 +167,10 @@ class LimiterBase:
         limit = optional_wait("max_wait", max_wait)
         cost = self._check_cost(cost)
         with self._lock:
-            now = self._now()
-            delay = self._delay_locked(cost, now)
-            if delay > limit:
+            at, delay, token = self._book_locked(cost, limit)
+            if token is None:
                 self._denied += 1
-                return Reservation(False, delay, cost, now + delay)
-            at = now + delay
-            token = self._take_locked(cost, now, at)
+                return Reservation(False, delay, cost, at)
             self._granted += 1
         return Reservation(True, delay, cost, at, owner=self, token=token)
 
@@ -199,13 +203,10 @@ class LimiterBase:
             if cancel is not None and cancel.is_set():
                 self._cancelled += 1
                 raise AcquireCancelled(value)
-            now = self._now()
-            delay = self._delay_locked(value, now)
-            if delay > limit:
+            at, delay, token = self._book_locked(value, limit)
+            if token is None:
                 self._timed_out += 1
                 raise AcquireTimeout(value, limit, delay)
-            at = now + delay
-            token = self._take_locked(value, now, at)
             if delay <= 0:
                 self._granted += 1
                 return value, -math.inf, token
