@@ -7,22 +7,44 @@ Strategies share one `ratekit.typing.Limiter` protocol; time comes from an injec
 from __future__ import annotations
 
 from ._clock import MonotonicClock
+from ._composite import AllOf, all_of, limiter
 from ._decision import Decision, LimiterStatistics, Reservation
-from ._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, RateKitError
+from ._errors import (
+    AcquireCancelled,
+    AcquireTimeout,
+    CostTooLarge,
+    QueueFull,
+    RateKitError,
+    TooManyKeys,
+)
+from ._keyed import Keyed
+from ._leaky_bucket import LeakyBucket
+from ._limiter import LimiterBase
 from ._rate import Rate
 from ._token_bucket import TokenBucket
+from ._windows import FixedWindow, SlidingWindow
 
 __all__ = [
     "AcquireCancelled",
     "AcquireTimeout",
+    "AllOf",
     "CostTooLarge",
     "Decision",
+    "FixedWindow",
+    "Keyed",
+    "LeakyBucket",
+    "LimiterBase",
     "LimiterStatistics",
     "MonotonicClock",
+    "QueueFull",
     "Rate",
     "RateKitError",
     "Reservation",
+    "SlidingWindow",
     "TokenBucket",
+    "TooManyKeys",
+    "all_of",
+    "limiter",
 ]
 
 

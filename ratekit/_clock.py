@@ -47,6 +47,15 @@ class MonotonicClock:
         return "MonotonicClock()"
 
 
+#: The one real clock every limiter uses unless given another (the class is stateless).
+MONOTONIC = MonotonicClock()
+
+
+def same_clock(first: object, second: object) -> bool:
+    """Whether two clocks tell the same time: the same object, or both real."""
+    return first is second or (type(first) is MonotonicClock and type(second) is MonotonicClock)
+
+
 @final
 class FakeClock:
     """A clock that only moves when told to, for deterministic tests.

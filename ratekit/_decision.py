@@ -96,7 +96,9 @@ class LimiterStatistics:
             was given back).
         waiting: Callers blocked in `acquire` or `acquire_async` right now.
         waited: Total seconds that blocking callers have spent waiting.
-        level: What could be granted right now (negative while waits are queued).
+        level: What could be granted right now (negative while waits are queued); for
+            `LeakyBucket`, the room left in its queue; for a composition, the lowest
+            level of its members.
         capacity: The most that can ever be granted at once.
     """
 

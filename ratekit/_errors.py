@@ -48,6 +48,50 @@ class AcquireTimeout(RateKitError, TimeoutError):
         )
 
 
+class QueueFull(AcquireTimeout):
+    """A blocking acquire was refused because it would wait longer than a queue holds.
+
+    `LeakyBucket` queues at most its capacity: a caller that would wait longer than
+    ``capacity / rate`` is refused at once instead of queueing without bound.  In an
+    `all_of` composition that bound applies to every wait, whichever member causes it,
+    since the wait is booked in the leaky bucket's queue too.  It is an `AcquireTimeout`, so
+    code that handles waits that cannot be served handles this one too.
+
+    Attributes:
+        cost: The cost that was asked for.
+        timeout: The longest wait the queue allows, in seconds.
+        retry_after: The wait that would have been needed, in seconds.
+    """
+
+    def __init__(self, cost: float, timeout: float, retry_after: float) -> None:
+        super().__init__(cost, timeout, retry_after)
+        message = (
+            f"cost={cost!r} was refused: it would wait {retry_after:.6g} s, longer than the "
+            f"{timeout:.6g} s that a LeakyBucket queue holds; nothing was consumed"
+        )
+        self.args = (message,)
+
+
+class TooManyKeys(RateKitError):
+    """`Keyed` cannot take a new key: every key it holds still limits something.
+
+    Forgetting a key that is not back at rest would reset its limit, so `Keyed` refuses
+    the new key instead.  Raise ``max_keys``, or retry after `retry_after` seconds.
+
+    Attributes:
+        max_keys: How many keys the `Keyed` may hold.
+        retry_after: Seconds until the first key may come back to rest (a lower bound).
+    """
+
+    def __init__(self, max_keys: int, retry_after: float) -> None:
+        self.max_keys = max_keys
+        self.retry_after = retry_after
+        super().__init__(
+            f"cannot add a key: all max_keys={max_keys} keys still limit something and none "
+            f"can be forgotten for {retry_after:.6g} s; raise max_keys or retry later"
+        )
+
+
 class AcquireCancelled(RateKitError):
     """A blocking acquire was cancelled through its ``cancel`` event.
 

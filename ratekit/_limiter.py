@@ -6,11 +6,21 @@ A strategy subclasses `LimiterBase` and implements, for a caller that holds ``_l
   if now), without changing anything;
 - ``_take_locked(cost, now, at)``: book *cost* at time ``at >= now + delay``, and
   return a token (never ``None``) that describes the booking;
+- ``_grant_locked(cost, now)``: take *cost* now, when its delay is zero, with no token
+  (the grant of `try_acquire`, which is never withdrawn; cheaper than a booking);
 - ``_refund_locked(token, now)``: withdraw a booking whose time has not come, giving
   back what can be given back without breaking the guarantee;
 - ``_level_locked(now)``: what could be granted now, for statistics;
+- ``_rest_at_locked(now)``: the first instant from which the limiter, left alone, is
+  indistinguishable from a fresh one (what `Keyed` needs to forget it safely);
 
-and the ``capacity`` property.  Everything else (`acquire` with its timeout, cancellation
+and the ``capacity`` property.  A strategy whose queue is bounded sets ``_max_delay``.
+
+Availability must be monotone from the earliest instant a strategy reports: once a cost
+could be booked at ``t``, it could be booked at any later instant too.  Every strategy
+serves bookings in time order (a booking is never placed before an earlier one), which
+is what makes the window strategies monotone; a composition relies on it to find the
+earliest common instant in one pass.  Everything else (`acquire` with its timeout, cancellation
 and arrival order, `acquire_async`, `reserve`, statistics) is written once here.  A
 composition of limiters implements the same primitives over its members, holding their
 locks, which is why they are split this finely.
@@ -24,18 +34,24 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from ._clock import MonotonicClock
+from ._clock import MONOTONIC
 from ._decision import GRANTED, Decision, LimiterStatistics, Reservation
-from ._errors import AcquireCancelled, AcquireTimeout, CostTooLarge
+from ._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, QueueFull
 from ._validate import optional_wait, positive
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
+    from types import TracebackType
 
     from .typing import CancelEvent, Clock
 
+
+#: Relative allowance on a queue bound (``_max_delay``), for the float rounding of a sum
+#: of slots: ``0.1 + 0.1 + 0.1`` slightly exceeds ``0.3``, and must not refuse the third
+#: waiter of a queue of three.
+_QUEUE_SLACK = 1e-9
 
 #: Float steps `exact_delay` takes before it suspects a bad estimate and starts doubling.
 _STEPS = 8
@@ -67,8 +83,83 @@ def exact_delay(now: float, estimate: float, granted_at: Callable[[float], bool]
     return delay
 
 
+def first_instant(now: float, estimate: float, granted_at: Callable[[float], bool]) -> float:
+    """Return the first instant from *now* on at which ``granted_at`` holds (see `exact_delay`)."""
+    if granted_at(now):
+        return now
+    return now + exact_delay(now, estimate, granted_at)
+
+
+class Undoable(Protocol):
+    """A booking that can be undone exactly: the state key it left, and its time."""
+
+    @property
+    def after(self) -> Hashable: ...
+
+    @property
+    def at(self) -> float: ...
+
+
+_B = TypeVar("_B", bound=Undoable)
+
+
+def withdraw(
+    withdrawn: list[_B],
+    booking: _B,
+    now: float,
+    state: Callable[[], Hashable],
+    undo: Callable[[_B], None],
+) -> list[_B]:
+    """Withdraw *booking*, undoing every withdrawn booking that has become the latest.
+
+    Only an exact undo is safe: a strategy's state cannot tell what later bookings
+    relied on, so giving a cost back while later bookings stand could over-admit.  A
+    booking is undone when the state is still the one it left (``state() ==
+    booking.after``); otherwise it waits in the returned list until the bookings after
+    it are undone too, in whatever order that happens.  Bookings whose time has come
+    were used, or withdrawn unused: either way nothing can still be waiting on them, so
+    they are dropped.
+    """
+    pending = [entry for entry in withdrawn if entry.at >= now]
+    pending.append(booking)
+    undone = True
+    while undone:
+        undone = False
+        current = state()
+        for index, entry in enumerate(pending):
+            if entry.after == current:
+                undo(entry)
+                del pending[index]
+                undone = True
+                break
+    return pending
+
+
+class LockLike(Protocol):
+    """What `LimiterBase` needs of its lock: `threading.Lock` or a set of them."""
+
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> bool: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+
 class LimiterBase:
-    """The shared machinery of every strategy (not public: use the strategies)."""
+    """The base class of every ratekit strategy and composition.
+
+    It holds what they share: blocking and async waits, reservations and statistics,
+    all written once on top of a few primitives each strategy implements.  It is public
+    for type annotations (`all_of` and `Keyed` take any `LimiterBase`); to plug in a
+    limiter of your own, implement the `ratekit.typing.Limiter` protocol instead.
+    """
 
     __slots__ = (
         "_cancelled",
@@ -76,6 +167,7 @@ class LimiterBase:
         "_denied",
         "_granted",
         "_lock",
+        "_max_delay",
         "_now",
         "_timed_out",
         "_waited",
@@ -83,9 +175,11 @@ class LimiterBase:
     )
 
     def __init__(self, clock: Clock | None) -> None:
-        self._clock: Clock = MonotonicClock() if clock is None else clock
+        self._clock: Clock = MONOTONIC if clock is None else clock
         self._now: Callable[[], float] = self._clock.now
-        self._lock = threading.Lock()
+        self._lock: LockLike = threading.Lock()
+        # The longest a booking may wait: a queue bound (`LeakyBucket`), else unbounded.
+        self._max_delay = math.inf
         self._granted = 0
         self._denied = 0
         self._timed_out = 0
@@ -106,10 +200,16 @@ class LimiterBase:
     def _take_locked(self, cost: float, now: float, at: float) -> object:
         raise NotImplementedError
 
+    def _grant_locked(self, cost: float, now: float) -> None:
+        raise NotImplementedError
+
     def _refund_locked(self, token: object, now: float) -> None:
         raise NotImplementedError
 
     def _level_locked(self, now: float) -> float:
+        raise NotImplementedError
+
+    def _rest_at_locked(self, now: float) -> float:
         raise NotImplementedError
 
     # -- shared behaviour ---------------------------------------------------------------
@@ -138,8 +238,10 @@ class LimiterBase:
         """
         cost = self._check_cost(cost)
         with self._lock:
-            _, delay, token = self._book_locked(cost, 0.0)
-            if token is not None:
+            now = self._now()
+            delay = self._delay_locked(cost, now)
+            if delay <= 0:  # pragma: no cover - each strategy grants on its own fast path
+                self._grant_locked(cost, now)
                 self._granted += 1
                 return GRANTED
             self._denied += 1
@@ -164,7 +266,7 @@ class LimiterBase:
             ValueError: If *cost* is not a positive finite number or *max_wait* is negative.
             CostTooLarge: If *cost* exceeds `capacity`.
         """
-        limit = optional_wait("max_wait", max_wait)
+        limit = min(optional_wait("max_wait", max_wait), self._max_delay * (1 + _QUEUE_SLACK))
         cost = self._check_cost(cost)
         with self._lock:
             at, delay, token = self._book_locked(cost, limit)
@@ -203,9 +305,12 @@ class LimiterBase:
             if cancel is not None and cancel.is_set():
                 self._cancelled += 1
                 raise AcquireCancelled(value)
-            at, delay, token = self._book_locked(value, limit)
+            queue = self._max_delay * (1 + _QUEUE_SLACK)
+            at, delay, token = self._book_locked(value, min(limit, queue))
             if token is None:
                 self._timed_out += 1
+                if delay > queue:
+                    raise QueueFull(value, self._max_delay, delay)
                 raise AcquireTimeout(value, limit, delay)
             if delay <= 0:
                 self._granted += 1
@@ -213,15 +318,16 @@ class LimiterBase:
             self._waiting += 1
             return value, at, token
 
-    def _finish_wait(self, token: object, at: float, started: float, *, granted: bool) -> None:
+    def _finish_wait(self, token: object, at: float, started: float, *, granted: bool) -> bool:
+        """Account for the end of a wait; return whether the booking was used."""
         with self._lock:
             self._waiting -= 1
             self._waited += max(self._now() - started, 0.0)
-            if granted:
-                self._granted += 1
-            elif not self._give_back_locked(token, at):
-                # Interrupted after its time came: the booking was used after all.
-                self._granted += 1
+            if not granted and self._give_back_locked(token, at):
+                return False
+            # Woken, or interrupted only after its time came: the booking stands.
+            self._granted += 1
+            return True
 
     def acquire(
         self,
@@ -241,13 +347,19 @@ class LimiterBase:
 
         Raises:
             AcquireTimeout: At once, if the wait would exceed *timeout*; nothing is
-                consumed and nothing is slept.
+                consumed and nothing is slept.  Its subclass `QueueFull` if the
+                limiter's queue is full (`LeakyBucket`).
             AcquireCancelled: If *cancel* is set before or during the wait; what the wait
-                had booked is given back.
+                had booked is given back.  A cancellation noticed only after the
+                booking fell due is too late: the call returns, granted.
             ValueError: If *cost* is not positive and finite, or *timeout* is negative.
             CostTooLarge: If *cost* exceeds `capacity`.
         """
         value, at, token = self._book(cost, timeout, cancel)
+        self._wait(value, at, token, cancel)
+
+    def _wait(self, value: float, at: float, token: object, cancel: CancelEvent | None) -> None:
+        """Sleep until a booking made by `_book` is due (``at == -inf``: it already is)."""
         if at == -math.inf:
             return
         clock = self._clock
@@ -263,8 +375,8 @@ class LimiterBase:
             else:
                 woke = True
         finally:
-            self._finish_wait(token, at, started, granted=woke)
-        if not woke:
+            used = self._finish_wait(token, at, started, granted=woke)
+        if not used:
             raise AcquireCancelled(value)
 
     async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
@@ -274,11 +386,16 @@ class LimiterBase:
         given back and `asyncio.CancelledError` propagates as usual.
 
         Raises:
-            AcquireTimeout: At once, if the wait would exceed *timeout*.
+            AcquireTimeout: At once, if the wait would exceed *timeout* (`QueueFull` if
+                the limiter's queue is full).
             ValueError: If *cost* is not positive and finite, or *timeout* is negative.
             CostTooLarge: If *cost* exceeds `capacity`.
         """
         _, at, token = self._book(cost, timeout, None)
+        await self._wait_async(at, token)
+
+    async def _wait_async(self, at: float, token: object) -> None:
+        """`_wait` for asyncio."""
         if at == -math.inf:
             return
         clock = self._clock

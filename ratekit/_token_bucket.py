@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, cast, final
 import attrs
 
 from ._decision import GRANTED, Decision
-from ._limiter import LimiterBase, exact_delay
+from ._limiter import LimiterBase, exact_delay, first_instant, withdraw
 from ._rate import Rate, to_rate
 from ._validate import positive
 
@@ -127,27 +127,35 @@ class TokenBucket(LimiterBase):
             self._level -= cost
         return _Booking(before, (self._level, self._stamp), at)
 
+    def _grant_locked(self, cost: float, now: float) -> None:
+        self._level = self._level_locked(now) - cost
+        self._stamp = now
+
     def _refund_locked(self, token: object, now: float) -> None:
-        # Only an exact undo is safe.  The single level cannot tell whether the bucket
-        # refilled to capacity between this booking and later ones, so adding the cost
-        # back while later bookings stand could over-admit.  A booking is undone when the
-        # state is still the one it left; otherwise it waits among the withdrawn, to be
-        # undone once the bookings after it are (in whatever order that happens).
-        # Bookings whose time has come were used, or withdrawn unused: either way nothing
-        # after them can still be waiting on them.
-        withdrawn = [booking for booking in self._withdrawn if booking.at >= now]
-        withdrawn.append(cast("_Booking", token))
-        self._withdrawn = withdrawn
-        undone = True
-        while undone:
-            undone = False
-            state = (self._level, self._stamp)
-            for index, booking in enumerate(withdrawn):
-                if booking.after == state:
-                    self._level, self._stamp = booking.before
-                    del withdrawn[index]
-                    undone = True
-                    break
+        # The single level cannot tell whether the bucket refilled to capacity between
+        # this booking and later ones, so only an exact undo is safe (see `withdraw`).
+        self._withdrawn = withdraw(
+            self._withdrawn, cast("_Booking", token), now, self._state, self._undo
+        )
+
+    def _state(self) -> tuple[float, float]:
+        return self._level, self._stamp
+
+    def _undo(self, booking: _Booking) -> None:
+        self._level, self._stamp = booking.before
+
+    def _rest_at_locked(self, now: float) -> float:
+        level, stamp, per_second, capacity = (
+            self._level,
+            self._stamp,
+            self._per_second,
+            self._capacity,
+        )
+        return first_instant(
+            now,
+            stamp + (capacity - level) / per_second,
+            lambda when: when >= stamp and level + (when - stamp) * per_second >= capacity,
+        )
 
 
 @attrs.frozen

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import ratekit
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 
@@ -84,3 +86,10 @@ def test_document_code_runs(document: Path):
         # Pad with blank lines so that a traceback points at the line in the document.
         compiled = compile("\n" * (line - 1) + code, str(document), "exec")
         exec(compiled, namespace)  # noqa: S102 - running the documented code is the point
+
+
+def test_api_reference_lists_every_public_name():
+    """The API reference has an entry for every name in ``ratekit.__all__``."""
+    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^::: ratekit\.(\w+)$", api, flags=re.MULTILINE))
+    assert sorted(set(ratekit.__all__) - listed) == []

@@ -37,6 +37,25 @@ EXPECTED: dict[str, list[str]] = {
         "t=2.0 s  cleanup runs",
         "sync: too late to cancel",
     ],
+    "composed_limits.py": [
+        "t=2.5 s  call 7 granted",
+        "t=4.0 s  call 8 denied, retry after 86396.0 s",
+        "the bucket still holds 3 tokens",
+        "needs a wait of 86396 s, longer than timeout=60.0 s",
+        "t=86400.0 s  call 8 granted",
+        "all_of(SlidingWindow(limit=2.0, window=1.0), SlidingWindow(limit=5.0, window=60.0))",
+        "t=2.0 s  call 5 refused at once, retry after 58.0 s",
+    ],
+    "per_key_limits.py": [
+        "t=0.0 s  acme: denied, retry after 1.0 s",
+        "t=0.0 s  globex: granted",
+        "t=0.0 s  initech: new key refused, retry after 1.0 s",
+        "t=1.0 s  initech: granted",
+        "2 keys held, 1 forgotten; globex held: False",
+        "acme: granted=4 denied=1",
+        "t=1.0 s  globex: new key refused, retry after 1.0 s",
+        "t=2.0 s  globex: denied, retry after 1.0 s",
+    ],
 }
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+import pytest
+from specs import KINDS
+
 from ratekit import Reservation, TokenBucket
 from ratekit.testing import FakeClock
 
@@ -86,3 +89,46 @@ def test_racing_blocking_acquires_on_a_fake_clock_never_over_admit():
     assert stats.waiting == 0
     # 160 grants from a full bucket of 2 need at least 158 / 5 seconds of refill.
     assert clock.now() >= (THREADS * per_thread - 2) / 5.0
+
+
+every_kind = pytest.mark.parametrize("kind", list(KINDS))
+
+
+@every_kind
+def test_every_strategy_grants_racing_threads_what_one_thread_would(kind):
+    """Racing try_acquire calls are granted exactly as often as sequential ones, each time."""
+    clock, model_clock = FakeClock(), FakeClock()
+    limiter, model = KINDS[kind](clock), KINDS[kind](model_clock)
+    granted: list[bool] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [bool(limiter.try_acquire()) for _ in range(50)]
+        with lock:
+            granted.extend(mine)
+
+    for advance in (0.0, 0.3, 1.0, 2.5, 0.01):
+        clock.advance(advance)
+        model_clock.advance(advance)
+        granted.clear()
+        race(work)
+        expected = sum(bool(model.try_acquire()) for _ in range(THREADS * 50))
+        assert sum(granted) == expected
+    assert limiter.statistics().level == model.statistics().level
+
+
+@every_kind
+def test_every_strategy_gives_racing_reservations_the_sequential_schedule(kind):
+    """Racing reservations get exactly the slots (and refusals) one thread would get."""
+    limiter, model = KINDS[kind](FakeClock()), KINDS[kind](FakeClock())
+    answers: list[tuple[bool, float]] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [limiter.reserve() for _ in range(10)]
+        with lock:
+            answers.extend((r.ok, r.ready_at) for r in mine)
+
+    race(work)
+    expected = [model.reserve() for _ in range(THREADS * 10)]
+    assert sorted(answers) == sorted((r.ok, r.ready_at) for r in expected)
