@@ -33,13 +33,13 @@ class _Locks:
         self._locks = tuple(sorted(locks, key=id))
 
     def acquire(self) -> bool:
-        taken: list[threading.Lock] = []
+        taken = 0
         try:
             for lock in self._locks:
                 lock.acquire()
-                taken.append(lock)
+                taken += 1
         except BaseException:  # e.g. KeyboardInterrupt between two locks
-            for lock in reversed(taken):
+            for lock in reversed(self._locks[:taken]):
                 lock.release()
             raise
         return True
@@ -122,17 +122,28 @@ class AllOf(LimiterBase):
             ValueError: If *cost* is not a positive finite number.
             CostTooLarge: If *cost* exceeds the smallest member capacity.
         """
-        # The general path, with the checks ahead of the locks and one reading of time.
-        cost = self._check_cost(cost)
         members = self._members
-        with self._lock:
+        try:
+            valid = self._capacity >= cost > 0
+        except TypeError:
+            valid = False
+        if not valid:  # the general path names the problem
+            return LimiterBase.try_acquire(self, cost)
+        lock = self._lock
+        lock.acquire()
+        try:
             now = self._now()
-            delay = max([member._delay_locked(cost, now) for member in members])
-            if delay <= 0:
+            for member in members:
+                if not member._available_locked(cost, now):
+                    break
+            else:
                 self._grant_locked(cost, now)
                 self._granted += 1
                 return GRANTED
+            delay = max([member._delay_locked(cost, now) for member in members])
             self._denied += 1
+        finally:
+            lock.release()
         return Decision(False, delay)
 
     def _delay_locked(self, cost: float, now: float) -> float:

@@ -111,6 +111,9 @@ class LeakyBucket(LimiterBase):
         self._tat = max(at, before) + cost / self._per_second
         return _Booking(before, self._tat, at)
 
+    def _available_locked(self, cost: float, now: float) -> bool:  # noqa: ARG002
+        return now >= self._tat
+
     def _grant_locked(self, cost: float, now: float) -> None:
         self._tat = now + cost / self._per_second
 

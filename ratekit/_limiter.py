@@ -8,6 +8,7 @@ A strategy subclasses `LimiterBase` and implements, for a caller that holds ``_l
   return a token (never ``None``) that describes the booking;
 - ``_grant_locked(cost, now)``: take *cost* now, when its delay is zero, with no token
   (the grant of `try_acquire`, which is never withdrawn; cheaper than a booking);
+- ``_available_locked(cost, now)``: whether the delay is zero, cheaper than computing it;
 - ``_refund_locked(token, now)``: withdraw a booking whose time has not come, giving
   back what can be given back without breaking the guarantee;
 - ``_level_locked(now)``: what could be granted now, for statistics;
@@ -201,6 +202,9 @@ class LimiterBase:
         raise NotImplementedError
 
     def _grant_locked(self, cost: float, now: float) -> None:
+        raise NotImplementedError
+
+    def _available_locked(self, cost: float, now: float) -> bool:
         raise NotImplementedError
 
     def _refund_locked(self, token: object, now: float) -> None:

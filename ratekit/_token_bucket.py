@@ -127,6 +127,10 @@ class TokenBucket(LimiterBase):
             self._level -= cost
         return _Booking(before, (self._level, self._stamp), at)
 
+    def _available_locked(self, cost: float, now: float) -> bool:
+        # The cap is moot: cost never exceeds the capacity.
+        return self._level + (now - self._stamp) * self._per_second >= cost
+
     def _grant_locked(self, cost: float, now: float) -> None:
         self._level = self._level_locked(now) - cost
         self._stamp = now

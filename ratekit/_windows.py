@@ -30,7 +30,8 @@ class SlidingWindow(LimiterBase):
 
     Cost: the log keeps one entry per distinct grant instant inside the last window (and
     per booking ahead), which is at most *limit* entries when costs are whole numbers:
-    100,000 per day means at most 100,000 floats pairs, about 5 MB.  A call costs
+    for 100,000 per day, at most 100,000 pairs of floats, about 6 MB (expired entries are
+    dropped in batches, so up to twice that just before a batch goes).  A call costs
     amortised O(1) time, whatever the limit; working out the exact ``retry_after`` of a
     denial adds a binary search, O(log limit).  Bookings are served in arrival order: a
     call is never granted ahead of a waiter already booked.
@@ -215,8 +216,23 @@ class SlidingWindow(LimiterBase):
         merged = self._push(cost, at)
         return _Entry(before, (self._epoch, self._version), at, merged)
 
+    def _available_locked(self, cost: float, now: float) -> bool:
+        times = self._times
+        if self._head < len(times) and times[self._head] <= now - self._window:
+            self._expire(now)
+        return self._total - self._base + cost <= self._limit and (not times or times[-1] <= now)
+
     def _grant_locked(self, cost: float, now: float) -> None:
-        self._push(cost, now)
+        # `_push` written out: this is the hot path of a composition.
+        times = self._times
+        total = self._total + cost
+        if times and times[-1] == now:
+            self._cums[-1] = total
+        else:
+            times.append(now)
+            self._cums.append(total)
+        self._total = total
+        self._version += 1
 
     def _refund_locked(self, token: object, now: float) -> None:
         self._withdrawn = withdraw(
@@ -381,6 +397,9 @@ class FixedWindow(LimiterBase):
             self._used += cost
         self._last = max(self._last, at)
         return _Booking(before, self._state(), at)
+
+    def _available_locked(self, cost: float, now: float) -> bool:
+        return now >= self._last and (now >= self._end or self._used + cost <= self._limit)
 
     def _grant_locked(self, cost: float, now: float) -> None:
         if now >= self._end:
