@@ -47,6 +47,16 @@ class MonotonicClock:
         return "MonotonicClock()"
 
 
+def wall_time() -> float:
+    """Seconds since the Unix epoch, from the system clock.
+
+    Limits and waits never use it (the system clock may jump); only the parsing of
+    dates that servers send (``Retry-After`` dates, epoch resets) needs it, and it is
+    read here so that every reading of time stays in this module.
+    """
+    return time.time()
+
+
 #: The one real clock every limiter uses unless given another (the class is stateless).
 MONOTONIC = MonotonicClock()
 

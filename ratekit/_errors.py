@@ -104,3 +104,54 @@ class AcquireCancelled(RateKitError):
     def __init__(self, cost: float) -> None:
         self.cost = cost
         super().__init__(f"acquire of cost={cost!r} was cancelled; its reservation was returned")
+
+
+class RetryError(RateKitError):
+    """A retry loop gave up: attempts ran out, the deadline would pass, or the budget did.
+
+    The last exception, if the last attempt raised one, is also the ``__cause__``.
+
+    Attributes:
+        attempts: How many attempts were made.
+        reason: ``"attempts"``, ``"deadline"`` or ``"budget"``.
+        last_exception: What the last attempt raised, or ``None``.
+        last_result: What the last attempt returned (a response whose status asks for a
+            retry), or ``None``.
+    """
+
+    def __init__(
+        self,
+        attempts: int,
+        reason: str,
+        *,
+        last_exception: BaseException | None = None,
+        last_result: object = None,
+        detail: str = "",
+    ) -> None:
+        self.attempts = attempts
+        self.reason = reason
+        self.last_exception = last_exception
+        self.last_result = last_result
+        if last_exception is not None:
+            last = f"{type(last_exception).__name__}: {last_exception}"
+        else:
+            last = _describe(last_result)
+        plural = "" if attempts == 1 else "s"
+        why = f" ({detail})" if detail else ""
+        super().__init__(f"gave up after {attempts} attempt{plural}{why}; the last one: {last}")
+
+
+class RetryBudgetExhausted(RetryError):
+    """A retry was refused because the shared `RetryBudget` had none left.
+
+    Raised at once, without waiting, so that an outage does not turn into a retry storm.
+    """
+
+
+def _describe(result: object) -> str:
+    """Name a result without printing it (it may hold secrets): its status if it has one."""
+    for name in ("status", "status_code"):
+        status = getattr(result, name, None)
+        if isinstance(status, int):
+            return f"status {status}"
+    return f"a {type(result).__name__} that asked for a retry"

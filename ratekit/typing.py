@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ._decision import Decision, LimiterStatistics, Reservation
 
-__all__ = ["CancelEvent", "Clock", "Limiter"]
+__all__ = ["BackoffPolicy", "CancelEvent", "Clock", "Limiter"]
 
 
 @runtime_checkable
@@ -75,3 +77,14 @@ class Limiter(Protocol):
 
     def statistics(self) -> LimiterStatistics:
         """A frozen snapshot of the counters."""
+
+
+@runtime_checkable
+class BackoffPolicy(Protocol):
+    """How long to wait before each retry: `ratekit.retry.ExponentialBackoff` and others.
+
+    A policy is an immutable value; each retry loop asks it for a fresh sequence.
+    """
+
+    def delays(self) -> Iterator[float]:
+        """Yield the seconds to wait before retry 1, 2, 3, ... (it may never end)."""
