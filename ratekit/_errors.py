@@ -6,6 +6,21 @@ from __future__ import annotations
 class RateKitError(Exception):
     """Base class of every exception that ratekit raises on purpose."""
 
+    #: The attributes that rebuild the exception; errors cross process boundaries
+    #: (``multiprocessing``, ``concurrent.futures``) by pickling, which calls the class
+    #: with ``args``, and ``args`` holds only the message.
+    _fields: tuple[str, ...] = ()
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        if not self._fields:
+            return super().__reduce__()
+        return (_rebuild, (type(self), {name: getattr(self, name) for name in self._fields}))
+
+
+def _rebuild(cls: type[RateKitError], fields: dict[str, object]) -> RateKitError:
+    """Unpickle a `RateKitError` by calling its class with the attributes it kept."""
+    return cls(**fields)
+
 
 class CostTooLarge(RateKitError, ValueError):
     """A cost can never be granted because it exceeds what the limiter can ever hold.
@@ -17,6 +32,8 @@ class CostTooLarge(RateKitError, ValueError):
         cost: The cost that was asked for.
         capacity: The most the limiter can ever grant at once.
     """
+
+    _fields = ("cost", "capacity")
 
     def __init__(self, cost: float, capacity: float) -> None:
         self.cost = cost
@@ -37,6 +54,8 @@ class AcquireTimeout(RateKitError, TimeoutError):
         timeout: The timeout that was given, in seconds.
         retry_after: The wait that would have been needed, in seconds.
     """
+
+    _fields = ("cost", "timeout", "retry_after")
 
     def __init__(self, cost: float, timeout: float, retry_after: float) -> None:
         self.cost = cost
@@ -83,6 +102,8 @@ class TooManyKeys(RateKitError):
         retry_after: Seconds until the first key may come back to rest (a lower bound).
     """
 
+    _fields = ("max_keys", "retry_after")
+
     def __init__(self, max_keys: int, retry_after: float) -> None:
         self.max_keys = max_keys
         self.retry_after = retry_after
@@ -100,6 +121,8 @@ class AcquireCancelled(RateKitError):
     Attributes:
         cost: The cost that was asked for.
     """
+
+    _fields = ("cost",)
 
     def __init__(self, cost: float) -> None:
         self.cost = cost
@@ -119,6 +142,8 @@ class RetryError(RateKitError):
             retry), or ``None``.
     """
 
+    _fields = ("attempts", "reason", "last_exception", "last_result", "detail")
+
     def __init__(
         self,
         attempts: int,
@@ -132,6 +157,7 @@ class RetryError(RateKitError):
         self.reason = reason
         self.last_exception = last_exception
         self.last_result = last_result
+        self.detail = detail
         if last_exception is not None:
             last = f"{type(last_exception).__name__}: {last_exception}"
         else:

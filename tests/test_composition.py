@@ -85,6 +85,21 @@ def test_all_of_respects_a_member_queue_bound():
     assert not both.reserve().ok
 
 
+def test_a_shared_bucket_still_grants_before_a_composed_booking_when_it_can():
+    """A member booked ahead by a composition grants others what its level allows."""
+    clock = FakeClock(start=0.5)
+    bucket = TokenBucket(1.0, 10, clock=clock)
+    window = FixedWindow(1, 1.0, clock=clock)
+    both = all_of(bucket, window)
+    assert both.try_acquire()  # the window is used until 1.0
+    booked = both.reserve()
+    assert booked.ready_at == 1.0  # the bucket is booked at 1.0, though full now
+    assert bucket.reserve(5).delay == 0.0  # it still has 9 for earlier callers: 5 now
+    assert bucket.try_acquire(3)  # and 3 more; the booking at 1.0 keeps its unit
+    assert not bucket.try_acquire(2)
+    assert booked.ready_at == 1.0
+
+
 def test_all_of_flattens_nested_compositions_and_counts_a_limiter_once():
     """Nested compositions are flattened and duplicates count once."""
     clock = FakeClock()
@@ -169,6 +184,7 @@ def test_an_interrupted_multi_lock_releases_what_it_took():
 
     taken = [threading.Lock() for _ in range(3)]
     locks = _Locks([*taken, _InterruptedLock()])  # type: ignore[list-item]
+    locks._locks = (*taken, _InterruptedLock())  # type: ignore[assignment] # interrupted last
     with pytest.raises(KeyboardInterrupt):
         locks.acquire()
     assert not any(lock.locked() for lock in taken)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import ratekit
+import ratekit.retry
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
@@ -88,8 +89,10 @@ def test_document_code_runs(document: Path):
         exec(compiled, namespace)  # noqa: S102 - running the documented code is the point
 
 
-def test_api_reference_lists_every_public_name():
-    """The API reference has an entry for every name in ``ratekit.__all__``."""
+@pytest.mark.parametrize("module", [ratekit, ratekit.retry], ids=lambda module: module.__name__)
+def test_api_reference_lists_every_public_name(module):
+    """The API reference has an entry for every name in the module's ``__all__``."""
     api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^::: ratekit\.(\w+)$", api, flags=re.MULTILINE))
-    assert sorted(set(ratekit.__all__) - listed) == []
+    entry = rf"^::: {re.escape(module.__name__)}\.(\w+)$"
+    listed = set(re.findall(entry, api, flags=re.MULTILINE))
+    assert sorted(set(module.__all__) - listed) == []

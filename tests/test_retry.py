@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import email.message
 import math
 import random
 import threading
+import urllib.error
 
 import attrs
 import pytest
@@ -23,6 +25,7 @@ from ratekit.retry import (
     RetryError,
     RetryEvent,
     RetryPolicy,
+    retry_after_of,
 )
 from ratekit.testing import FakeClock
 
@@ -449,6 +452,7 @@ def test_the_loop_follows_its_plan_exactly(outcomes, attempts, deadline, base, f
         ({"max_retry_after": math.nan}, ValueError, r"^max_retry_after must be"),
         ({"deadline": "10"}, TypeError, r"^deadline must be a number of seconds or None"),
         ({"on_retry": [print, 5]}, TypeError, r"^on_retry must be callables"),
+        ({"max_retry_after": None}, TypeError, r"^max_retry_after must be a number"),
     ],
 )
 def test_retry_policy_names_a_bad_argument(kwargs, error, match):
@@ -457,10 +461,57 @@ def test_retry_policy_names_a_bad_argument(kwargs, error, match):
         RetryPolicy(**kwargs)
 
 
-def test_keyboard_interrupt_is_never_retried():
-    """KeyboardInterrupt propagates at once."""
-    with pytest.raises(KeyboardInterrupt):
-        RetryPolicy(clock=FakeClock()).call(Script(KeyboardInterrupt()))
+def test_keyboard_interrupt_is_never_retried_whatever_retry_on_says():
+    """KeyboardInterrupt and other non-Exceptions propagate at once, even to a predicate."""
+    clock = FakeClock()
+    for retry_on in (lambda error: True, (BaseException,)):
+        policy = RetryPolicy(retry_on=retry_on, clock=clock)
+        with pytest.raises(KeyboardInterrupt):
+            policy.call(Script(KeyboardInterrupt()))
+    assert clock.sleeps == []
+
+
+def test_one_exception_class_is_not_taken_for_a_predicate():
+    """retry_on=SomeError retries SomeError only (a class is callable, but not a test)."""
+    clock = FakeClock()
+    policy = RetryPolicy(retry_on=LookupError, backoff=ConstantBackoff(1.0), clock=clock)
+    assert policy.retry_on == (LookupError,)
+    assert policy.call(Script(KeyError("a"), "ok")) == "ok"
+    with pytest.raises(ValueError, match="no"):
+        policy.call(Script(ValueError("no")))
+    with pytest.raises(TypeError, match=r"^retry_on must be an exception class"):
+        RetryPolicy(retry_on=5)  # type: ignore[arg-type]
+
+
+def test_retry_after_is_read_from_standard_library_headers():
+    """The Retry-After of urllib's HTTPError (an email.message.Message) is read."""
+    headers = email.message.Message()
+    headers["retry-after"] = "7"
+    error = urllib.error.HTTPError("https://example.invalid/", 503, "busy", headers, None)
+    assert retry_after_of(error) == 7.0
+    assert retry_after_of(Response(429, {"RETRY-AFTER": "2"})) == 2.0
+    assert retry_after_of(Response(429)) is None
+    assert retry_after_of(object()) is None
+
+
+def test_wrap_retries_an_object_with_an_async_call():
+    """An object whose __call__ is a coroutine function is retried as one."""
+    clock = FakeClock()
+    outcomes = Script(Refused(), "done")
+
+    class Fetcher:
+        async def __call__(self) -> object:
+            return outcomes()
+
+    retried = RetryPolicy(backoff=ConstantBackoff(1.0), clock=clock).wrap(Fetcher())
+    assert asyncio.run(retried()) == "done"
+    assert clock.sleeps == [1.0]
+
+
+def test_delays_are_floats_even_from_whole_numbers():
+    """Durations are float seconds everywhere."""
+    assert all(type(delay) is float for delay in take(steady(base=1, cap=10), 6))
+    assert type(next(ConstantBackoff(2).delays())) is float
 
 
 # -- the retry budget ---------------------------------------------------------------------

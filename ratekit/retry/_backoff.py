@@ -64,7 +64,8 @@ class ExponentialBackoff:
       Jitter", 2015), because it spreads competing clients the most;
     - ``"equal"``: ``d / 2`` plus uniform in ``[0, d / 2]``;
     - ``"decorrelated"``: ``min(cap, uniform in [base, 3 * previous])``, the previous
-      delay starting at *base*; it grows from the last delay drawn, not from ``n``;
+      delay starting at *base*; it grows from the last delay drawn, not from ``n``, so
+      it ignores *factor* (and with a base of 0 it stays at 0);
     - ``"proportional"``: ``min(cap, d + uniform in [0, d / 2])``, for base 2 s:
       2-3 s, 4-6 s, 8-12 s, ...  (the formula of the CXone tutorial this project
       grew from).
@@ -94,9 +95,10 @@ class ExponentialBackoff:
     def delays(self) -> Iterator[float]:
         """Yield the delay before each retry, in seconds, without end."""
         rng = _SYSTEM_RANDOM if self.random is None else self.random
-        base, factor, cap, jitter = self.base, self.factor, self.cap, self.jitter
-        delay = min(base, cap)
-        previous = base
+        base, factor, cap = float(self.base), float(self.factor), float(self.cap)
+        jitter = self.jitter
+        delay = float(min(base, cap))
+        previous = float(base)
         while True:
             if jitter == "none":
                 yield delay
@@ -128,5 +130,6 @@ class ConstantBackoff:
 
     def delays(self) -> Iterator[float]:
         """Yield *delay* without end."""
+        delay = float(self.delay)
         while True:
-            yield self.delay
+            yield delay

@@ -35,11 +35,13 @@ class RetryBudget:
     are allowed, counting the successes and retries of that time.  One budget shared by
     every request (and thread) of a client keeps an outage from becoming a retry storm:
     when most calls fail, successes stop adding to it and retries stop at the floor.
-    This is the retry budget of Finagle, and what gRPC's retry throttling does with a
-    token bucket.
+    It is modelled on Finagle's retry budget, which counts every request where this one
+    counts successes only: in a full outage only the floor is left, which is what gRPC's
+    retry throttling does with its token bucket.
 
-    Counts are kept in ten slices of ``ttl / 10`` seconds, so they expire a slice at a
-    time: O(1) memory and time per call.  Thread-safe.
+    Counts are kept in ten slices of ``ttl / 10`` seconds and expire a slice at a time,
+    so each is remembered for between ``0.9 * ttl`` and *ttl* seconds: O(1) memory and
+    time per call.  Thread-safe.
 
     Args:
         ratio: Retries allowed per success (0.1: one retry per ten successes).

@@ -81,16 +81,20 @@ def _headers(outcome: object) -> object:
 def retry_after_of(outcome: object) -> float | None:
     """Read ``Retry-After`` from a response, or from an exception that carries one.
 
-    The default for `RetryPolicy.retry_after`: it looks for a ``headers`` mapping on the
-    outcome, or on its ``response``, and parses the header with `parse_retry_after`
+    The default for `RetryPolicy.retry_after`: it looks for ``headers`` (a mapping, or an
+    `email.message.Message` as `http.client` and `urllib` give) on the outcome, or on its
+    ``response``, and parses the header with `parse_retry_after`
     (capped at its default of 6 hours; the policy caps it further at its
     ``max_retry_after``).  Header names are matched case-insensitively.
     """
     headers = _headers(outcome)
-    if not isinstance(headers, Mapping):
+    get = getattr(headers, "get", None)
+    if not callable(get):
         return None
-    value: object = headers.get("Retry-After")
-    if value is None:
+    # HTTPHeaderDict and email.message.Message (http.client, urllib) match any case; a
+    # plain dict needs a scan.
+    value: object = get("Retry-After")
+    if value is None and isinstance(headers, Mapping):
         value = next(
             (v for k, v in headers.items() if isinstance(k, str) and k.lower() == "retry-after"),
             None,
@@ -110,6 +114,19 @@ def _hooks(value: object) -> tuple[Callable[[RetryEvent], object], ...]:
     return hooks
 
 
+def _retry_on(value: object) -> tuple[type[BaseException], ...] | Callable[[BaseException], bool]:
+    """One exception class means a tuple of one; a class is callable, not a predicate."""
+    if isinstance(value, type) and issubclass(value, BaseException):
+        return (value,)
+    if isinstance(value, tuple):
+        return cast("tuple[type[BaseException], ...]", value)
+    if callable(value):
+        return cast("Callable[[BaseException], bool]", value)
+    raise TypeError(
+        f"retry_on must be an exception class, a tuple of them, or a predicate, got {value!r}"
+    )
+
+
 def _at_least_one(_instance: object, _attribute: object, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"attempts must be an integer, got {value!r}")
@@ -117,11 +134,14 @@ def _at_least_one(_instance: object, _attribute: object, value: int) -> None:
         raise ValueError(f"attempts must be at least 1, got {value!r}")
 
 
-def _seconds_or_none(name: str) -> Callable[[object, object, float | None], None]:
+def _seconds_or_none(
+    name: str, *, optional: bool = True
+) -> Callable[[object, object, float | None], None]:
     def check(_instance: object, _attribute: object, value: float | None) -> None:
-        if value is None:
+        if value is None and optional:
             return
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # The annotation is not checked at run time: a string gets here too.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # type: ignore[redundant-expr]
             raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
         if not (value >= 0 and not math.isnan(value)):
             raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
@@ -136,7 +156,9 @@ class RetryPolicy:
     An immutable value: make variants with `attrs.evolve`.  Run any callable under it
     with `call` (or `call_async`), or decorate a function with `wrap`.
 
-    An attempt is retried when it raises one of *retry_on*, or returns a result that
+    An attempt is retried when it raises one of *retry_on* (an `Exception`: the loop
+    never catches `KeyboardInterrupt`, `SystemExit` or `asyncio.CancelledError`, which
+    always end it at once), or returns a result that
     *retry_result* accepts (by default: a response-like object whose ``status`` or
     ``status_code`` is in *retry_statuses*).  Other exceptions propagate at once,
     unchanged; other results are returned.  Before each retry the loop sleeps the
@@ -153,7 +175,8 @@ class RetryPolicy:
             starts; ``None`` for no deadline.
         backoff: The delays between attempts (default: `ExponentialBackoff()`, full
             jitter from 0.5 s up to 60 s).
-        retry_on: Exception classes to retry, or a predicate on the exception.
+        retry_on: An exception class or a tuple of them to retry, or a predicate on the
+            exception.
         retry_statuses: Statuses to retry (default `DEFAULT_RETRY_STATUSES`).
         retry_result: A predicate on results, replacing the status test.
         retry_after: Reads a wait in seconds from an outcome (default `retry_after_of`);
@@ -172,14 +195,17 @@ class RetryPolicy:
     attempts: int = attrs.field(default=5, validator=_at_least_one)
     deadline: float | None = attrs.field(default=None, validator=_seconds_or_none("deadline"))
     backoff: BackoffPolicy = attrs.field(factory=ExponentialBackoff)
-    retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = DEFAULT_RETRY_ON
+    retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = attrs.field(
+        default=DEFAULT_RETRY_ON, converter=_retry_on
+    )
     retry_statuses: frozenset[int] = attrs.field(
         default=DEFAULT_RETRY_STATUSES, converter=frozenset
     )
     retry_result: Callable[[Any], bool] | None = None
     retry_after: Callable[[object], float | None] | None = retry_after_of
     max_retry_after: float = attrs.field(
-        default=DEFAULT_MAX_RETRY_AFTER, validator=_seconds_or_none("max_retry_after")
+        default=DEFAULT_MAX_RETRY_AFTER,
+        validator=_seconds_or_none("max_retry_after", optional=False),
     )
     budget: RetryBudget | None = None
     on_retry: tuple[Callable[[RetryEvent], object], ...] = attrs.field(default=(), converter=_hooks)
@@ -210,7 +236,7 @@ class RetryPolicy:
         while True:
             try:
                 result = fn(*args, **kwargs)
-            except BaseException as exception:  # noqa: BLE001 - classified, then re-raised
+            except Exception as exception:  # noqa: BLE001 - classified, then re-raised
                 delay = loop.failed(exception, None)
             else:
                 if not self._retries_result(result):
@@ -230,7 +256,7 @@ class RetryPolicy:
         while True:
             try:
                 result = await fn(*args, **kwargs)
-            except BaseException as exception:  # noqa: BLE001 - classified, then re-raised
+            except Exception as exception:  # noqa: BLE001 - classified, then re-raised
                 delay = loop.failed(exception, None)
             else:
                 if not self._retries_result(result):
@@ -249,7 +275,9 @@ class RetryPolicy:
 
     def wrap(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate *fn* so that every call runs under this policy (coroutines too)."""
-        if inspect.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+        ):
 
             @functools.wraps(fn)
             async def retried_async(*args: P.args, **kwargs: P.kwargs) -> Any:  # noqa: ANN401
