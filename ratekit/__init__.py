@@ -6,6 +6,7 @@ Strategies share one `ratekit.typing.Limiter` protocol; time comes from an injec
 
 from __future__ import annotations
 
+from ._async_scheduler import AsyncScheduler
 from ._clock import MonotonicClock
 from ._composite import AllOf, all_of, limiter
 from ._decision import Decision, LimiterStatistics, Reservation
@@ -13,14 +14,17 @@ from ._errors import (
     AcquireCancelled,
     AcquireTimeout,
     CostTooLarge,
+    MapTimeout,
     QueueFull,
     RateKitError,
+    SchedulerClosed,
     TooManyKeys,
 )
 from ._keyed import Keyed
 from ._leaky_bucket import LeakyBucket
 from ._limiter import LimiterBase
 from ._rate import Rate
+from ._scheduler import Scheduler, SchedulerStatistics
 from ._token_bucket import TokenBucket
 from ._windows import FixedWindow, SlidingWindow
 
@@ -28,6 +32,7 @@ __all__ = [
     "AcquireCancelled",
     "AcquireTimeout",
     "AllOf",
+    "AsyncScheduler",
     "CostTooLarge",
     "Decision",
     "FixedWindow",
@@ -35,11 +40,15 @@ __all__ = [
     "LeakyBucket",
     "LimiterBase",
     "LimiterStatistics",
+    "MapTimeout",
     "MonotonicClock",
     "QueueFull",
     "Rate",
     "RateKitError",
     "Reservation",
+    "Scheduler",
+    "SchedulerClosed",
+    "SchedulerStatistics",
     "SlidingWindow",
     "TokenBucket",
     "TooManyKeys",

@@ -113,6 +113,24 @@ class TooManyKeys(RateKitError):
         )
 
 
+class MapTimeout(RateKitError, TimeoutError):
+    """A `Scheduler.map` did not finish within its timeout; what was pending is cancelled.
+
+    Attributes:
+        timeout: The timeout that was given, in seconds.
+    """
+
+    _fields = ("timeout",)
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(f"the map did not finish within timeout={timeout!r} s; it was stopped")
+
+
+class SchedulerClosed(RateKitError, RuntimeError):
+    """A scheduler that was shut down was asked to start more calls."""
+
+
 class AcquireCancelled(RateKitError):
     """A blocking acquire was cancelled through its ``cancel`` event.
 
