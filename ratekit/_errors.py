@@ -199,3 +199,113 @@ def _describe(result: object) -> str:
         if isinstance(status, int):
             return f"status {status}"
     return f"a {type(result).__name__} that asked for a retry"
+
+
+class HTTPError(RateKitError):
+    """Base class of the errors of `ratekit.http`.
+
+    Their messages never contain secrets: URLs are shown without their query values and
+    user information, and bodies only as short excerpts of error responses.
+    """
+
+
+class HTTPStatusError(HTTPError):
+    """A response had a status that the caller asked to treat as an error.
+
+    Attributes:
+        status: The HTTP status.
+        method: The request method.
+        url: The URL, without query values or user information.
+        excerpt: The first characters of the response body, for diagnosis.
+    """
+
+    _fields = ("status", "method", "url", "excerpt")
+
+    def __init__(self, status: int, method: str, url: str, excerpt: str = "") -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.excerpt = excerpt
+        body = f": {excerpt}" if excerpt else ""
+        super().__init__(f"{method} {url} answered {status}{body}")
+
+
+class ResponseError(HTTPError):
+    """A response body could not be read as what was expected (JSON, for instance).
+
+    Attributes:
+        status: The HTTP status.
+        url: The URL, without query values or user information.
+        excerpt: The first characters of the body.
+        reason: What was wrong with it.
+    """
+
+    _fields = ("status", "url", "excerpt", "reason")
+
+    def __init__(self, status: int, url: str, excerpt: str, reason: str) -> None:
+        self.status = status
+        self.url = url
+        self.excerpt = excerpt
+        self.reason = reason
+        super().__init__(f"{url} answered {status} with {reason}: {excerpt!r}")
+
+
+class AuthError(HTTPError):
+    """The server rejected the credentials, even with a freshly fetched token.
+
+    Attributes:
+        status: The HTTP status (401).
+        url: The URL, without query values or user information.
+        credential: Which credential was rejected, named but never shown.
+    """
+
+    _fields = ("status", "url", "credential")
+
+    def __init__(self, status: int, url: str, credential: str) -> None:
+        self.status = status
+        self.url = url
+        self.credential = credential
+        super().__init__(
+            f"{url} answered {status} again with a fresh token: the {credential} was rejected"
+        )
+
+
+class TokenError(HTTPError):
+    """The token endpoint refused to issue a token (RFC 6749 section 5.2).
+
+    Attributes:
+        error: The OAuth2 error code (``invalid_client``, ``invalid_grant``,
+            ``invalid_scope``, ``unsupported_grant_type``, ...), or ``"invalid_response"``
+            when the answer could not be read.
+        description: The server's ``error_description``, if any.
+        status: The HTTP status of the answer.
+    """
+
+    _fields = ("error", "description", "status")
+
+    def __init__(self, error: str, description: str = "", status: int = 400) -> None:
+        self.error = error
+        self.description = description
+        self.status = status
+        detail = f" ({description})" if description else ""
+        super().__init__(f"the token endpoint refused a token: {error}{detail} [{status}]")
+
+
+class InsecureTransport(HTTPError, ValueError):
+    """Credentials would travel over plain ``http://`` to a host that is not loopback."""
+
+
+class ConnectionFailed(HTTPError, ConnectionError):
+    """A request's connection could not be made, or dropped before a whole response.
+
+    A `ConnectionError`, so that retry policies retry it by default.  The transport's own
+    exception is the ``__cause__``.
+    """
+
+
+class ReadTimeout(HTTPError, TimeoutError):
+    """A response did not come within the read timeout.
+
+    A `TimeoutError`: the server may have acted on the request, so policies retry it only
+    when asked (the `ratekit.http.Client`'s default policy does).
+    """

@@ -16,8 +16,56 @@ if TYPE_CHECKING:
     from .typing import Clock
 
 
+class DripBase(LimiterBase):
+    """Grants spaced ``cost / rate`` apart: what `LeakyBucket` and adaptive pacing share.
+
+    The state is the instant the previous grant's drip ends (the next free slot),
+    ``_tat``; ``_per_second`` is the rate, which a subclass may change as it goes.
+    """
+
+    __slots__ = ("_per_second", "_tat", "_withdrawn")
+
+    def __init__(self, per_second: float, clock: Clock | None) -> None:
+        super().__init__(clock)
+        self._per_second = per_second
+        # The instant the previous grant's drip ends: the next free slot.
+        self._tat = -math.inf
+        self._withdrawn: list[_Booking] = []
+
+    def _delay_locked(self, cost: float, now: float) -> float:  # noqa: ARG002 - any cost waits alike
+        tat = self._tat
+        if now >= tat:
+            return 0.0
+        return exact_delay(now, tat, lambda when: when >= tat)
+
+    def _take_locked(self, cost: float, now: float, at: float) -> _Booking:  # noqa: ARG002
+        before = self._tat
+        self._tat = max(at, before) + cost / self._per_second
+        return _Booking(before, self._tat, at)
+
+    def _available_locked(self, cost: float, now: float) -> bool:  # noqa: ARG002
+        return now >= self._tat
+
+    def _grant_locked(self, cost: float, now: float) -> None:
+        self._tat = now + cost / self._per_second
+
+    def _refund_locked(self, token: object, now: float) -> None:
+        self._withdrawn = withdraw(
+            self._withdrawn, cast("_Booking", token), now, self._state, self._undo
+        )
+
+    def _state(self) -> float:
+        return self._tat
+
+    def _undo(self, booking: _Booking) -> None:
+        self._tat = booking.before
+
+    def _rest_at_locked(self, now: float) -> float:
+        return max(now, self._tat)
+
+
 @final
-class LeakyBucket(LimiterBase):
+class LeakyBucket(DripBase):
     """A leaky bucket as a queue: grants drip out at *rate*, one after another.
 
     Guarantee: after a grant of cost ``c`` at instant ``t``, the next grant comes no
@@ -48,19 +96,15 @@ class LeakyBucket(LimiterBase):
             message names which).
     """
 
-    __slots__ = ("_capacity", "_per_second", "_rate", "_tat", "_withdrawn")
+    __slots__ = ("_capacity", "_rate")
 
     def __init__(
         self, rate: Rate | float | str, capacity: float, *, clock: Clock | None = None
     ) -> None:
-        super().__init__(clock)
         self._rate = to_rate(rate, "rate")
-        self._per_second = self._rate.per_second
+        super().__init__(self._rate.per_second, clock)
         self._capacity = positive("capacity", capacity)
         self._max_delay = self._capacity / self._per_second
-        # The instant the previous grant's drip ends: the next free slot.
-        self._tat = -math.inf
-        self._withdrawn: list[_Booking] = []
 
     @property
     def rate(self) -> Rate:
@@ -100,40 +144,9 @@ class LeakyBucket(LimiterBase):
             lock.release()
         return LimiterBase.try_acquire(self, cost)
 
-    def _delay_locked(self, cost: float, now: float) -> float:  # noqa: ARG002 - any cost waits alike
-        tat = self._tat
-        if now >= tat:
-            return 0.0
-        return exact_delay(now, tat, lambda when: when >= tat)
-
-    def _take_locked(self, cost: float, now: float, at: float) -> _Booking:  # noqa: ARG002
-        before = self._tat
-        self._tat = max(at, before) + cost / self._per_second
-        return _Booking(before, self._tat, at)
-
-    def _available_locked(self, cost: float, now: float) -> bool:  # noqa: ARG002
-        return now >= self._tat
-
-    def _grant_locked(self, cost: float, now: float) -> None:
-        self._tat = now + cost / self._per_second
-
-    def _refund_locked(self, token: object, now: float) -> None:
-        self._withdrawn = withdraw(
-            self._withdrawn, cast("_Booking", token), now, self._state, self._undo
-        )
-
-    def _state(self) -> float:
-        return self._tat
-
-    def _undo(self, booking: _Booking) -> None:
-        self._tat = booking.before
-
     def _level_locked(self, now: float) -> float:
         # The room left in the queue, in cost units.
         return self._capacity - max(self._tat - now, 0.0) * self._per_second
-
-    def _rest_at_locked(self, now: float) -> float:
-        return max(now, self._tat)
 
 
 @attrs.frozen

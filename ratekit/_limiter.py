@@ -163,6 +163,7 @@ class LimiterBase:
     """
 
     __slots__ = (
+        "__weakref__",  # so that clients can share state per limiter (ratekit.http)
         "_cancelled",
         "_clock",
         "_denied",

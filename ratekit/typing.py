@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from ._decision import Decision, LimiterStatistics, Reservation
 
-__all__ = ["BackoffPolicy", "CancelEvent", "Clock", "Limiter"]
+__all__ = ["BackoffPolicy", "CancelEvent", "Clock", "Limiter", "TokenProvider"]
 
 
 @runtime_checkable
@@ -88,3 +88,21 @@ class BackoffPolicy(Protocol):
 
     def delays(self) -> Iterator[float]:
         """Yield the seconds to wait before retry 1, 2, 3, ... (it may never end)."""
+
+
+@runtime_checkable
+class TokenProvider(Protocol):
+    """Where an HTTP client gets its bearer tokens: `ratekit.http.OAuth2Token` and others.
+
+    Implementations are thread-safe, cache their token, and never show it in ``repr``.
+    """
+
+    def token(self) -> str:
+        """Return a valid access token, fetching a new one if needed."""
+
+    def invalidate(self, token: str) -> None:
+        """Forget *token* (the server rejected it); the next `token` fetches another.
+
+        Invalidating a token that was already replaced does nothing, so that many
+        threads that saw the same rejection cause one fetch, not one each.
+        """

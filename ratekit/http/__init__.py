@@ -1,0 +1,51 @@
+"""Calling rate-limited HTTP APIs: a client over urllib3, OAuth2 tokens, and paging."""
+
+from __future__ import annotations
+
+from ratekit._errors import (
+    AuthError,
+    ConnectionFailed,
+    HTTPError,
+    HTTPStatusError,
+    InsecureTransport,
+    ReadTimeout,
+    ResponseError,
+    TokenError,
+)
+from ratekit.http._adaptive import AdaptiveLimiter
+from ratekit.http._client import DEFAULT_RETRY, DEFAULT_TIMEOUT, TRANSIENT_ERRORS, Client
+from ratekit.http._oauth import OAuth2Token
+from ratekit.http._pagination import (
+    CursorPaginator,
+    NextLinkPaginator,
+    OffsetPaginator,
+    Page,
+    PageNumberPaginator,
+)
+from ratekit.http._redact import MASK, redact_url
+from ratekit.typing import TokenProvider
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUT",
+    "MASK",
+    "TRANSIENT_ERRORS",
+    "AdaptiveLimiter",
+    "AuthError",
+    "Client",
+    "ConnectionFailed",
+    "CursorPaginator",
+    "HTTPError",
+    "HTTPStatusError",
+    "InsecureTransport",
+    "NextLinkPaginator",
+    "OAuth2Token",
+    "OffsetPaginator",
+    "Page",
+    "PageNumberPaginator",
+    "ReadTimeout",
+    "ResponseError",
+    "TokenError",
+    "TokenProvider",
+    "redact_url",
+]

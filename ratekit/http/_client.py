@@ -1,0 +1,341 @@
+"""`Client`: one urllib3 pool, paced by a limiter, authenticated, retried, cooled down."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, final
+from urllib.parse import urlencode, urljoin
+
+import attrs
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+
+from ratekit._clock import MONOTONIC
+from ratekit._errors import (
+    AuthError,
+    ConnectionFailed,
+    HTTPStatusError,
+    ReadTimeout,
+    ResponseError,
+)
+from ratekit.http._redact import check_transport, redact_url
+from ratekit.retry import RetryPolicy, parse_retry_after
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ratekit.retry import RetryBudget
+    from ratekit.typing import Clock, Limiter, TokenProvider
+
+log = logging.getLogger("ratekit.http")
+
+#: Connect and read timeouts, in seconds, unless a client is given others.
+DEFAULT_TIMEOUT = urllib3.Timeout(connect=10.0, read=30.0)
+
+#: How many characters of an error response a message shows.
+_EXCERPT = 200
+
+#: What the client's default policy retries: failed or dropped connections, and read
+#: timeouts (the server may have acted on a timed-out request: derive a policy without
+#: `ReadTimeout` for calls that must not be repeated).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailed, ReadTimeout)
+
+#: The transport's exceptions, as the client raises them.
+_CONNECTION_ERRORS = (NewConnectionError, ConnectTimeoutError, ProtocolError)
+
+#: The client's default retry policy: five attempts within two minutes, retrying 429,
+#: 502, 503, 504 and `TRANSIENT_ERRORS`, with ``Retry-After`` obeyed up to 5 minutes.
+#: Derive variants with ``attrs.evolve(DEFAULT_RETRY, ...)`` to keep its classification.
+DEFAULT_RETRY = RetryPolicy(attempts=5, deadline=120.0, retry_on=TRANSIENT_ERRORS)
+
+
+class _Cooldown:
+    """The instant until which no request may start, shared by all users of a limiter."""
+
+    __slots__ = ("_lock", "_until")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = float("-inf")
+
+    def extend(self, until: float) -> None:
+        with self._lock:
+            self._until = max(self._until, until)
+
+    def wait(self, clock: Clock) -> None:
+        while True:
+            with self._lock:
+                remaining = self._until - clock.now()
+            if remaining <= 0:
+                return
+            clock.sleep(remaining)
+
+
+#: One cooldown per limiter, however many clients share it.
+_COOLDOWNS: weakref.WeakKeyDictionary[object, _Cooldown] = weakref.WeakKeyDictionary()
+_COOLDOWNS_LOCK = threading.Lock()
+
+
+def _cooldown_for(limiter: object) -> _Cooldown:
+    if limiter is None:
+        return _Cooldown()
+    with _COOLDOWNS_LOCK:
+        try:
+            cooldown = _COOLDOWNS.get(limiter)
+        except TypeError:  # a limiter that cannot be weakly referenced: its own cooldown
+            return _Cooldown()
+        if cooldown is None:
+            cooldown = _Cooldown()
+            _COOLDOWNS[limiter] = cooldown
+        return cooldown
+
+
+def _excerpt(data: bytes) -> str:
+    return data[:_EXCERPT].decode("utf-8", "replace")
+
+
+@final
+class Client:
+    """An HTTP client for a rate-limited API, over one thread-safe `urllib3.PoolManager`.
+
+    Each request, in turn: waits out any cooldown the server announced, acquires its
+    cost from *limiter*, attaches a bearer token from *auth*, is sent with connect and
+    read timeouts, and is retried by *retry* when its outcome asks for it (429, 502,
+    503, 504 and failed connections, by default).
+
+    **Shared cooldown.**  A 429, or a 503 with ``Retry-After``, pauses every request of
+    every client that shares the limiter until the announced instant, not only the
+    request that saw it: a server that says "wait 30 s" means the whole client.  Then
+    traffic resumes at the limiter's pace.  Per-request backoff, by contrast, only
+    delays the request that failed, while its siblings go on tripping the limit.
+
+    **Auth.**  A 401 invalidates the token and the request is sent once more with a
+    fresh one; a second 401 raises `ratekit.AuthError`.  Credentials never travel over
+    plain ``http://`` except to loopback (`ratekit.InsecureTransport`), and URLs in
+    logs and errors are shown without query values.
+
+    Args:
+        limiter: Paces the requests (any `ratekit.typing.Limiter`); ``None``: no pacing.
+        base_url: Prefixed to relative URLs.
+        auth: Gives bearer tokens (`OAuth2Token` or any `ratekit.typing.TokenProvider`).
+        retry: The retry policy (default `DEFAULT_RETRY`); ``None`` to never retry.
+        budget: A `ratekit.retry.RetryBudget` shared with other clients, if any.
+        pool: The `urllib3.PoolManager` to use (default: one of its own).
+        timeout: Seconds, or a `urllib3.Timeout` (default `DEFAULT_TIMEOUT`).
+        headers: Sent with every request.
+        clock: Where cooldowns are read and slept (default: the limiter's, or real).
+    """
+
+    __slots__ = (
+        "_auth",
+        "_base_url",
+        "_clock",
+        "_cooldown",
+        "_headers",
+        "_limiter",
+        "_own_pool",
+        "_pool",
+        "_retry",
+        "_timeout",
+    )
+
+    def __init__(  # noqa: PLR0913 - the settings of a client, all keyword-only
+        self,
+        limiter: Limiter | None = None,
+        *,
+        base_url: str = "",
+        auth: TokenProvider | None = None,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+        budget: RetryBudget | None = None,
+        pool: urllib3.PoolManager | None = None,
+        timeout: float | urllib3.Timeout = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._limiter = limiter
+        self._base_url = base_url
+        self._auth = auth
+        if clock is None:
+            clock = getattr(limiter, "clock", None) or MONOTONIC
+        self._clock: Clock = clock
+        if retry is not None:
+            changes: dict[str, Any] = {"clock": clock}
+            if budget is not None:
+                changes["budget"] = budget
+            retry = attrs.evolve(retry, **changes)
+        self._retry = retry
+        self._own_pool = pool is None
+        self._pool = urllib3.PoolManager() if pool is None else pool
+        self._timeout = (
+            timeout if isinstance(timeout, urllib3.Timeout) else urllib3.Timeout(total=timeout)
+        )
+        self._headers = dict(headers or {})
+        self._cooldown = _cooldown_for(limiter)
+        if auth is not None and base_url:
+            check_transport(base_url, what="a bearer token")
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={redact_url(self._base_url)!r}, limiter={self._limiter!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections of the client's own pool."""
+        if self._own_pool:
+            self._pool.clear()
+
+    def cool_down(self, seconds: float) -> None:
+        """Pause every request that shares this client's limiter for *seconds*."""
+        self._cooldown.extend(self._clock.now() + seconds)
+
+    def request(  # noqa: PLR0913 - the parts of a request, all keyword-only
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        json: object = None,
+        fields: Mapping[str, str] | None = None,
+        body: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        cost: float = 1,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send a request under the limiter, auth and retry policy; return the response.
+
+        The response is returned whatever its status, once the retry policy no longer
+        retries it (its body is read).  Use `get_json` for status checks and decoding.
+
+        Args:
+            method: The HTTP method.
+            url: Absolute, or relative to *base_url*.
+            params: Query parameters, encoded into the URL.
+            json: A value sent as a JSON body.
+            fields: A form, sent form-encoded in the body.
+            body: A raw body.
+            headers: Extra headers for this request.
+            cost: What the request acquires from the limiter.
+
+        Raises:
+            ratekit.retry.RetryError: When the retry policy gives up.
+            ratekit.AuthError: On a second 401 with a fresh token.
+            ratekit.http.ConnectionFailed: A connection failure the policy did not retry.
+            ratekit.http.ReadTimeout: A read timeout the policy did not retry.
+            ratekit.http.InsecureTransport: If a token would go over plain http.
+        """
+        full = self._url(url, params)
+        send_headers = {**self._headers, **(headers or {})}
+        data: bytes | str | None = body
+        if json is not None:
+            data = jsonlib.dumps(json)
+            send_headers.setdefault("Content-Type", "application/json")
+        elif fields is not None:
+            data = urlencode(fields)
+            send_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if self._auth is not None:
+            check_transport(full, what="a bearer token")
+        if self._retry is None:
+            return self._attempt(method, full, data, send_headers, cost)
+        return self._retry.call(self._attempt, method, full, data, send_headers, cost)
+
+    def _url(self, url: str, params: Mapping[str, str | int | float] | None) -> str:
+        full = urljoin(self._base_url, url) if self._base_url else url
+        if params:
+            full = f"{full}{'&' if '?' in full else '?'}{urlencode(params)}"
+        return full
+
+    def _attempt(
+        self, method: str, url: str, body: bytes | str | None, headers: dict[str, str], cost: float
+    ) -> urllib3.BaseHTTPResponse:
+        """One attempt: cooldown, limiter, auth (with one retry on 401), send, classify."""
+        for fresh in (False, True):
+            self._cooldown.wait(self._clock)
+            if self._limiter is not None:
+                self._limiter.acquire(cost)
+            token = None
+            send = headers
+            if self._auth is not None:
+                token = self._auth.token()
+                send = {**headers, "Authorization": f"Bearer {token}"}
+            try:
+                response = self._pool.request(
+                    method,
+                    url,
+                    body=body,
+                    headers=send,
+                    timeout=self._timeout,
+                    retries=False,
+                    redirect=False,
+                )
+            except ReadTimeoutError as error:
+                raise ReadTimeout(f"{method} {redact_url(url)}: no response in time") from error
+            except _CONNECTION_ERRORS as error:
+                kind = type(error).__name__
+                raise ConnectionFailed(f"{method} {redact_url(url)}: {kind}") from error
+            log.debug("%s %s -> %s", method, redact_url(url), response.status)
+            if response.status == 401 and token is not None and self._auth is not None:
+                self._auth.invalidate(token)
+                if fresh:
+                    raise AuthError(401, redact_url(url), "access token")
+                continue
+            observe = getattr(self._limiter, "observe", None)
+            if observe is not None:  # a limiter that learns from answers (AdaptiveLimiter)
+                observe(response.status, response.headers)
+            self._note_cooldown(response)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _note_cooldown(self, response: urllib3.BaseHTTPResponse) -> None:
+        """Share a server's ``Retry-After`` on 429 and 503 with every user of the limiter."""
+        if response.status not in {429, 503}:
+            return
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None:
+            return
+        if self._retry is not None:
+            retry_after = min(retry_after, self._retry.max_retry_after)
+        self.cool_down(retry_after)
+        log.debug("cooling down for %.3f s: the server answered %s", retry_after, response.status)
+
+    def get(self, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:  # noqa: ANN401
+        """`request` with ``GET``."""
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:  # noqa: ANN401
+        """`request` with ``POST``."""
+        return self.request("POST", url, **kwargs)
+
+    def get_json(self, url: str, **kwargs: Any) -> Any:  # noqa: ANN401 - JSON is any value
+        """``GET`` *url* and decode its JSON body (``None`` for 204 No Content).
+
+        Raises:
+            ratekit.HTTPStatusError: If the final status is not 2xx.
+            ratekit.ResponseError: If the body is not JSON.
+        """
+        return self.json("GET", url, **kwargs)
+
+    def json(self, method: str, url: str, **kwargs: Any) -> Any:  # noqa: ANN401
+        """`request`, then check the status and decode the JSON body, as `get_json`."""
+        response = self.request(method, url, **kwargs)
+        shown = redact_url(self._url(url, kwargs.get("params")))
+        data = response.data
+        if not 200 <= response.status < 300:
+            raise HTTPStatusError(response.status, method, shown, _excerpt(data))
+        if response.status == 204 or not data.strip():
+            return None
+        try:
+            return jsonlib.loads(data)
+        except (ValueError, UnicodeDecodeError) as error:
+            reason = f"a body that is not JSON ({error.__class__.__name__})"
+            raise ResponseError(response.status, shown, _excerpt(data), reason) from None

@@ -1,0 +1,430 @@
+"""`OAuth2Token`: a cached OAuth2 access token, fetched by one thread at a time."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import math
+import threading
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal, cast, final
+from urllib.parse import quote_plus, urlencode
+
+import attrs
+import urllib3
+
+from ratekit._clock import MONOTONIC
+from ratekit._errors import TokenError
+from ratekit._validate import positive
+from ratekit.http._redact import MASK, check_transport, redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from ratekit.typing import Clock
+
+log = logging.getLogger("ratekit.http")
+
+#: Fields of a token response that are credentials themselves: never kept in
+#: `OAuth2Token.last_response`, so that it can be shown and logged freely.
+_SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
+
+#: The longest piece of server text (an error code or description) that a message shows.
+_MAX_TEXT = 300
+
+_GRANTS = ("client_credentials", "password")
+_CLIENT_AUTHS = ("basic", "body")
+
+
+@attrs.define(eq=False)
+class _Flight:
+    """One fetch in progress; the threads that wait for it read its outcome here."""
+
+    done: bool = False
+    token: str | None = None
+    error: BaseException | None = None
+
+
+@attrs.frozen
+class _Fetched:
+    """A token the endpoint issued, with the instants that govern its reuse."""
+
+    token: str = attrs.field(repr=False)
+    expires_at: float | None
+    refresh_at: float | None
+    response: Mapping[str, object]
+
+
+@final
+class OAuth2Token:
+    """An OAuth2 access token from a token endpoint, cached and refreshed before it expires.
+
+    A thread-safe `ratekit.typing.TokenProvider` for `ratekit.http.Client`.  It supports the
+    ``client_credentials`` and ``password`` grants (RFC 6749 sections 4.4 and 4.3), with
+    the client authenticated by HTTP Basic or by form fields (section 2.3.1).
+
+    The token is reused until *margin* seconds before it expires (by the response's
+    ``expires_in``, counted from the start of the request on *clock*); a token that lives
+    less than ``2 * margin`` is reused for half its life instead, so short-lived tokens
+    are still cached.  Without ``expires_in`` the token is kept until `invalidate`.
+    When a new token is needed, exactly one thread fetches it while the others wait for
+    its outcome, so a crowd of threads causes one request, not one each.
+
+    Secrets stay out of sight: the client secret and the password are shown as ``***``
+    in ``repr``, the token URL without query values, and none of them, nor the token,
+    appears in log records (logger ``ratekit.http``, level DEBUG) or in exception
+    messages.  Credentials are refused over plain ``http://`` except to loopback.
+
+    Args:
+        token_url: The token endpoint.
+        client_id: The client identifier.
+        client_secret: The client secret.
+        grant: ``"client_credentials"`` or ``"password"``.
+        username: The resource owner's name, for the ``password`` grant only.
+        password: The resource owner's password, for the ``password`` grant only.
+        scopes: The scopes to ask for: a sequence of scope names or one space-separated
+            string; none by default (the server's default scopes).
+        client_auth: ``"basic"`` for an HTTP Basic ``Authorization`` header, ``"body"``
+            for ``client_id`` and ``client_secret`` form fields.
+        margin: Seconds before expiry at which a token stops being reused.
+        timeout: Seconds that one token request may take in all (connect and read).
+        pool: The `urllib3.PoolManager` to send with (default: one of its own, made at
+            the first fetch).
+        clock: Where time comes from (default: the real monotonic clock).
+        extra: More form fields for the token request (``audience``, ``resource``, ...);
+            they cannot replace the fields set from the other arguments.
+
+    Raises:
+        ValueError: If an argument is empty or out of range, or the ``password`` grant
+            lacks its *username* or *password* (the message names which).
+        TypeError: If *margin* or *timeout* is not a number.
+        InsecureTransport: If *token_url* is plain ``http://`` to a host that is not
+            loopback.
+    """
+
+    __slots__ = (
+        "_body",
+        "_client_id",
+        "_clock",
+        "_cond",
+        "_expires_at",
+        "_flight",
+        "_grant",
+        "_headers",
+        "_margin",
+        "_pool",
+        "_refresh_at",
+        "_response",
+        "_scope",
+        "_secrets",
+        "_shown_url",
+        "_timeout",
+        "_token",
+        "_token_url",
+        "_username",
+    )
+
+    def __init__(  # noqa: PLR0913 - the grant's parameters are keyword-only options
+        self,
+        token_url: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        grant: Literal["client_credentials", "password"] = "client_credentials",
+        username: str | None = None,
+        password: str | None = None,
+        scopes: Sequence[str] | str | None = None,
+        client_auth: Literal["basic", "body"] = "basic",
+        margin: float = 60.0,
+        timeout: float = 10.0,
+        pool: urllib3.PoolManager | None = None,
+        clock: Clock | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        _required("token_url", token_url)
+        _required("client_id", client_id)
+        _required("client_secret", client_secret)
+        _check_grant(grant, username, password)
+        if client_auth not in _CLIENT_AUTHS:
+            raise ValueError(f"client_auth must be one of {_CLIENT_AUTHS}, got {client_auth!r}")
+        self._margin = _margin(margin)
+        self._timeout = urllib3.Timeout(total=positive("timeout", timeout))
+        check_transport(token_url, what="credentials")
+
+        self._token_url = token_url
+        self._shown_url = redact_url(token_url)
+        self._client_id = client_id
+        self._grant = grant
+        self._username = username
+        self._scope = _scope(scopes)
+        self._pool = pool
+        self._clock = MONOTONIC if clock is None else clock
+        # A server may echo what it was sent in an error description; these are masked.
+        self._secrets = tuple(s for s in (client_secret, password) if s)
+        self._body, self._headers = self._encode(client_auth, client_secret, password, extra or {})
+
+        self._cond = threading.Condition(threading.Lock())
+        self._token: str | None = None
+        self._expires_at: float | None = None
+        self._refresh_at: float | None = None
+        self._response: Mapping[str, object] = MappingProxyType({})
+        self._flight: _Flight | None = None
+
+    def _encode(
+        self,
+        client_auth: str,
+        client_secret: str,
+        password: str | None,
+        extra: Mapping[str, str],
+    ) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of every token request (they never change)."""
+        fields: dict[str, str] = {"grant_type": self._grant}
+        if self._scope:
+            fields["scope"] = self._scope
+        if self._username is not None and password is not None:
+            fields["username"] = self._username
+            fields["password"] = password
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        if client_auth == "basic":
+            # RFC 6749 2.3.1: each part is form-urlencoded before the Basic encoding, so a
+            # colon in the id or the secret cannot shift the split.
+            pair = f"{quote_plus(self._client_id)}:{quote_plus(client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            fields["client_id"] = self._client_id
+            fields["client_secret"] = client_secret
+        for name, value in extra.items():
+            if name in fields:
+                raise ValueError(f"extra cannot set {name!r}: it comes from the other arguments")
+            fields[name] = value
+        # Form-encoded in the body, never in the URL, where proxies and logs would see it.
+        return urlencode(fields).encode("ascii"), headers
+
+    def __repr__(self) -> str:
+        parts = [repr(self._shown_url), f"client_id={self._client_id!r}", f"client_secret={MASK!r}"]
+        if self._grant == "password":
+            parts += ["grant='password'", f"username={self._username!r}", f"password={MASK!r}"]
+        if self._scope:
+            parts.append(f"scopes={self._scope!r}")
+        return f"OAuth2Token({', '.join(parts)})"
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the cached token expires, as a reading of the clock; ``None`` if unknown.
+
+        ``None`` before the first fetch, after `invalidate`, and when the endpoint gave no
+        ``expires_in``.
+        """
+        with self._cond:
+            return self._expires_at
+
+    @property
+    def last_response(self) -> Mapping[str, object]:
+        """The last successful token response, without its tokens (read-only).
+
+        For adapters that need other fields the endpoint returns (a tenant id, the
+        granted ``scope``, ``token_type``, ``expires_in``, ...); ``access_token``,
+        ``refresh_token`` and ``id_token`` are left out.  Empty before the first fetch.
+        """
+        with self._cond:
+            return self._response
+
+    def token(self) -> str:
+        """Return the cached access token, or fetch a new one if it is due.
+
+        If another thread is already fetching, wait for its outcome instead of sending a
+        second request: its token is returned, or its error raised, in every waiting
+        thread.  A failure is not remembered; the next call tries again.
+
+        Raises:
+            TokenError: If the endpoint refused (its RFC 6749 ``error`` code, description
+                and HTTP status), or its answer could not be read (``"invalid_response"``).
+            urllib3.exceptions.HTTPError: If the connection failed or timed out
+                (``NewConnectionError``, ``ProtocolError``, ``ReadTimeoutError``, ...);
+                it propagates unchanged, so that a retry policy can retry it.
+        """
+        with self._cond:
+            if self._token is not None and (
+                self._refresh_at is None or self._clock.now() < self._refresh_at
+            ):
+                return self._token
+            flight = self._flight
+            if flight is None:
+                flight = self._flight = _Flight()
+            else:
+                # Condition.wait blocks on the fetch, not on time: the request's own
+                # timeout bounds it.
+                while not flight.done:
+                    self._cond.wait()
+                if flight.error is not None:
+                    raise flight.error
+                # Without an error, the fetch landed a token.
+                return cast("str", flight.token)
+        try:
+            fetched = self._fetch()
+        except BaseException as error:
+            # Whatever ends the fetch must also end every wait for it.
+            self._land(flight, error=error)
+            raise
+        self._land(flight, fetched=fetched)
+        return fetched.token
+
+    def invalidate(self, token: str) -> None:
+        """Forget *token* if it is the cached one, so that the next `token` fetches anew.
+
+        Call it when the server rejects the token (a 401).  A token that was already
+        replaced is ignored: many threads that saw the same rejection cause one fetch.
+        """
+        with self._cond:
+            if self._token is not None and token == self._token:
+                self._token = self._expires_at = self._refresh_at = None
+
+    def _land(
+        self,
+        flight: _Flight,
+        *,
+        fetched: _Fetched | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        with self._cond:
+            if fetched is not None:
+                self._token = fetched.token
+                self._expires_at = fetched.expires_at
+                self._refresh_at = fetched.refresh_at
+                self._response = fetched.response
+                flight.token = fetched.token
+            flight.error = error
+            flight.done = True
+            self._flight = None
+            self._cond.notify_all()
+
+    def _fetch(self) -> _Fetched:
+        log.debug("fetching a token from %s (grant %s)", self._shown_url, self._grant)
+        # Expiry counts from before the request: the server's clock started during it.
+        started = self._clock.now()
+        if self._pool is None:
+            # Only the thread that holds the flight gets here, so one pool is made.
+            self._pool = urllib3.PoolManager()
+        response = self._pool.request(
+            "POST",
+            self._token_url,
+            body=self._body,
+            headers=self._headers,
+            timeout=self._timeout,
+            # No retries: the caller's policy decides.  No redirects: the credentials
+            # must not follow a redirect to another host.
+            retries=False,
+            redirect=False,
+        )
+        fetched = self._read(response.status, response.data, started)
+        if fetched.expires_at is None:
+            log.debug("token fetched, no expiry given: kept until invalidated")
+        else:
+            log.debug("token fetched, expires in %.6g s", fetched.expires_at - started)
+        return fetched
+
+    def _read(self, status: int, data: bytes, started: float) -> _Fetched:
+        payload = _json_object(data)
+        if not 200 <= status < 300:
+            raise self._refusal(payload, status)
+        if payload is None:
+            raise TokenError("invalid_response", "the answer is not a JSON object", status)
+        token = payload.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise TokenError("invalid_response", "the answer has no access_token", status)
+        lifetime = _lifetime(payload.get("expires_in"), status)
+        response = MappingProxyType({k: v for k, v in payload.items() if k not in _SECRET_FIELDS})
+        if lifetime is None:
+            return _Fetched(token, None, None, response)
+        # min(): a token shorter-lived than twice the margin is reused for half its life.
+        refresh_at = started + (lifetime - min(self._margin, lifetime / 2))
+        return _Fetched(token, started + lifetime, refresh_at, response)
+
+    def _refusal(self, payload: Mapping[str, object] | None, status: int) -> TokenError:
+        """The error for an answer that is not a success (RFC 6749 section 5.2)."""
+        payload = payload or {}
+        error = payload.get("error")
+        if isinstance(error, str) and error:
+            description = payload.get("error_description")
+            return TokenError(
+                self._scrub(error),
+                self._scrub(description) if isinstance(description, str) else "",
+                status,
+            )
+        if 300 <= status < 400:
+            return TokenError("invalid_response", "the answer is a redirect (not followed)", status)
+        return TokenError("invalid_response", "the answer holds no OAuth2 error", status)
+
+    def _scrub(self, text: str) -> str:
+        """Server text fit for a message: any secret masked, and cut short."""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def _required(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        # The type, not the value: the value may be a secret.
+        got = "an empty string" if value == "" else type(value).__name__
+        raise ValueError(f"{name} must be a non-empty string, got {got}")
+
+
+def _check_grant(grant: str, username: str | None, password: str | None) -> None:
+    if grant not in _GRANTS:
+        raise ValueError(f"grant must be one of {_GRANTS}, got {grant!r}")
+    if grant == "password":
+        _required("username", username)
+        _required("password", password)
+        return
+    # Silently dropping a password would hide a mistake in the configuration.
+    for name, value in (("username", username), ("password", password)):
+        if value is not None:
+            raise ValueError(f"{name} is only used by the password grant")
+
+
+def _margin(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"margin must be a number of seconds, got {value!r}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"margin must be a non-negative finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def _scope(scopes: Sequence[str] | str | None) -> str:
+    """The ``scope`` field: scope names joined by single spaces (RFC 6749 3.3)."""
+    if scopes is None:
+        return ""
+    if isinstance(scopes, str):
+        return " ".join(scopes.split())
+    names: list[object] = list(scopes)
+    for name in names:
+        if not isinstance(name, str) or name.split() != [name]:
+            raise ValueError(f"scopes must be non-empty names without spaces, got {name!r}")
+    return " ".join(cast("list[str]", names))
+
+
+def _json_object(data: bytes) -> dict[str, object] | None:
+    """The body as a JSON object, or ``None`` if it is not one."""
+    try:
+        value: object = json.loads(data)
+    except ValueError:  # also bad UTF-8: UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _lifetime(value: object, status: int) -> float | None:
+    """``expires_in`` in seconds; some servers send it as a string of digits."""
+    if value is None:
+        return None
+    seconds = math.nan
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            seconds = float(value)
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise TokenError("invalid_response", "expires_in is not a number of seconds", status)
+    return seconds

@@ -1,0 +1,761 @@
+"""Paginators: walking an API's pages by page number, offset, next link or cursor.
+
+A paginator is a small immutable value that says how an API pages; its `pages` method
+walks the pages of one listing through a `ratekit.http.Client` (so every request is
+paced, authenticated and retried by the client), and `records` streams the records of
+every page in order.  Memory stays bounded: one page at a time, or, when the pages are
+fanned out over a `ratekit.Scheduler`, the scheduler's window of pages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+import attrs
+
+from ratekit._errors import HTTPStatusError, ResponseError
+from ratekit.http._client import _excerpt
+from ratekit.http._redact import redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterator
+
+    from ratekit._scheduler import Scheduler
+    from ratekit.http._client import Client
+
+log = logging.getLogger("ratekit.http")
+
+#: What `_dig` returns when a path leads nowhere (a JSON ``null`` is ``None``, not this).
+_MISSING: Any = object()
+
+#: Default ports, so that ``https://host`` and ``https://host:443`` are one origin.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# One parameter of a link-value (RFC 8288 section 3): ``; name``, ``; name=token`` or
+# ``; name="quoted \"string\""``.  Quoted values may hold commas and semicolons, which is
+# why the header is scanned rather than split.
+_LINK_PARAM = re.compile(r'\s*;\s*([^\s=;,<>"]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s;,]*))?')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def _count(name: str, least: int) -> Callable[[Any, Any, Any], None]:
+    """A validator: an integer (not a bool) of at least *least*, named *name* in errors."""
+
+    def check(_instance: object, _attribute: object, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if value < least:
+            raise ValueError(f"{name} must be at least {least}, got {value!r}")
+
+    return check
+
+
+def _name(name: str, *, optional: bool = False) -> Callable[[Any, Any, Any], None]:
+    """A validator: a non-empty string (or ``None`` if *optional*), for a query parameter."""
+
+    def check(_instance: object, _attribute: object, value: object) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not value:
+            expected = "a non-empty string or None" if optional else "a non-empty string"
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+    return check
+
+
+def _path(name: str, *, optional: bool = True) -> Callable[[Any, Any, Any], None]:
+    """A validator: a key or dotted path such as ``"result.items"`` (or ``None``)."""
+
+    def check(_instance: object, _attribute: object, value: object) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not all(value.split(".")):
+            expected = "a key or dotted path" + (" or None" if optional else "")
+            raise ValueError(f"{name} must be {expected} such as 'result.items', got {value!r}")
+
+    return check
+
+
+# --- pages --------------------------------------------------------------------------------
+
+
+def _show_records(records: list[object]) -> str:
+    return f"<{len(records)} records>"
+
+
+@attrs.frozen
+class Page:
+    """One page of a listing, as a paginator fetched it.
+
+    Attributes:
+        number: The index of the page in the walk, counting from 0 (whatever numbering
+            the API itself uses).
+        records: The records of the page, in the order the API gave them.
+        body: The whole decoded JSON body (``None`` for a 204 or an empty body).
+        total: The total number of records of the listing, if the body tells it.
+    """
+
+    number: int
+    records: list[object] = attrs.field(repr=_show_records)
+    body: object = attrs.field(repr=False)
+    total: int | None = None
+
+
+@attrs.frozen
+class _Answer:
+    """A successful response: where it came from, and its decoded body."""
+
+    url: str  # as requested, query included; absolute when the client has a base URL
+    status: int
+    data: bytes
+    body: object
+    link: str | None  # the Link header
+
+    def error(self, reason: str) -> ResponseError:
+        return ResponseError(self.status, redact_url(self.url), _excerpt(self.data), reason)
+
+
+def _get(
+    client: Client,
+    url: str,
+    params: Mapping[str, str | int | float] | None,
+    headers: Mapping[str, str] | None,
+) -> _Answer:
+    """``GET`` through the client and decode the body as `Client.json` does.
+
+    `Client.json` would hide the ``Link`` header, and next links are resolved against
+    the URL the request went to, so the checks are repeated here, with the same errors.
+    """
+    full = client._url(url, params)
+    response = client.request("GET", url, params=params, headers=headers)
+    data = response.data
+    if not 200 <= response.status < 300:
+        raise HTTPStatusError(response.status, "GET", redact_url(full), _excerpt(data))
+    body: object = None
+    if response.status != 204 and data.strip():
+        try:
+            body = json.loads(data)
+        except ValueError as error:  # UnicodeDecodeError included
+            reason = f"a body that is not JSON ({error.__class__.__name__})"
+            raise ResponseError(response.status, redact_url(full), _excerpt(data), reason) from None
+    return _Answer(full, response.status, data, body, response.headers.get("Link"))
+
+
+def _dig(body: object, path: str) -> Any:  # noqa: ANN401 - any JSON value
+    """The value at a dotted *path* of *body*, or `_MISSING`."""
+    value = body
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def _records(answer: _Answer, records_key: str | None) -> list[object]:
+    """The records of a page: a 204, an empty body or a ``null`` list have none.
+
+    A missing key is an error, not an empty page: a misspelt *records_key* must not
+    look like an empty listing.
+    """
+    if answer.body is None:
+        return []
+    value = answer.body if records_key is None else _dig(answer.body, records_key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        where = "the body" if records_key is None else repr(records_key)
+        found = "nothing" if value is _MISSING else f"a {type(value).__name__}"
+        raise answer.error(f"{found} where a list of records was expected, at {where}")
+    return value
+
+
+def _total(body: object, total_key: str | None) -> int | None:
+    """The total number of records, if the body holds a non-negative integer there."""
+    if total_key is None:
+        return None
+    value = _dig(body, total_key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _page(number: int, answer: _Answer, records_key: str | None, total_key: str | None) -> Page:
+    records = _records(answer, records_key)
+    return Page(number, records, answer.body, _total(answer.body, total_key))
+
+
+def _absent(value: object) -> bool:
+    """Whether a "next" marker says there is nothing more: missing, null, false or ""."""
+    return value is _MISSING or value is None or value is False or value == ""
+
+
+def _records_of(pages: Generator[Page, None, None]) -> Generator[object, None, None]:
+    # closing(): a consumer that stops early stops the walk (and any fan-out) at once.
+    with contextlib.closing(pages):
+        for page in pages:
+            yield from page.records
+
+
+# --- page numbers and offsets -------------------------------------------------------------
+
+
+class _NumberedPaginator:
+    """What page-number and offset paging share: pages known by their index.
+
+    As the index alone says what to ask for, pages past the first can be fetched
+    concurrently once the total is known.
+    """
+
+    __slots__ = ()
+
+    page_size: int
+    total_key: str | None
+    records_key: str | None
+
+    def _query(self, index: int) -> dict[str, str | int | float]:
+        """The query parameters that ask for page *index* (counting from 0)."""
+        raise NotImplementedError
+
+    def _more(self, page: Page) -> bool:  # noqa: ARG002 - offsets have no marker
+        """Whether the body says that another page follows."""
+        return True
+
+    def _fetch(
+        self,
+        client: Client,
+        url: str,
+        params: Mapping[str, str | int | float] | None,
+        headers: Mapping[str, str] | None,
+        index: int,
+    ) -> Page:
+        answer = _get(client, url, {**(params or {}), **self._query(index)}, headers)
+        page = _page(index, answer, self.records_key, self.total_key)
+        if len(page.records) > self.page_size:
+            # Offsets would then repeat records, and neither a short page nor the total
+            # could be trusted to end the walk.
+            raise answer.error(
+                f"{len(page.records)} records in a page of at most {self.page_size}: "
+                "does the API ignore the page size parameter?"
+            )
+        return page
+
+    def _last(self, page: Page) -> bool:
+        """Whether *page* ends the walk."""
+        if page.total is not None and (page.number + 1) * self.page_size >= page.total:
+            return True
+        if len(page.records) < self.page_size:
+            if page.total is not None:
+                # Records were deleted meanwhile, or the API caps pages below page_size.
+                log.warning(
+                    "page %d had %d records, fewer than %d, before the total of %d: stopping",
+                    page.number,
+                    len(page.records),
+                    self.page_size,
+                    page.total,
+                )
+            return True
+        return not self._more(page)
+
+    def pages(
+        self,
+        client: Client,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+        fan_out: Scheduler | None = None,
+    ) -> Generator[Page, None, None]:
+        """Fetch the pages of a listing, in order, one after another or fanned out.
+
+        The walk ends after a page that is empty (a 204 too) or short (fewer than
+        ``page_size`` records), that reaches the total (when ``total_key`` gives one),
+        or, for page numbers, whose ``next_key`` is missing, ``null``, ``false`` or
+        ``""``.
+        Without a total, that is at most one request past the last record.
+
+        **Fan-out.**  With *fan_out*, when the first page tells the total, the other
+        pages are fetched concurrently through ``fan_out.map(..., ordered=True)`` and
+        still come out in order, with at most the scheduler's window of pages held in
+        memory.  Their number is set by the total on the first page; the walk still
+        ends early at a page that would end it above.  Without a total, pages cannot
+        be counted ahead, and they are fetched one after another, however *fan_out*
+        is set.  The scheduler's limiter, if any, paces the pages on top of the
+        client's own.
+
+        Args:
+            client: The client that sends the requests.
+            url: The listing's URL, absolute or relative to the client's base URL.
+            params: Query parameters sent with every page (the paginator's own
+                parameters take precedence).
+            headers: Extra headers sent with every page.
+            fan_out: A scheduler to fetch pages concurrently, when the total is known.
+
+        Returns:
+            A generator of `Page` values; close it to stop early (closing also stops
+            a fan-out and waits for its threads).
+
+        Raises:
+            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.ResponseError: If a body is not JSON, has no list of records at
+                ``records_key``, or has more than ``page_size`` records.
+            BaseException: Whatever `Client.request` raises (`ratekit.retry.RetryError`
+                when its retry policy gives up, for instance).
+        """
+
+        def fetch(index: int) -> Page:
+            return self._fetch(client, url, params, headers, index)
+
+        page = fetch(0)
+        yield page
+        if self._last(page):
+            return
+        if fan_out is not None and page.total is not None:
+            count = -(-page.total // self.page_size)  # exact, unlike float division
+            later = fan_out.map(fetch, range(1, count), ordered=True)
+            with contextlib.closing(later):
+                for page in later:
+                    yield page
+                    if self._last(page):
+                        return
+            return
+        index = 1
+        while True:
+            page = fetch(index)
+            yield page
+            if self._last(page):
+                return
+            index += 1
+
+    def records(
+        self,
+        client: Client,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+        fan_out: Scheduler | None = None,
+    ) -> Generator[object, None, None]:
+        """Stream the records of every page, in order (see `pages`).
+
+        Args:
+            client: The client that sends the requests.
+            url: The listing's URL, absolute or relative to the client's base URL.
+            params: Query parameters sent with every page.
+            headers: Extra headers sent with every page.
+            fan_out: A scheduler to fetch pages concurrently, when the total is known.
+
+        Returns:
+            A generator of records; close it to stop early.
+
+        Raises:
+            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.ResponseError: If a page cannot be read (see `pages`).
+        """
+        return _records_of(self.pages(client, url, params=params, headers=headers, fan_out=fan_out))
+
+
+@attrs.frozen
+class PageNumberPaginator(_NumberedPaginator):
+    """Paging by page number: ``?pageNumber=1&pageSize=100``, then 2, 3, ...
+
+    The walk ends after a page whose *next_key* is missing, ``null``, ``false`` or
+    ``""``, after an empty or short page (fewer than *page_size* records, a 204 too),
+    or, with *total_key*, when the pages reach the total.
+
+    Example, for a body like ``{"entities": [...], "nextPage": 2}``::
+
+        paginator = PageNumberPaginator(100, records_key="entities")
+        for record in paginator.records(client, "/api/v2/interactions"):
+            ...
+
+    Args:
+        page_size: Records asked for per page; it must not exceed what the API gives
+            per page, as a shorter page ends the walk.
+        page_param: The query parameter of the page number.
+        size_param: The query parameter of the page size; ``None`` to not send it.
+        first: The number of the first page (1, or 0 for APIs that count from 0).
+        next_key: Where the body says whether another page follows (a key or dotted
+            path); ``None`` for APIs that do not say, which then end at a short page
+            or at the total.
+        total_key: Where the body gives the total number of records, if it does;
+            knowing it saves the last request and allows fan-out.
+        records_key: Where the records are: a key such as ``"entities"``, a dotted
+            path such as ``"result.items"``, or ``None`` if the body is the list.
+
+    Raises:
+        TypeError: If *page_size* or *first* is not an integer.
+        ValueError: If *page_size* is below 1, *first* below 0, or a name or path is
+            empty.
+    """
+
+    page_size: int = attrs.field(validator=_count("page_size", 1))
+    page_param: str = attrs.field(default="pageNumber", kw_only=True, validator=_name("page_param"))
+    size_param: str | None = attrs.field(
+        default="pageSize", kw_only=True, validator=_name("size_param", optional=True)
+    )
+    first: int = attrs.field(default=1, kw_only=True, validator=_count("first", 0))
+    next_key: str | None = attrs.field(
+        default="nextPage", kw_only=True, validator=_path("next_key")
+    )
+    total_key: str | None = attrs.field(default=None, kw_only=True, validator=_path("total_key"))
+    records_key: str | None = attrs.field(kw_only=True, validator=_path("records_key"))
+
+    def _query(self, index: int) -> dict[str, str | int | float]:
+        query: dict[str, str | int | float] = {self.page_param: self.first + index}
+        if self.size_param is not None:
+            query[self.size_param] = self.page_size
+        return query
+
+    def _more(self, page: Page) -> bool:
+        return self.next_key is None or not _absent(_dig(page.body, self.next_key))
+
+
+@attrs.frozen
+class OffsetPaginator(_NumberedPaginator):
+    """Paging by offset: ``?skip=0&top=100``, then ``skip=100``, 200, ...
+
+    The walk ends after an empty page (a 204 too), a short one (fewer than
+    *page_size* records), or when the offset reaches the total given at *total_key*.
+
+    Example, for the CXone contacts API (``{"completedContacts": [...],
+    "totalRecords": n}``, 204 when empty)::
+
+        paginator = OffsetPaginator(10_000, records_key="completedContacts")
+        with Scheduler(4) as scheduler:
+            for record in paginator.records(client, url, params=dates, fan_out=scheduler):
+                ...
+
+    Args:
+        page_size: Records asked for per page; it must not exceed the API's largest
+            page, as a shorter page ends the walk.
+        offset_param: The query parameter of the offset (records to skip).
+        limit_param: The query parameter of the page size; ``None`` to not send it.
+        total_key: Where the body gives the total number of records (a key or dotted
+            path), or ``None``; knowing it saves the last request and allows fan-out.
+        records_key: Where the records are: a key such as ``"completedContacts"``, a
+            dotted path such as ``"result.items"``, or ``None`` if the body is the list.
+
+    Raises:
+        TypeError: If *page_size* is not an integer.
+        ValueError: If *page_size* is below 1, or a name or path is empty.
+    """
+
+    page_size: int = attrs.field(validator=_count("page_size", 1))
+    offset_param: str = attrs.field(default="skip", kw_only=True, validator=_name("offset_param"))
+    limit_param: str | None = attrs.field(
+        default="top", kw_only=True, validator=_name("limit_param", optional=True)
+    )
+    total_key: str | None = attrs.field(
+        default="totalRecords", kw_only=True, validator=_path("total_key")
+    )
+    records_key: str | None = attrs.field(kw_only=True, validator=_path("records_key"))
+
+    def _query(self, index: int) -> dict[str, str | int | float]:
+        query: dict[str, str | int | float] = {self.offset_param: index * self.page_size}
+        if self.limit_param is not None:
+            query[self.limit_param] = self.page_size
+        return query
+
+
+# --- next links ---------------------------------------------------------------------------
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return _QUOTED_PAIR.sub(r"\1", value[1:-1])
+    return value
+
+
+def _links(header: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The links of a ``Link`` header: each target with its parameters (names lowercased).
+
+    Lenient, as with any header from a server: text that is not a link-value is
+    skipped, and of a parameter given twice the first counts (RFC 8288 section 3.3
+    says so for ``rel``).
+    """
+    position = 0
+    while (start := header.find("<", position)) >= 0:
+        end = header.find(">", start)
+        if end < 0:
+            return
+        params: dict[str, str] = {}
+        position = end + 1
+        while match := _LINK_PARAM.match(header, position):
+            params.setdefault(match[1].lower(), _unquote(match[2] or ""))
+            position = match.end()
+        yield header[start + 1 : end].strip(), params
+
+
+def _next_in_link_header(header: str | None) -> str | None:
+    """The target of the first ``rel="next"`` link of a ``Link`` header, if any."""
+    for target, params in _links(header or ""):
+        # A link with an anchor describes another resource than the page itself.
+        if "anchor" not in params and "next" in params.get("rel", "").lower().split():
+            return target
+    return None
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # an invalid port: an origin that matches no valid one
+        port = -1
+    return parts.scheme.lower(), parts.hostname, port or _DEFAULT_PORTS.get(parts.scheme.lower())
+
+
+@attrs.frozen(kw_only=True)
+class NextLinkPaginator:
+    """Paging by following the link to the next page that each page gives.
+
+    The link is read from the body at *link_key* (CXone's ``{"_links": {"next":
+    url}}``); when *link_key* is ``None``, or the body has nothing there, from the
+    ``Link`` response header's ``rel="next"`` (RFC 8288, as GitHub sends it).  Links
+    may be absolute or relative to the page's URL.  The walk ends at a page without a
+    next link (a body value of ``null``, ``false`` or ``""`` ends it too, without
+    looking at the header).  *params* go with the first request only: next links carry their own.
+
+    **Loop guard.**  A next link to a URL already fetched ends the walk with a logged
+    warning, so that a faulty server cannot make it loop forever.  The URLs fetched
+    are remembered for that, one string per page.
+
+    **Other origins.**  A next link to another scheme, host or port raises
+    `ratekit.ResponseError` unless *allow_other_origins*, as the client would send
+    its bearer token there.
+
+    Args:
+        records_key: Where the records are: a key, a dotted path such as
+            ``"result.items"``, or ``None`` if the body is the list.
+        link_key: Where the body has the next link (a key or dotted path); ``None`` to
+            read the ``Link`` header only.
+        total_key: Where the body gives the total number of records, if it does (for
+            `Page.total`, such as CXone's ``"totalRecords"``).
+        allow_other_origins: Follow next links to other origins.
+
+    Raises:
+        ValueError: If a path is empty.
+    """
+
+    records_key: str | None = attrs.field(validator=_path("records_key"))
+    link_key: str | None = attrs.field(default="_links.next", validator=_path("link_key"))
+    total_key: str | None = attrs.field(default=None, validator=_path("total_key"))
+    allow_other_origins: bool = False
+
+    def _next(self, answer: _Answer) -> str | None:
+        if self.link_key is not None:
+            value = _dig(answer.body, self.link_key)
+            if value is not _MISSING:
+                if _absent(value):
+                    return None
+                if not isinstance(value, str):
+                    kind = type(value).__name__
+                    raise answer.error(f"a {kind} where a next link was expected")
+                return value
+        return _next_in_link_header(answer.link)
+
+    def pages(
+        self,
+        client: Client,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Generator[Page, None, None]:
+        """Fetch the pages of a listing by following next links.
+
+        Args:
+            client: The client that sends the requests.
+            url: The first page's URL, absolute or relative to the client's base URL.
+            params: Query parameters of the first request.
+            headers: Extra headers sent with every page.
+
+        Returns:
+            A generator of `Page` values; close it to stop early.
+
+        Raises:
+            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.ResponseError: If a body is not JSON or has no list of records at
+                ``records_key``, if a next link is not a string, or if it leads to
+                another origin (unless *allow_other_origins*).
+            BaseException: Whatever `Client.request` raises.
+        """
+        fetched: set[str] = set()
+        query = params
+        number = 0
+        while True:
+            answer = _get(client, url, query, headers)
+            fetched.add(answer.url)
+            yield _page(number, answer, self.records_key, self.total_key)
+            link = self._next(answer)
+            if link is None:
+                return
+            # A fragment names a part of a page, not another page.
+            url = urldefrag(urljoin(answer.url, link)).url
+            if not self.allow_other_origins and _origin(url) != _origin(answer.url):
+                raise answer.error(f"a next link to another origin, {redact_url(url)}")
+            if url in fetched:
+                log.warning(
+                    "%s links to %s, which was already fetched: stopping",
+                    redact_url(answer.url),
+                    redact_url(url),
+                )
+                return
+            query = None
+            number += 1
+
+    def records(
+        self,
+        client: Client,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Generator[object, None, None]:
+        """Stream the records of every page, in order (see `pages`).
+
+        Args:
+            client: The client that sends the requests.
+            url: The first page's URL, absolute or relative to the client's base URL.
+            params: Query parameters of the first request.
+            headers: Extra headers sent with every page.
+
+        Returns:
+            A generator of records; close it to stop early.
+
+        Raises:
+            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.ResponseError: If a page cannot be read (see `pages`).
+        """
+        return _records_of(self.pages(client, url, params=params, headers=headers))
+
+
+# --- cursors ------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CursorPaginator:
+    """Paging by cursor (or scroll token): each page gives the token of the next.
+
+    The first request goes without a cursor; each next one sends the cursor from the
+    page before as the query parameter *cursor_param*.  The walk ends at a page
+    without a cursor (missing, ``null`` or ``""``), or at an empty page: scroll APIs
+    keep handing out a token after the last page.
+
+    **Loop guard.**  The walk ends, with a logged warning, when a page hands back a
+    cursor that was sent for an earlier page, or hands back the cursor just sent
+    together with the very records of the page before (a server that ignores the
+    cursor).  The same cursor with new records is followed: scroll tokens may stay
+    the same from page to page.  The cursors sent are remembered, one per page.
+
+    Args:
+        records_key: Where the records are: a key such as ``"data"``, a dotted path
+            such as ``"result.items"``, or ``None`` if the body is the list.
+        cursor_param: The query parameter that carries the cursor.
+        cursor_key: Where the body gives the next cursor (a key or dotted path).
+        total_key: Where the body gives the total number of records, if it does (for
+            `Page.total`).
+
+    Raises:
+        ValueError: If a name or path is empty.
+    """
+
+    records_key: str | None = attrs.field(validator=_path("records_key"))
+    cursor_param: str = attrs.field(default="cursor", validator=_name("cursor_param"))
+    cursor_key: str = attrs.field(
+        default="next_cursor", validator=_path("cursor_key", optional=False)
+    )
+    total_key: str | None = attrs.field(default=None, validator=_path("total_key"))
+
+    def _cursor(self, answer: _Answer) -> str | None:
+        value = _dig(answer.body, self.cursor_key)
+        if _absent(value):
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise answer.error(f"a {type(value).__name__} where a cursor was expected")
+        return str(value)
+
+    def pages(
+        self,
+        client: Client,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Generator[Page, None, None]:
+        """Fetch the pages of a listing, sending each page's cursor for the next.
+
+        Args:
+            client: The client that sends the requests.
+            url: The listing's URL, absolute or relative to the client's base URL.
+            params: Query parameters sent with every page.
+            headers: Extra headers sent with every page.
+
+        Returns:
+            A generator of `Page` values; close it to stop early.
+
+        Raises:
+            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.ResponseError: If a body is not JSON, has no list of records at
+                ``records_key``, or has a cursor that is neither a string nor an
+                integer.
+            BaseException: Whatever `Client.request` raises.
+        """
+        sent: set[str] = set()
+        cursor: str | None = None
+        previous: list[object] = []
+        number = 0
+        while True:
+            query = dict(params or {})
+            if cursor is not None:
+                query[self.cursor_param] = cursor
+            answer = _get(client, url, query, headers)
+            page = _page(number, answer, self.records_key, self.total_key)
+            following = self._cursor(answer)
+            if cursor is not None and following == cursor and page.records == previous:
+                log.warning("%s repeated the page before: stopping", redact_url(answer.url))
+                return
+            yield page
+            if following is None or not page.records:
+                return
+            if following != cursor and following in sent:
+                log.warning("%s sent a cursor already used: stopping", redact_url(answer.url))
+                return
+            if cursor is not None:
+                sent.add(cursor)
+            cursor = following
+            previous = page.records
+            number += 1
+
+    def records(
+        self,
+        client: Client,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Generator[object, None, None]:
+        """Stream the records of every page, in order (see `pages`).
+
+        Args:
+            client: The client that sends the requests.
+            url: The listing's URL, absolute or relative to the client's base URL.
+            params: Query parameters sent with every page.
+            headers: Extra headers sent with every page.
+
+        Returns:
+            A generator of records; close it to stop early.
+
+        Raises:
+            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.ResponseError: If a page cannot be read (see `pages`).
+        """
+        return _records_of(self.pages(client, url, params=params, headers=headers))

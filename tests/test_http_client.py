@@ -1,0 +1,240 @@
+"""ratekit.http.Client against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import attrs
+import pytest
+from loopback import LoopbackServer, Reply, Request
+
+from ratekit import Scheduler, TokenBucket
+from ratekit.http import (
+    DEFAULT_RETRY,
+    AuthError,
+    Client,
+    HTTPStatusError,
+    InsecureTransport,
+    ResponseError,
+)
+from ratekit.retry import ConstantBackoff, RetryError, RetryPolicy
+from ratekit.testing import FakeClock
+
+
+class Tokens:
+    """A token provider that hands out numbered tokens and counts invalidations."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.current = ""
+        self.invalidated: list[str] = []
+        self.lock = threading.Lock()
+
+    def token(self) -> str:
+        with self.lock:
+            if not self.current:
+                self.issued += 1
+                self.current = f"tok-{self.issued}"
+            return self.current
+
+    def invalidate(self, token: str) -> None:
+        with self.lock:
+            self.invalidated.append(token)
+            if token == self.current:
+                self.current = ""
+
+
+def script(*replies: Reply) -> object:
+    """A handler that plays *replies* in turn, then repeats the last one."""
+    played = list(replies)
+    lock = threading.Lock()
+
+    def handler(_: Request) -> Reply:
+        with lock:
+            return played.pop(0) if len(played) > 1 else played[0]
+
+    return handler
+
+
+def fast_retry(clock: FakeClock) -> RetryPolicy:
+    """The client's default policy with a constant 1 s backoff, on the fake clock."""
+    return attrs.evolve(DEFAULT_RETRY, backoff=ConstantBackoff(1.0), clock=clock)
+
+
+def test_get_json_paces_requests_and_builds_urls(server: LoopbackServer):
+    """Each request acquires from the limiter; params and base_url make the URL."""
+    server.route("GET", "/items")(lambda request: Reply.json({"page": request.query["page"][0]}))
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, 1, clock=clock)
+    with Client(bucket, base_url=server.url) as client:
+        pages = [client.get_json("/items", params={"page": n})["page"] for n in range(3)]
+    assert pages == ["0", "1", "2"]
+    assert clock.sleeps == [0.5, 0.5]  # the limiter, not the server, set the pace
+    assert "ratekit" not in repr(client).lower() or "Client(" in repr(client)
+
+
+@pytest.mark.parametrize("retry_after", ["2", "0.5", "http-date"])
+def test_429_is_retried_after_its_retry_after(server: LoopbackServer, retry_after: str):
+    """Integer, fractional and HTTP-date Retry-After values set the wait."""
+    if retry_after == "http-date":
+        when = datetime.now(timezone.utc) + timedelta(seconds=30)
+        retry_after = email.utils.format_datetime(when, usegmt=True)
+    server.route("GET", "/busy")(
+        script(Reply(429, {"Retry-After": retry_after}), Reply.json({"ok": True}))
+    )
+    clock = FakeClock()
+    client = Client(base_url=server.url, retry=fast_retry(clock), clock=clock)
+    assert client.get_json("/busy") == {"ok": True}
+    if retry_after in {"2", "0.5"}:
+        assert clock.sleeps == [float(retry_after)]
+    else:  # the date, seen from now (read twice: by the policy, then by the cooldown)
+        assert 27 <= sum(clock.sleeps) <= 30
+
+
+def test_503_dropped_connections_and_read_timeouts_are_retried(server: LoopbackServer):
+    """Transient failures are retried by the policy, then the answer comes through."""
+    server.route("GET", "/flaky")(
+        script(Reply(503), Reply(drop=True), Reply(delay=0.5), Reply.json([1, 2]))
+    )
+    clock = FakeClock()
+    client = Client(base_url=server.url, retry=fast_retry(clock), timeout=0.2, clock=clock)
+    assert client.get_json("/flaky") == [1, 2]
+    assert clock.sleeps == [1.0, 1.0, 1.0]
+    assert len(server.hits("/flaky")) == 4
+
+
+def test_a_401_refreshes_the_token_once(server: LoopbackServer):
+    """401 once: a fresh token and success; 401 twice: AuthError naming the credential."""
+    seen: list[str] = []
+
+    def protected(request: Request) -> Reply:
+        seen.append(request.headers["authorization"])
+        return (
+            Reply(401) if request.headers["authorization"] == "Bearer tok-1" else Reply.json("ok")
+        )
+
+    server.route("GET", "/me")(protected)
+    tokens = Tokens()
+    client = Client(base_url=server.url, auth=tokens)
+    assert client.get_json("/me") == "ok"
+    assert seen == ["Bearer tok-1", "Bearer tok-2"]
+    server.route("GET", "/never")(lambda _: Reply(401))
+    with pytest.raises(AuthError, match="access token was rejected") as info:
+        client.get_json("/never")
+    assert "tok-" not in str(info.value)
+    assert tokens.invalidated == ["tok-1", "tok-2", "tok-3"]
+
+
+def test_errors_name_the_status_and_url_without_secrets(server: LoopbackServer):
+    """Non-2xx and non-JSON answers raise clear errors; query values are masked."""
+    server.route("GET", "/missing")(lambda _: Reply(404, body="no such thing"))
+    server.route("GET", "/html")(lambda _: Reply(200, body="<html>"))
+    server.route("GET", "/empty")(lambda _: Reply(204))
+    client = Client(base_url=server.url, retry=None)
+    with pytest.raises(HTTPStatusError) as info:
+        client.get_json("/missing", params={"api_key": "s3cret"})
+    assert info.value.status == 404
+    assert "no such thing" in str(info.value)
+    assert "s3cret" not in str(info.value)
+    assert "api_key=***" in str(info.value)
+    with pytest.raises(ResponseError, match="not JSON"):
+        client.get_json("/html")
+    assert client.get_json("/empty") is None
+
+
+def test_credentials_are_refused_over_plain_http_to_other_hosts():
+    """A bearer token is never sent over http:// except to loopback."""
+    with pytest.raises(InsecureTransport, match="use https://"):
+        Client(base_url="http://api.example.com", auth=Tokens())
+    client = Client(auth=Tokens(), retry=None)
+    with pytest.raises(InsecureTransport):
+        client.get("http://api.example.com/x?token=abc")
+
+
+def test_logs_at_debug_hold_no_secret(server: LoopbackServer, caplog: pytest.LogCaptureFixture):
+    """Requests are logged with masked URLs and never with tokens."""
+    caplog.set_level(logging.DEBUG, logger="ratekit")
+    server.route("GET", "/x")(lambda _: Reply.json(1))
+    client = Client(base_url=server.url, auth=Tokens())
+    client.get_json("/x", params={"key": "hunter2"})
+    assert "GET" in caplog.text
+    assert "hunter2" not in caplog.text
+    assert "tok-1" not in caplog.text
+
+
+def test_retry_gives_up_with_the_last_response(server: LoopbackServer):
+    """When the policy gives up, RetryError carries the last response's status."""
+    server.route("GET", "/down")(lambda _: Reply(503))
+    clock = FakeClock()
+    client = Client(base_url=server.url, retry=RetryPolicy(attempts=2, clock=clock), clock=clock)
+    with pytest.raises(RetryError, match="status 503"):
+        client.get("/down")
+
+
+def test_the_shared_cooldown_holds_every_worker(server: LoopbackServer):
+    """After a 429 with Retry-After, no request from any of 8 workers reaches the server."""
+    count = 0
+    lock = threading.Lock()
+    cooled: list[float] = []
+
+    def handler(request: Request) -> Reply:
+        nonlocal count
+        with lock:
+            count += 1
+            if count == 10:
+                cooled.append(request.at)
+                return Reply(429, {"Retry-After": "1"})
+        return Reply.json(count)
+
+    server.route("GET", "/work")(handler)
+    bucket = TokenBucket(200.0, 8)
+    client = Client(bucket, base_url=server.url)
+    with Scheduler(8) as scheduler:  # the client paces its requests itself
+        results = list(scheduler.map(lambda _: client.get_json("/work"), range(40)))
+    assert len(results) == 40
+    (at,) = cooled
+    during = [r.at for r in server.hits("/work") if at + 0.05 < r.at < at + 0.95]
+    assert during == []  # in flight before the 429 may land just after it; none later
+    assert max(r.at for r in server.hits("/work")) >= at + 1.0 - 0.01
+    assert time.monotonic() >= at + 1.0 - 0.01
+
+
+class SlottedLimiter:
+    """A limiter that cannot be weakly referenced: it gets a cooldown of its own."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def acquire(
+        self, cost: float = 1, *, timeout: float | None = None, cancel: object = None
+    ) -> None:
+        self.calls += 1
+
+
+def test_bodies_queries_manual_cooldowns_and_any_limiter(server: LoopbackServer):
+    """JSON and form bodies, URLs with a query already, cool_down, and a foreign limiter."""
+    server.route("POST", "/echo")(
+        lambda request: Reply.json(
+            {"type": request.headers.get("content-type", ""), "body": request.body.decode()}
+        )
+    )
+    server.route("GET", "/q")(lambda request: Reply.json(sorted(request.query)))
+    clock = FakeClock()
+    limiter = SlottedLimiter()
+    client = Client(limiter, base_url=server.url, clock=clock)  # type: ignore[arg-type]
+    sent = client.json("POST", "/echo", json={"a": 1})
+    assert sent == {"type": "application/json", "body": '{"a": 1}'}
+    sent = client.json("POST", "/echo", fields={"b": "2"})
+    assert sent == {"type": "application/x-www-form-urlencoded", "body": "b=2"}
+    assert client.post("/echo", body=b"raw").status == 200
+    assert client.get_json("/q?x=1", params={"y": 2}) == ["x", "y"]
+    client.cool_down(5.0)
+    client.get("/q")
+    assert clock.sleeps == [5.0]
+    assert limiter.calls == 5

@@ -1,0 +1,583 @@
+"""OAuth2Token against a real token endpoint on loopback, with expiry on a FakeClock."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from urllib.parse import unquote_plus
+
+import pytest
+import urllib3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from loopback import Reply
+
+from ratekit.http import InsecureTransport, OAuth2Token, TokenError
+from ratekit.testing import FakeClock
+from ratekit.typing import TokenProvider
+
+SECRET = "s3cr&t:pa ss+word"  # noqa: S105 - a made-up secret, to look for in what is shown
+PASSWORD = "hunter2-is-my-password"  # noqa: S105 - the same, for the password grant
+ACCESS = "eyJ-the-access-token"
+#: A loopback token URL for the tests that never send a request.
+NOWHERE = "http://127.0.0.1:9/token"
+
+
+def granted(
+    token: str = ACCESS, expires_in: object = 3600, headers: dict[str, str] | None = None, **fields
+) -> Reply:
+    """A successful token response."""
+    body: dict[str, object] = {"access_token": token, "token_type": "Bearer", **fields}
+    if expires_in is not None:
+        body["expires_in"] = expires_in
+    return Reply.json(body, **(headers or {}))
+
+
+def tokens(server, *replies: Reply):
+    """Answer the token requests with *replies* in turn, the last one from then on."""
+    queue = list(replies)
+
+    @server.route("POST", "/token")
+    def _(request):
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def make(server=None, **options) -> OAuth2Token:
+    """An OAuth2Token for the loopback endpoint, on a FakeClock unless given a clock."""
+    options.setdefault("client_id", "the-client")
+    options.setdefault("client_secret", SECRET)
+    options.setdefault("clock", FakeClock())
+    return OAuth2Token(f"{server.url}/token" if server else NOWHERE, **options)
+
+
+class CountingClock:
+    """A FakeClock that counts its readings, so that a test can wait for callers to look."""
+
+    def __init__(self) -> None:
+        self.fake = FakeClock()
+        self.reads = 0
+        self._cond = threading.Condition()
+
+    def now(self) -> float:
+        with self._cond:
+            self.reads += 1
+            self._cond.notify_all()
+        return self.fake.now()
+
+    def sleep(self, seconds, cancel=None):
+        return self.fake.sleep(seconds, cancel)
+
+    async def sleep_async(self, seconds):
+        await self.fake.sleep_async(seconds)
+
+    def wait_for_reads(self, count: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.reads >= count, timeout=10)
+
+
+def crowd(target, count: int = 16) -> list[object]:
+    """Run *target* in *count* threads at once; return what each returned or raised."""
+    barrier = threading.Barrier(count)
+    outcomes: list[object] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[index] = target()
+        except Exception as error:  # noqa: BLE001 - the outcome is what is checked
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+# The request
+
+
+def test_basic_auth_sends_the_client_in_the_header_and_the_grant_in_the_form(server):
+    """Basic auth: Authorization decodes to id:secret, the form holds grant and scopes."""
+    tokens(server, granted())
+    oauth = make(server, client_id="the client:1", scopes=["read", "write"])
+    assert oauth.token() == ACCESS
+    (request,) = server.hits("/token")
+    assert request.method == "POST"
+    assert request.query == {}
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.headers["accept"] == "application/json"
+    scheme, _, encoded = request.headers["authorization"].partition(" ")
+    assert scheme == "Basic"
+    client, _, secret = base64.b64decode(encoded).decode().partition(":")
+    assert (unquote_plus(client), unquote_plus(secret)) == ("the client:1", SECRET)
+    assert request.form() == {"grant_type": "client_credentials", "scope": "read write"}
+
+
+def test_body_auth_sends_the_client_in_the_form(server):
+    """Body auth: client_id and client_secret are form fields, no Authorization header."""
+    tokens(server, granted())
+    oauth = make(server, client_auth="body", scopes="read  write", extra={"audience": "api"})
+    oauth.token()
+    (request,) = server.hits("/token")
+    assert "authorization" not in request.headers
+    assert request.query == {}
+    assert request.form() == {
+        "grant_type": "client_credentials",
+        "scope": "read write",
+        "client_id": "the-client",
+        "client_secret": SECRET,
+        "audience": "api",
+    }
+
+
+def test_without_scopes_the_scope_field_is_left_out(server):
+    """No scopes (or only blanks): no scope field at all."""
+    tokens(server, granted())
+    make(server).token()
+    make(server, scopes=" ").token()
+    make(server, scopes=[]).token()
+    assert [r.form() for r in server.hits("/token")] == [{"grant_type": "client_credentials"}] * 3
+
+
+def test_password_grant_sends_username_and_password(server):
+    """The password grant puts username and password in the form."""
+    tokens(server, granted())
+    oauth = make(server, grant="password", username="key-id", password=PASSWORD)
+    oauth.token()
+    (request,) = server.hits("/token")
+    assert request.form() == {"grant_type": "password", "username": "key-id", "password": PASSWORD}
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"username": "key-id"}, "password"),
+        ({"password": PASSWORD}, "username"),
+        ({"username": "", "password": PASSWORD}, "username"),
+    ],
+)
+def test_password_grant_needs_username_and_password(options, name):
+    """The password grant without a username or password is refused, naming it."""
+    with pytest.raises(ValueError, match=f"^{name} must be a non-empty string") as caught:
+        make(grant="password", **options)
+    assert PASSWORD not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["username", "password"])
+def test_client_credentials_refuses_a_username_or_password(name):
+    """A username or password given with client_credentials is a mistake, not ignored."""
+    with pytest.raises(ValueError, match=f"^{name} is only used by the password grant"):
+        make(**{name: "x"})
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"client_id": ""}, "client_id"),
+        ({"client_secret": ""}, "client_secret"),
+        ({"client_secret": None}, "client_secret"),
+        ({"grant": "implicit"}, "grant"),
+        ({"client_auth": "jwt"}, "client_auth"),
+        ({"margin": -1}, "margin"),
+        ({"margin": float("nan")}, "margin"),
+        ({"timeout": 0}, "timeout"),
+        ({"scopes": ["read", "a b"]}, "scopes"),
+        ({"scopes": ["read", ""]}, "scopes"),
+        ({"extra": {"grant_type": "password"}}, "extra"),
+        ({"client_auth": "body", "extra": {"client_secret": "x"}}, "extra"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(options, name):
+    """Empty credentials and out-of-range options raise ValueError naming the argument."""
+    with pytest.raises(ValueError, match=f"^{name} ") as caught:
+        make(**options)
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("margin", ["60", True, None])
+def test_margin_must_be_a_number(margin):
+    """A margin that is not a number is a TypeError."""
+    with pytest.raises(TypeError, match=r"^margin "):
+        make(margin=margin)
+
+
+def test_empty_token_url_is_refused():
+    """An empty token_url is refused, naming it."""
+    with pytest.raises(ValueError, match=r"^token_url "):
+        OAuth2Token("", client_id="c", client_secret=SECRET)
+
+
+def test_basic_auth_may_carry_the_client_id_in_the_form_too(server):
+    """With Basic auth, extra may add client_id to the form (some servers want both)."""
+    tokens(server, granted())
+    make(server, extra={"client_id": "the-client"}).token()
+    assert server.hits("/token")[0].form()["client_id"] == "the-client"
+
+
+def test_is_a_token_provider():
+    """OAuth2Token satisfies the TokenProvider protocol."""
+    assert isinstance(make(), TokenProvider)
+
+
+def test_a_given_pool_is_used(server):
+    """A PoolManager passed in sends the requests."""
+    pool = urllib3.PoolManager()
+    tokens(server, granted())
+    assert make(server, pool=pool).token() == ACCESS
+    assert pool.pools  # a connection pool for the loopback host was opened in it
+
+
+# Transport
+
+
+@pytest.mark.parametrize(
+    "url", ["http://example.com/token", "http://10.0.0.1/token", "ftp://example.com/token"]
+)
+def test_plain_http_to_other_hosts_is_refused(url):
+    """Credentials are not sent over plain http to a host that is not loopback."""
+    with pytest.raises(InsecureTransport, match="use https://"):
+        OAuth2Token(url, client_id="c", client_secret=SECRET)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/token",
+        "http://127.0.0.1:8080/token",
+        "http://localhost/token",
+        "http://[::1]/token",
+    ],
+)
+def test_https_and_loopback_are_accepted(url):
+    """https:// anywhere and plain http:// to loopback are accepted (nothing is sent yet)."""
+    assert "client_secret='***'" in repr(OAuth2Token(url, client_id="c", client_secret=SECRET))
+
+
+# Caching and refresh
+
+
+def test_the_token_is_cached_until_a_margin_before_expiry(server):
+    """Reused until expires_in - margin after the request started, then fetched again."""
+    clock = FakeClock(100)
+    tokens(server, granted("first", 3600), granted("second", 3600))
+    oauth = make(server, clock=clock, margin=60)
+    assert oauth.token() == "first"
+    assert oauth.expires_at == 3700
+    clock.advance_to(3639.999)
+    assert oauth.token() == "first"
+    assert len(server.hits("/token")) == 1
+    clock.advance_to(3640)
+    assert oauth.token() == "second"
+    assert oauth.token() == "second"
+    assert len(server.hits("/token")) == 2
+    assert oauth.expires_at == 3640 + 3600
+
+
+def test_short_lived_tokens_are_reused_for_half_their_life(server):
+    """A token shorter-lived than twice the margin is reused for half its life."""
+    clock = FakeClock()
+    tokens(server, granted("first", 60), granted("second", 60))
+    oauth = make(server, clock=clock, margin=60)
+    assert oauth.token() == "first"
+    clock.advance_to(29.999)
+    assert oauth.token() == "first"
+    clock.advance_to(30)
+    assert oauth.token() == "second"
+    assert len(server.hits("/token")) == 2
+
+
+def test_a_token_without_expiry_is_kept_until_invalidated(server):
+    """No expires_in: the token is kept however much time passes."""
+    clock = FakeClock()
+    tokens(server, granted("first", None), granted("second", None))
+    oauth = make(server, clock=clock)
+    assert oauth.token() == "first"
+    assert oauth.expires_at is None
+    clock.advance(10**9)
+    assert oauth.token() == "first"
+    oauth.invalidate("first")
+    assert oauth.token() == "second"
+    assert len(server.hits("/token")) == 2
+
+
+def test_expires_in_as_a_string_is_read(server):
+    """Some servers send expires_in as a string of digits; it counts all the same."""
+    clock = FakeClock()
+    tokens(server, granted(expires_in="120"))
+    oauth = make(server, clock=clock)
+    oauth.token()
+    assert oauth.expires_at == 120
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    lifetime=st.floats(0, 10**6, allow_subnormal=False),
+    margin=st.floats(0, 10**4, allow_subnormal=False),
+)
+def test_refresh_comes_at_the_lifetime_less_the_smaller_of_margin_and_half(
+    server, lifetime, margin
+):
+    """Whatever the lifetime and margin, the refetch is due at start + life - min(m, life/2)."""
+    # Connection: close, as a reused loopback connection is slow to answer (delayed ACKs).
+    tokens(server, granted(expires_in=lifetime, headers={"Connection": "close"}))
+    clock = FakeClock(1000)
+    oauth = make(server, clock=clock, margin=margin)
+    before = len(server.hits("/token"))
+    oauth.token()
+    due = 1000 + lifetime - min(margin, lifetime / 2)
+    slack = 1e-6 * due
+    if due - slack > 1000:
+        clock.advance_to(due - slack)
+        oauth.token()
+        assert len(server.hits("/token")) == before + 1
+    clock.advance_to(due + slack)
+    oauth.token()
+    assert len(server.hits("/token")) == before + 2
+
+
+# Many threads
+
+
+def test_a_crowd_on_an_expired_token_causes_one_request(server):
+    """16 threads asking at once for an expired token cause exactly one token request."""
+    clock = CountingClock()
+    tokens(server, granted("first", 100), granted("second", 100))
+    oauth = make(server, clock=clock)
+    oauth.token()
+    clock.fake.advance(100)
+    clock.reads = 0
+
+    @server.route("POST", "/token")
+    def _(request):
+        # Answer once every caller has looked at the cache (16 looks, and the read at the
+        # start of the fetch), so that all of them find the fetch in flight; slow anyway.
+        clock.wait_for_reads(17)
+        return Reply(
+            200, {"Content-Type": "application/json"}, {"access_token": "second"}, delay=0.2
+        )
+
+    assert crowd(oauth.token) == ["second"] * 16
+    assert len(server.hits("/token")) == 2
+
+
+def test_a_failed_fetch_fails_every_waiter_and_the_next_call_retries(server):
+    """When the one fetch fails, every waiting thread gets its error; then a retry works."""
+    clock = CountingClock()
+    tokens(server, granted("first", 100))
+    oauth = make(server, clock=clock)
+    oauth.token()
+    clock.fake.advance(100)
+    clock.reads = 0
+
+    @server.route("POST", "/token")
+    def _(request):
+        clock.wait_for_reads(17)
+        return Reply(503, {"Content-Type": "application/json"}, {"error": "busy"}, delay=0.2)
+
+    outcomes = crowd(oauth.token)
+    assert all(isinstance(outcome, TokenError) for outcome in outcomes)
+    assert len({id(outcome) for outcome in outcomes}) == 1
+    assert len(server.hits("/token")) == 2
+    tokens(server, granted("second"))
+    assert oauth.token() == "second"
+    assert len(server.hits("/token")) == 3
+
+
+def test_connection_errors_propagate_and_the_next_call_retries(server):
+    """A dropped connection raises urllib3's error unchanged; the failure is not cached."""
+    tokens(server, Reply(drop=True), granted())
+    oauth = make(server)
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        oauth.token()
+    assert oauth.token() == ACCESS
+
+
+def test_the_timeout_bounds_the_request(server):
+    """A token endpoint slower than the timeout raises urllib3's ReadTimeoutError."""
+    # Dropped rather than answered late, so that the server writes to no closed socket.
+    tokens(server, Reply(drop=True, delay=0.5))
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        make(server, timeout=0.05).token()
+
+
+# Invalidation
+
+
+def test_invalidating_the_current_token_causes_one_refetch(server):
+    """invalidate(current) makes the next call fetch a new token, once."""
+    tokens(server, granted("first"), granted("second"))
+    oauth = make(server)
+    assert oauth.token() == "first"
+    oauth.invalidate("first")
+    assert oauth.expires_at is None
+    assert oauth.token() == "second"
+    assert oauth.token() == "second"
+    assert len(server.hits("/token")) == 2
+
+
+def test_invalidating_a_stale_token_does_nothing(server):
+    """invalidate(old) after a new token came changes nothing; so does one before any fetch."""
+    tokens(server, granted("first"), granted("second"), granted("third"))
+    oauth = make(server)
+    oauth.invalidate("first")
+    assert oauth.token() == "first"
+    oauth.invalidate("first")
+    assert oauth.token() == "second"
+    oauth.invalidate("first")
+    assert oauth.token() == "second"
+    assert len(server.hits("/token")) == 2
+
+
+def test_a_crowd_that_saw_the_same_rejection_causes_one_refetch(server):
+    """16 threads invalidating the same token and asking again cause one request."""
+    tokens(server, granted("first"), granted("second"))
+    oauth = make(server)
+    oauth.token()
+
+    def rejected() -> str:
+        oauth.invalidate("first")
+        return oauth.token()
+
+    assert crowd(rejected) == ["second"] * 16
+    assert len(server.hits("/token")) == 2
+
+
+# Errors
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ("invalid_request", 400),
+        ("invalid_client", 401),
+        ("invalid_grant", 400),
+        ("unauthorized_client", 400),
+        ("unsupported_grant_type", 400),
+        ("invalid_scope", 400),
+    ],
+)
+def test_oauth2_errors_become_token_errors(server, error, status):
+    """Each RFC 6749 error code comes back as TokenError with code, description, status."""
+    description = f"why: {error}"
+    tokens(server, Reply.json({"error": error, "error_description": description}, status=status))
+    with pytest.raises(TokenError) as caught:
+        make(server).token()
+    assert (caught.value.error, caught.value.description, caught.value.status) == (
+        error,
+        description,
+        status,
+    )
+
+
+def test_an_error_without_description_has_an_empty_one(server):
+    """An error code alone (or a description that is not text) gives description ''."""
+    tokens(server, Reply.json({"error": "invalid_grant", "error_description": 7}, status=400))
+    with pytest.raises(TokenError) as caught:
+        make(server).token()
+    assert (caught.value.error, caught.value.description) == ("invalid_grant", "")
+
+
+def test_a_long_description_is_cut_short(server):
+    """The server's description is shortened in the error."""
+    tokens(server, Reply.json({"error": "invalid_grant", "error_description": "x" * 5000}, 400))
+    with pytest.raises(TokenError) as caught:
+        make(server).token()
+    assert len(caught.value.description) == 300
+    assert caught.value.description.endswith("...")
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "reason"),
+    [
+        (Reply(500, body="<html>oops</html>"), 500, "holds no OAuth2 error"),
+        (Reply.json({"message": "no"}, status=400), 400, "holds no OAuth2 error"),
+        (Reply.json({"error": ""}, status=400), 400, "holds no OAuth2 error"),
+        (Reply.json(["error"], status=400), 400, "holds no OAuth2 error"),
+        (Reply(302, {"Location": "/elsewhere"}), 302, "redirect"),
+        (Reply(200, body="<html>login</html>"), 200, "not a JSON object"),
+        (Reply(200, body=b"\xff\xfe"), 200, "not a JSON object"),
+        (Reply.json([ACCESS]), 200, "not a JSON object"),
+        (Reply.json({"token_type": "Bearer"}), 200, "no access_token"),
+        (Reply.json({"access_token": ""}), 200, "no access_token"),
+        (Reply.json({"access_token": 12}), 200, "no access_token"),
+        (granted(expires_in="soon"), 200, "expires_in"),
+        (granted(expires_in=-1), 200, "expires_in"),
+        (granted(expires_in=True), 200, "expires_in"),
+        (granted(expires_in=[1]), 200, "expires_in"),
+        (granted(expires_in="inf"), 200, "expires_in"),
+    ],
+)
+def test_unreadable_answers_are_invalid_responses(server, reply, status, reason):
+    """Answers that are not OAuth2 raise TokenError('invalid_response'), never follow."""
+    tokens(server, reply)
+    oauth = make(server)
+    with pytest.raises(TokenError, match=reason) as caught:
+        oauth.token()
+    assert (caught.value.error, caught.value.status) == ("invalid_response", status)
+    assert [r.path for r in server.requests] == ["/token"]
+    assert oauth.last_response == {}
+
+
+# What is shown
+
+
+def test_last_response_holds_everything_but_the_tokens(server):
+    """last_response keeps the other fields (a tenant id) and drops the three tokens."""
+    other_tokens = {"refresh_token": "a-refresh-token", "id_token": "an-id-token"}
+    tokens(server, granted(tenantId="t-1", **other_tokens))
+    oauth = make(server)
+    assert oauth.last_response == {}
+    oauth.token()
+    assert oauth.last_response == {"token_type": "Bearer", "expires_in": 3600, "tenantId": "t-1"}
+    with pytest.raises(TypeError):
+        oauth.last_response["tenantId"] = "other"  # type: ignore[index]
+
+
+def test_repr_masks_the_secrets():
+    """Repr shows the redacted URL and the client id, never the secret or the password."""
+    oauth = OAuth2Token(
+        "https://idp.example.com/token?key=abc",
+        client_id="the-client",
+        client_secret=SECRET,
+        grant="password",
+        username="key-id",
+        password=PASSWORD,
+        scopes=["read", "write"],
+    )
+    assert repr(oauth) == (
+        "OAuth2Token('https://idp.example.com/token?key=***', client_id='the-client', "
+        "client_secret='***', grant='password', username='key-id', password='***', "
+        "scopes='read write')"
+    )
+
+
+def test_secrets_appear_in_no_log_message_or_repr(server, caplog):
+    """At DEBUG, logs, exception messages and repr hold no secret, password or token."""
+    caplog.set_level(logging.DEBUG)
+    echo = f"bad secret {SECRET} or password {PASSWORD}"
+    tokens(
+        server,
+        granted(),
+        Reply.json({"error": f"invalid_grant {PASSWORD}", "error_description": echo}, 400),
+        Reply.json({"message": SECRET}, status=500),
+        Reply(drop=True),
+    )
+    oauth = make(server, grant="password", username="key-id", password=PASSWORD)
+    shown = [repr(oauth)]
+    assert oauth.token() == ACCESS
+    shown.append(repr(oauth))
+    oauth.invalidate(ACCESS)
+    for _ in range(3):
+        with pytest.raises(Exception) as caught:
+            oauth.token()
+        shown += [str(caught.value), repr(caught.value), str(caught.value.args)]
+    assert "fetching a token from" in caplog.text
+    assert "token fetched, expires in 3600 s" in caplog.text
+    header = server.hits("/token")[0].headers["authorization"].partition(" ")[2]
+    for text in [caplog.text, *shown]:
+        for secret in (SECRET, PASSWORD, ACCESS, header):
+            assert secret not in text
+    assert "***" in shown[2]
