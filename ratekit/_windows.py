@@ -19,8 +19,37 @@ if TYPE_CHECKING:
 _COMPACT_AFTER = 32
 
 
+class WindowBase(LimiterBase):
+    """What both window strategies share: a limit per window of some seconds."""
+
+    __slots__ = ("_limit", "_window")
+
+    def __init__(self, limit: float, window: float, clock: Clock | None) -> None:
+        super().__init__(clock)
+        self._limit = positive("limit", limit)
+        self._window = positive("window", window)
+
+    @property
+    def limit(self) -> float:
+        """The most that may be granted within a window."""
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        """The window's length in seconds."""
+        return self._window
+
+    @property
+    def capacity(self) -> float:
+        """The largest cost that can ever be granted: the limit."""
+        return self._limit
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(limit={self._limit!r}, window={self._window!r})"
+
+
 @final
-class SlidingWindow(LimiterBase):
+class SlidingWindow(WindowBase):
     """At most *limit* in every window of length *window*, exactly.
 
     Guarantee: the grants in any half-open interval ``[s, s + window)`` sum to at most
@@ -51,18 +80,14 @@ class SlidingWindow(LimiterBase):
         "_cums",
         "_epoch",
         "_head",
-        "_limit",
         "_times",
         "_total",
         "_version",
-        "_window",
         "_withdrawn",
     )
 
     def __init__(self, limit: float, window: float, *, clock: Clock | None = None) -> None:
-        super().__init__(clock)
-        self._limit = positive("limit", limit)
-        self._window = positive("window", window)
+        super().__init__(limit, window, clock)
         # The log: grant instants in time order, and the running total of cost through
         # each entry.  Entries before ``_head`` have left the window; ``_base`` is the
         # running total through the last of them, ``_total`` through the newest entry.
@@ -76,24 +101,6 @@ class SlidingWindow(LimiterBase):
         self._epoch = 0
         self._version = 0
         self._withdrawn: list[_Entry] = []
-
-    @property
-    def limit(self) -> float:
-        """The most that may be granted within any window."""
-        return self._limit
-
-    @property
-    def window(self) -> float:
-        """The window's length in seconds."""
-        return self._window
-
-    @property
-    def capacity(self) -> float:
-        """The largest cost that can ever be granted: the limit."""
-        return self._limit
-
-    def __repr__(self) -> str:
-        return f"SlidingWindow(limit={self._limit!r}, window={self._window!r})"
 
     def try_acquire(self, cost: float = 1) -> Decision:
         """Grant *cost* now if the last window has room for it, without blocking.
@@ -273,7 +280,7 @@ class _Entry:
 
 
 @final
-class FixedWindow(LimiterBase):
+class FixedWindow(WindowBase):
     """At most *limit* per window, the windows aligned on the clock's zero.
 
     Guarantee: the grants in each window ``[k * window, (k + 1) * window)`` of clock
@@ -298,35 +305,15 @@ class FixedWindow(LimiterBase):
             names which).
     """
 
-    __slots__ = ("_end", "_last", "_limit", "_used", "_window", "_withdrawn")
+    __slots__ = ("_end", "_last", "_used", "_withdrawn")
 
     def __init__(self, limit: float, window: float, *, clock: Clock | None = None) -> None:
-        super().__init__(clock)
-        self._limit = positive("limit", limit)
-        self._window = positive("window", window)
+        super().__init__(limit, window, clock)
         # The window of the newest booking ends at ``_end``; it holds ``_used``.
         self._end = -math.inf
         self._used = 0.0
         self._last = -math.inf  # the newest booking's instant
         self._withdrawn: list[_Booking] = []
-
-    @property
-    def limit(self) -> float:
-        """The most that may be granted within one window."""
-        return self._limit
-
-    @property
-    def window(self) -> float:
-        """The window's length in seconds."""
-        return self._window
-
-    @property
-    def capacity(self) -> float:
-        """The largest cost that can ever be granted: the limit."""
-        return self._limit
-
-    def __repr__(self) -> str:
-        return f"FixedWindow(limit={self._limit!r}, window={self._window!r})"
 
     def try_acquire(self, cost: float = 1) -> Decision:
         """Grant *cost* now if the current window has room for it, without blocking.

@@ -206,8 +206,10 @@ def test_a_wait_cancelled_midway_gives_back_its_booking(kind):
     limiter = KINDS[kind](stalling)  # type: ignore[arg-type]
     retry_after = exhaust(limiter)
     before = limiter.statistics()
-    with pytest.raises(AcquireCancelled):
+    with pytest.raises(AcquireCancelled) as info:
         limiter.acquire(1, cancel=SetOnFirstWait())
+    assert info.value.cost == 1.0
+    assert isinstance(info.value.cost, float)
     after = limiter.statistics()
     assert after.level == before.level
     assert (after.cancelled, after.waiting, after.granted) == (1, 0, before.granted)

@@ -214,47 +214,6 @@ def test_acquire_with_cancel_already_set_raises_and_consumes_nothing():
     assert bucket.statistics().cancelled == 1
 
 
-class _SetOnFirstWait:
-    """A cancel event that becomes set while the acquire sleeps."""
-
-    def __init__(self) -> None:
-        self._flag = False
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._flag = True
-        return True
-
-
-def test_cancelled_wait_gives_back_its_booking():
-    """An acquire cancelled mid-wait raises AcquireCancelled and returns what it booked."""
-    clock = FakeClock()
-
-    class Clock:
-        now = clock.now
-
-        def sleep(self, seconds: float, cancel: object = None) -> bool:
-            return False  # woken by cancellation before the time came
-
-        async def sleep_async(self, seconds: float) -> None:
-            raise NotImplementedError
-
-    bucket = TokenBucket(1.0, 1, clock=Clock())
-    bucket.try_acquire()
-    before = bucket.statistics().level
-    with pytest.raises(AcquireCancelled) as info:
-        bucket.acquire(1, cancel=_SetOnFirstWait())
-    assert info.value.cost == 1.0
-    assert isinstance(info.value.cost, float)
-    stats = bucket.statistics()
-    assert stats.level == before
-    assert stats.cancelled == 1
-    assert stats.waiting == 0
-    assert stats.granted == 1
-
-
 def test_waiters_are_served_in_arrival_order_and_big_costs_are_not_starved():
     """Bookings are FIFO: a large cost booked first is served before later small ones."""
     bucket, clock = make(rate=1.0, capacity=5)
@@ -422,37 +381,6 @@ def test_acquire_async_timeout_raises_at_once():
     with pytest.raises(AcquireTimeout):
         asyncio.run(bucket.acquire_async(timeout=0.1))
     assert clock.sleeps == []
-
-
-def test_acquire_async_cancelled_task_gives_back_its_booking():
-    """Cancelling a waiting task refunds its booking and propagates CancelledError."""
-    clock = FakeClock()
-
-    class StallingClock:
-        now = clock.now
-
-        def sleep(self, seconds: float, cancel: object = None) -> bool:
-            raise NotImplementedError
-
-        async def sleep_async(self, seconds: float) -> None:
-            await asyncio.Event().wait()  # never set: only cancellation ends it
-
-    bucket = TokenBucket(1.0, 1, clock=StallingClock())
-    bucket.try_acquire()
-
-    async def main() -> None:
-        task = asyncio.create_task(bucket.acquire_async())
-        await asyncio.sleep(0)
-        assert bucket.statistics().waiting == 1
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
-    stats = bucket.statistics()
-    assert stats.level == 0.0
-    assert stats.waiting == 0
-    assert stats.cancelled == 1
 
 
 # -- properties ---------------------------------------------------------------------------
