@@ -14,7 +14,7 @@ from ._windows import FixedWindow, SlidingWindow
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     from .typing import Clock
@@ -110,6 +110,21 @@ class AllOf(LimiterBase):
 
     def __repr__(self) -> str:
         return f"all_of({', '.join(map(repr, self._members))})"
+
+    def observe(self, status: int, headers: Mapping[str, str] | None = None) -> None:
+        """Pass a server's answer on to the members that learn from answers.
+
+        `ratekit.http.Client` reports every answer to its limiter's ``observe``; through
+        this, an `ratekit.http.AdaptiveLimiter` composed with fixed limits still learns.
+
+        Args:
+            status: The HTTP status.
+            headers: The response headers, if any.
+        """
+        for member in self._members:
+            observe = getattr(member, "observe", None)
+            if observe is not None:
+                observe(status, headers)
 
     def try_acquire(self, cost: float = 1) -> Decision:
         """Grant *cost* now if every member can, taking it from all of them; never blocks.

@@ -270,6 +270,17 @@ class AuthError(HTTPError):
         )
 
 
+#: What each OAuth2 error code says was rejected, for the messages of `TokenError`.
+_TOKEN_ERROR_HINTS = {
+    "invalid_client": "the client id or client secret was rejected",
+    "invalid_grant": "the grant was rejected (for the password grant: the username or password)",
+    "invalid_scope": "a requested scope was refused",
+    "unauthorized_client": "this client may not use this grant type",
+    "unsupported_grant_type": "the server does not support this grant type",
+    "invalid_request": "the request lacks a field or is malformed",
+}
+
+
 class TokenError(HTTPError):
     """The token endpoint refused to issue a token (RFC 6749 section 5.2).
 
@@ -287,8 +298,10 @@ class TokenError(HTTPError):
         self.error = error
         self.description = description
         self.status = status
+        hint = _TOKEN_ERROR_HINTS.get(error)
         detail = f" ({description})" if description else ""
-        super().__init__(f"the token endpoint refused a token: {error}{detail} [{status}]")
+        what = f"{error}: {hint}" if hint else error
+        super().__init__(f"the token endpoint refused a token: {what}{detail} [{status}]")
 
 
 class InsecureTransport(HTTPError, ValueError):

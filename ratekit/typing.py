@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from ._decision import Decision, LimiterStatistics, Reservation
+    from .http import Client, Page
 
-__all__ = ["BackoffPolicy", "CancelEvent", "Clock", "Limiter", "TokenProvider"]
+__all__ = ["BackoffPolicy", "CancelEvent", "Clock", "Limiter", "Paginator", "TokenProvider"]
 
 
 @runtime_checkable
@@ -106,3 +107,33 @@ class TokenProvider(Protocol):
         Invalidating a token that was already replaced does nothing, so that many
         threads that saw the same rejection cause one fetch, not one each.
         """
+
+
+@runtime_checkable
+class Paginator(Protocol):
+    """Walks a paged listing through a `ratekit.http.Client`.
+
+    `ratekit.http.PageNumberPaginator`, `OffsetPaginator`, `NextLinkPaginator` and
+    `CursorPaginator` all fit, so an adapter can take any of them; the first two also
+    take a ``fan_out`` scheduler.
+    """
+
+    def pages(
+        self,
+        client: Client,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[Page]:
+        """The pages of the listing at *url*, in order, fetched as they are needed."""
+
+    def records(
+        self,
+        client: Client,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[object]:
+        """The records of every page, in order."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import ratekit
+import ratekit.http
 import ratekit.retry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,9 @@ def test_document_code_runs(document: Path):
         exec(compiled, namespace)  # noqa: S102 - running the documented code is the point
 
 
-@pytest.mark.parametrize("module", [ratekit, ratekit.retry], ids=lambda module: module.__name__)
+@pytest.mark.parametrize(
+    "module", [ratekit, ratekit.retry, ratekit.http], ids=lambda module: module.__name__
+)
 def test_api_reference_lists_every_public_name(module):
     """The API reference has an entry for every name in the module's ``__all__``."""
     api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")

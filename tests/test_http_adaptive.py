@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
@@ -10,13 +11,13 @@ from typing import TYPE_CHECKING
 import pytest
 from loopback import LoopbackServer, Reply, Request
 
-from ratekit import Scheduler
+from ratekit import AcquireCancelled, AcquireTimeout, Scheduler, SlidingWindow, all_of
 from ratekit.http import AdaptiveLimiter, Client
 from ratekit.testing import FakeClock
-from ratekit.typing import Limiter
+from ratekit.typing import CancelEvent, Limiter
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 
 def test_slow_start_then_multiplicative_decrease_then_additive_increase():
@@ -26,7 +27,7 @@ def test_slow_start_then_multiplicative_decrease_then_additive_increase():
     assert isinstance(limiter, Limiter)
     for _ in range(2):
         limiter.observe(200)
-    assert limiter.rate == 3.0  # slow start: half a request per second more per success
+    assert limiter.rate == 4.0  # slow start: one request per second more per success
     limiter.observe(429)
     assert limiter.rate == pytest.approx(1.8)  # 90% of the 2 it served in the window
     limiter.observe(429)  # within the window: the same congestion, no second cut
@@ -109,7 +110,7 @@ def test_learns_a_servers_limit_quickly_with_few_429s(server: LoopbackServer):
         return Reply(status)
 
     server.route("GET", "/api")(limited)
-    limiter = AdaptiveLimiter(5.0)
+    limiter = AdaptiveLimiter()  # from 1 request per second, the default
     client = Client(limiter, base_url=server.url, retry=None)
     began = time.monotonic()
 
@@ -143,3 +144,99 @@ def test_reservations_levels_and_rest():
     assert limiter.rate == 2.0
     limiter.observe(200, {"X-RateLimit-Remaining": "5", "X-RateLimit-Reset": "0"})
     assert limiter.rate == 2.0  # a reset due now says nothing about the rate
+
+
+class EventfulClock:
+    """A fake clock on which something happens during each sleep: *during(n)* runs first."""
+
+    def __init__(self, during: Callable[[int], None]) -> None:
+        self.fake = FakeClock()
+        self.during = during
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.fake.now()
+
+    def sleep(self, seconds: float, cancel: CancelEvent | None = None) -> bool:
+        self.during(len(self.sleeps))
+        self.sleeps.append(seconds)
+        return self.fake.sleep(seconds, cancel)
+
+    async def sleep_async(self, seconds: float) -> None:
+        self.during(len(self.sleeps))
+        self.sleeps.append(seconds)
+        await self.fake.sleep_async(seconds)
+
+
+def test_a_rate_learnt_while_waiting_applies_at_once():
+    """A waiter takes the next free slot at the rate learnt meanwhile.
+
+    Not a slot booked at the slow rate it arrived under: the third call waits 0.1 s, not 1 s.
+    """
+
+    def during(n: int) -> None:
+        if n == 0:  # while the second call waits, the server answers 9 successes
+            for _ in range(9):
+                limiter.observe(200)
+
+    clock = EventfulClock(during)
+    limiter = AdaptiveLimiter(1.0, clock=clock)
+    for _ in range(3):
+        limiter.acquire()
+    assert limiter.rate == 10.0
+    assert clock.sleeps == [1.0, pytest.approx(0.1)]
+    stats = limiter.statistics()
+    assert (stats.granted, stats.waiting, stats.waited) == (3, 0, pytest.approx(1.1))
+
+
+def test_a_slot_taken_by_another_caller_is_waited_for_again():
+    """If another caller takes the slot while one sleeps, it sleeps until the next one."""
+
+    def during(n: int) -> None:
+        if n == 0:  # someone else takes the slot at t = 1 (as if it woke first)
+            clock.fake.advance(1.0)
+            assert limiter.try_acquire()
+
+    clock = EventfulClock(during)
+    limiter = AdaptiveLimiter(2.0, clock=clock)
+    limiter.acquire()
+    limiter.acquire()
+    # Slept 0.5 s, woke at t = 1.5 to find the slot taken at t = 1 (free again at 1.5).
+    assert clock.sleeps == [0.5]
+    assert clock.now() == 1.5
+    assert limiter.statistics().granted == 3
+
+
+def test_cancel_and_timeouts_and_async_take_the_next_free_slot():
+    """Cancelling a waiter gives nothing back (it held nothing); async waits the same."""
+    cancel = threading.Event()
+
+    def during(n: int) -> None:
+        if n == 0:
+            cancel.set()
+
+    clock = EventfulClock(during)
+    limiter = AdaptiveLimiter(1.0, clock=clock)
+    limiter.acquire(cancel=cancel)  # granted at once: nothing to cancel
+    with pytest.raises(AcquireCancelled):  # sleeps once, then is cancelled on waking
+        limiter.acquire(cancel=cancel)
+    assert limiter.statistics().cancelled == 1
+    with pytest.raises(AcquireCancelled):  # already set: refused before any wait
+        limiter.acquire(cancel=cancel)
+    with pytest.raises(AcquireTimeout):  # with a timeout, the exact booking answers at once
+        limiter.acquire(timeout=0.5)
+    asyncio.run(limiter.acquire_async())
+    asyncio.run(limiter.acquire_async(timeout=5.0))
+    stats = limiter.statistics()
+    assert (stats.granted, stats.waiting) == (3, 0)
+
+
+def test_a_composition_passes_answers_on_to_its_learning_members():
+    """all_of(AdaptiveLimiter, SlidingWindow): the client's reports reach the learner."""
+    clock = FakeClock()
+    learner = AdaptiveLimiter(4.0, clock=clock)
+    composed = all_of(learner, SlidingWindow(100, 60.0, clock=clock))
+    composed.observe(200)
+    assert learner.rate == 5.0  # slow start: one more request per second per success
+    composed.observe(429, {})
+    assert learner.rate < 5.0

@@ -17,6 +17,7 @@ from ratekit.http import (
     DEFAULT_RETRY,
     AuthError,
     Client,
+    ClientStatistics,
     HTTPStatusError,
     InsecureTransport,
     ResponseError,
@@ -105,6 +106,19 @@ def test_503_dropped_connections_and_read_timeouts_are_retried(server: LoopbackS
     assert client.get_json("/flaky") == [1, 2]
     assert clock.sleeps == [1.0, 1.0, 1.0]
     assert len(server.hits("/flaky")) == 4
+    assert client.statistics() == ClientStatistics(requests=4, throttled=0, retries=3, failures=2)
+
+
+def test_statistics_count_429s_and_401_resends(server: LoopbackServer):
+    """A 401 re-send is a request but not a retry; a 429 is throttled and retried."""
+    server.route("GET", "/x")(
+        script(Reply(401), Reply(429, {"Retry-After": "1"}), Reply.json({"ok": True}))
+    )
+    clock = FakeClock()
+    client = Client(base_url=server.url, auth=Tokens(), retry=fast_retry(clock), clock=clock)
+    assert client.statistics() == ClientStatistics()
+    assert client.get_json("/x") == {"ok": True}
+    assert client.statistics() == ClientStatistics(requests=3, throttled=1, retries=1, failures=0)
 
 
 def test_a_401_refreshes_the_token_once(server: LoopbackServer):

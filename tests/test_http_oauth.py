@@ -470,6 +470,17 @@ def test_oauth2_errors_become_token_errors(server, error, status):
         description,
         status,
     )
+    # The message says what was rejected, in words, besides the code.
+    rejected = {
+        "invalid_request": "lacks a field",
+        "invalid_client": "client id or client secret",
+        "invalid_grant": "username or password",
+        "unauthorized_client": "may not use this grant type",
+        "unsupported_grant_type": "does not support this grant type",
+        "invalid_scope": "scope was refused",
+    }
+    assert f"{error}: " in str(caught.value)
+    assert rejected[error] in str(caught.value)
 
 
 def test_an_error_without_description_has_an_empty_one(server):

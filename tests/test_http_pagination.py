@@ -23,6 +23,7 @@ from ratekit.http._pagination import (
     Page,
     PageNumberPaginator,
 )
+from ratekit.typing import Paginator
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -731,3 +732,51 @@ def test_the_records_generator_can_be_closed_before_it_starts(server: LoopbackSe
         with contextlib.closing(stream):
             pass
     assert server.hits("/items") == []
+
+
+def test_every_paginator_is_a_paginator_and_urls_resolve():
+    """The four paginators fit the `Paginator` protocol; `Client.url` shows where they go."""
+    paginators = [
+        PageNumberPaginator(10, records_key="items"),
+        OffsetPaginator(10, records_key="items"),
+        NextLinkPaginator(records_key="items"),
+        CursorPaginator(cursor_key="next", cursor_param="cursor", records_key="items"),
+    ]
+    assert all(isinstance(paginator, Paginator) for paginator in paginators)
+    client = Client(base_url="https://api.example.com/v1/")
+    assert client.url("items", {"page": 2, "q": "a b"}) == (
+        "https://api.example.com/v1/items?page=2&q=a+b"
+    )
+    assert client.url("https://other.example.com/x?a=1", {"b": 2}) == (
+        "https://other.example.com/x?a=1&b=2"
+    )
+
+
+@pytest.mark.parametrize("fan_out", [False, True])
+def test_a_walk_resumes_from_a_page_index(api: LoopbackServer, fan_out: bool):
+    """``start`` skips the pages already processed: the rest come once each, in order."""
+    records = dataset(47)
+    offsets = mount(api, offset_api(records))
+    numbers = mount(api, page_number_api(records, total=True))
+    client = Client(base_url=api.url)
+    with Scheduler(3) as scheduler:
+        scheduler_or_none = scheduler if fan_out else None
+        for paginator, path in [
+            (OffsetPaginator(10, records_key="completedContacts"), offsets),
+            (PageNumberPaginator(10, records_key="entities", total_key="total"), numbers),
+        ]:
+            pages = list(paginator.pages(client, path, fan_out=scheduler_or_none, start=2))
+            assert [page.number for page in pages] == [2, 3, 4]
+            assert [r for page in pages for r in page.records] == records[20:]
+            past = list(paginator.pages(client, path, fan_out=scheduler_or_none, start=9))
+            assert [page.records for page in past] == [[]]  # one request past the end
+
+
+def test_start_must_be_a_page_index(api: LoopbackServer):
+    """A bad ``start`` is refused, naming it."""
+    paginator = OffsetPaginator(10, records_key="completedContacts")
+    client = Client(base_url=api.url)
+    with pytest.raises(ValueError, match="start must be at least 0, got -1"):
+        next(paginator.pages(client, "/nowhere", start=-1))
+    with pytest.raises(TypeError, match=r"start must be an integer, got 1\.5"):
+        next(paginator.pages(client, "/nowhere", start=1.5))  # type: ignore[arg-type]

@@ -13,7 +13,13 @@ from ratekit._errors import (
     TokenError,
 )
 from ratekit.http._adaptive import AdaptiveLimiter
-from ratekit.http._client import DEFAULT_RETRY, DEFAULT_TIMEOUT, TRANSIENT_ERRORS, Client
+from ratekit.http._client import (
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    TRANSIENT_ERRORS,
+    Client,
+    ClientStatistics,
+)
 from ratekit.http._oauth import OAuth2Token
 from ratekit.http._pagination import (
     CursorPaginator,
@@ -33,6 +39,7 @@ __all__ = [
     "AdaptiveLimiter",
     "AuthError",
     "Client",
+    "ClientStatistics",
     "ConnectionFailed",
     "CursorPaginator",
     "HTTPError",

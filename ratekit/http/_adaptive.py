@@ -6,6 +6,7 @@ import math
 from collections import deque
 from typing import TYPE_CHECKING, final
 
+from ratekit._errors import AcquireCancelled
 from ratekit._leaky_bucket import DripBase
 from ratekit._validate import positive
 from ratekit.retry import parse_rate_limit_headers
@@ -13,16 +14,18 @@ from ratekit.retry import parse_rate_limit_headers
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ratekit.typing import Clock
+    from ratekit.typing import CancelEvent, Clock
 
 
 #: How far below the rate a server just served a cut goes: a margin for its jitter.
 _BELOW_ESTIMATE = 0.9
 
-#: Slow start's gain per success: the rate grows by half each second of successes.
-#: (Doubling, as TCP does, overshoots a server's limit by up to twice; every grant
-#: booked meanwhile at the overshooting rate then comes back as a 429.)
-_SLOW_START_STEP = 0.5
+#: Slow start's gain per success: one request per second more, so the rate doubles each
+#: second of successes, as TCP's doubles each round trip.  Overshooting the server's
+#: limit costs only the requests in flight when the first 429 comes back (waiters take
+#: the next free slot rather than booking one ahead, and the cooldown is shared), and
+#: the cut then lands just below what the server served.
+_SLOW_START_STEP = 1.0
 
 
 @final
@@ -38,13 +41,23 @@ class AdaptiveLimiter(DripBase):
       requests already in flight say nothing new), never below *floor*: to 90% of
       what the server served over the last window when leaving slow start, and later
       by *decrease*, but not below that estimate;
-    - a success raises it: first by half a request per success (half as much again
-      each second, a gentler slow start than TCP's doubling) until the first 429,
-      then additively, by *increase* requests per second for each second of
-      successes, never above *ceiling*;
+    - a success raises it: first by one request per second per success (doubling
+      each second, TCP's slow start) until the first 429, then additively, by
+      *increase* requests per second for each second of successes, never above
+      *ceiling*;
     - rate-limit headers, when the server sends them (`parse_rate_limit_headers`), set
       the rate to what is left of the window (remaining over the seconds to reset),
       and a remaining of 0 holds every request until the reset.
+
+    **Blocking calls wait for the next free slot, not for a slot booked ahead.**  The
+    other strategies book each waiter's slot when it arrives, which is exact when the
+    rate is fixed; here, eight workers starting at 1 request per second would book
+    eight slots a second apart, and keep that slow-start spacing after the rate has
+    grown.  So `acquire` and `acquire_async` without a timeout sleep until the next
+    slot frees, take it if it is still free, and otherwise wait for the following one:
+    a rate learnt meanwhile applies at once, and grants stay spaced ``cost / rate``
+    apart.  Waiters are then served in no particular order.  With a *timeout*, and for
+    `reserve`, slots are booked ahead as usual, so that the answer comes at once.
 
     Args:
         initial: The rate to start from, in requests per second.
@@ -113,6 +126,75 @@ class AdaptiveLimiter(DripBase):
             f"ceiling={self._ceiling!r})"
         )
 
+    def acquire(
+        self,
+        cost: float = 1,
+        *,
+        timeout: float | None = None,
+        cancel: CancelEvent | None = None,
+    ) -> None:
+        """Block until *cost* is granted, taking the next free slot at the current rate.
+
+        See the class docstring for how this differs from the other strategies; the
+        arguments and errors are those of `ratekit.LimiterBase.acquire`.
+        """
+        if timeout is not None:
+            super().acquire(cost, timeout=timeout, cancel=cancel)
+            return
+        value = self._check_cost(cost)
+        started: float | None = None
+        try:
+            while True:
+                with self._lock:
+                    if cancel is not None and cancel.is_set():
+                        self._cancelled += 1
+                        raise AcquireCancelled(value)
+                    delay = self._take_if_free(value)
+                    if delay is None:
+                        return
+                    if started is None:
+                        started = self._now()
+                        self._waiting += 1
+                self._clock.sleep(delay, cancel)
+        finally:
+            if started is not None:
+                with self._lock:
+                    self._waiting -= 1
+                    self._waited += max(self._now() - started, 0.0)
+
+    async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
+        """Wait without blocking the event loop, taking the next free slot (see `acquire`)."""
+        if timeout is not None:
+            await super().acquire_async(cost, timeout=timeout)
+            return
+        value = self._check_cost(cost)
+        started: float | None = None
+        try:
+            while True:
+                with self._lock:
+                    delay = self._take_if_free(value)
+                    if delay is None:
+                        return
+                    if started is None:
+                        started = self._now()
+                        self._waiting += 1
+                await self._clock.sleep_async(delay)
+        finally:
+            if started is not None:
+                with self._lock:
+                    self._waiting -= 1
+                    self._waited += max(self._now() - started, 0.0)
+
+    def _take_if_free(self, cost: float) -> float | None:
+        """Grant *cost* if the slot is free now (``None``); else the wait until it frees."""
+        now = self._now()
+        delay = self._delay_locked(cost, now)
+        if delay > 0:
+            return delay
+        self._grant_locked(cost, now)
+        self._granted += 1
+        return None
+
     def observe(self, status: int, headers: Mapping[str, str] | None = None) -> None:
         """Learn from one answer of the server: its status, and its rate-limit headers.
 
@@ -146,7 +228,7 @@ class AdaptiveLimiter(DripBase):
         """The rate after a 429, given what the server served over the last window.
 
         What it just served is the best estimate of its limit: leaving slow start, the
-        rate drops to a little below it (slow start overshoots the limit by up to half,
+        rate drops to a little below it (slow start may overshoot the limit up to twice,
         and one cut by *decrease* would leave it above); afterwards, to the larger of a
         cut by *decrease* and that estimate, so that a server near its limit is not
         starved by a deep cut.

@@ -57,6 +57,50 @@ _CONNECTION_ERRORS = (NewConnectionError, ConnectTimeoutError, ProtocolError)
 DEFAULT_RETRY = RetryPolicy(attempts=5, deadline=120.0, retry_on=TRANSIENT_ERRORS)
 
 
+@attrs.frozen
+class ClientStatistics:
+    """What a `Client` has done so far, as counts (see `Client.statistics`).
+
+    Attributes:
+        requests: Requests sent to the server, each attempt and each re-send after a
+            401 counted, including those that failed to connect or timed out.
+        throttled: Responses with status 429.
+        retries: Attempts the retry policy made after a first one.
+        failures: Attempts that failed to connect, were dropped or timed out.
+    """
+
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    failures: int = 0
+
+
+class _Counts:
+    """The mutable counts behind `ClientStatistics`, updated under a lock."""
+
+    __slots__ = ("failures", "lock", "requests", "retries", "throttled")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests = self.throttled = self.retries = self.failures = 0
+
+    def sent(self, status: int | None) -> None:
+        with self.lock:
+            self.requests += 1
+            if status is None:
+                self.failures += 1
+            elif status == 429:
+                self.throttled += 1
+
+    def retried(self) -> None:
+        with self.lock:
+            self.retries += 1
+
+    def snapshot(self) -> ClientStatistics:
+        with self.lock:
+            return ClientStatistics(self.requests, self.throttled, self.retries, self.failures)
+
+
 class _Cooldown:
     """The instant until which no request may start, shared by all users of a limiter."""
 
@@ -139,6 +183,7 @@ class Client:
         "_base_url",
         "_clock",
         "_cooldown",
+        "_counts",
         "_headers",
         "_limiter",
         "_own_pool",
@@ -179,6 +224,7 @@ class Client:
         )
         self._headers = dict(headers or {})
         self._cooldown = _cooldown_for(limiter)
+        self._counts = _Counts()
         if auth is not None and base_url:
             check_transport(base_url, what="a bearer token")
 
@@ -195,6 +241,10 @@ class Client:
         """Close the connections of the client's own pool."""
         if self._own_pool:
             self._pool.clear()
+
+    def statistics(self) -> ClientStatistics:
+        """Counts of requests, 429s, retries and failures since the client was made."""
+        return self._counts.snapshot()
 
     def cool_down(self, seconds: float) -> None:
         """Pause every request that shares this client's limiter for *seconds*."""
@@ -234,7 +284,7 @@ class Client:
             ratekit.http.ReadTimeout: A read timeout the policy did not retry.
             ratekit.http.InsecureTransport: If a token would go over plain http.
         """
-        full = self._url(url, params)
+        full = self.url(url, params)
         send_headers = {**self._headers, **(headers or {})}
         data: bytes | str | None = body
         if json is not None:
@@ -247,9 +297,22 @@ class Client:
             check_transport(full, what="a bearer token")
         if self._retry is None:
             return self._attempt(method, full, data, send_headers, cost)
-        return self._retry.call(self._attempt, method, full, data, send_headers, cost)
+        first = True
 
-    def _url(self, url: str, params: Mapping[str, str | int | float] | None) -> str:
+        def attempt() -> urllib3.BaseHTTPResponse:
+            nonlocal first
+            if not first:
+                self._counts.retried()
+            first = False
+            return self._attempt(method, full, data, send_headers, cost)
+
+        return self._retry.call(attempt)
+
+    def url(self, url: str, params: Mapping[str, str | int | float] | None = None) -> str:
+        """The URL a request for *url* goes to: joined to *base_url*, *params* encoded.
+
+        Shown as is, it may hold secrets in its query: log ``redact_url(client.url(...))``.
+        """
         full = urljoin(self._base_url, url) if self._base_url else url
         if params:
             full = f"{full}{'&' if '?' in full else '?'}{urlencode(params)}"
@@ -279,10 +342,13 @@ class Client:
                     redirect=False,
                 )
             except ReadTimeoutError as error:
+                self._counts.sent(None)
                 raise ReadTimeout(f"{method} {redact_url(url)}: no response in time") from error
             except _CONNECTION_ERRORS as error:
+                self._counts.sent(None)
                 kind = type(error).__name__
                 raise ConnectionFailed(f"{method} {redact_url(url)}: {kind}") from error
+            self._counts.sent(response.status)
             log.debug("%s %s -> %s", method, redact_url(url), response.status)
             if response.status == 401 and token is not None and self._auth is not None:
                 self._auth.invalidate(token)
@@ -328,7 +394,7 @@ class Client:
     def json(self, method: str, url: str, **kwargs: Any) -> Any:  # noqa: ANN401
         """`request`, then check the status and decode the JSON body, as `get_json`."""
         response = self.request(method, url, **kwargs)
-        shown = redact_url(self._url(url, kwargs.get("params")))
+        shown = redact_url(self.url(url, kwargs.get("params")))
         data = response.data
         if not 200 <= response.status < 300:
             raise HTTPStatusError(response.status, method, shown, _excerpt(data))

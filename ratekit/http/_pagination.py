@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from ratekit._scheduler import Scheduler
     from ratekit.http._client import Client
+    from ratekit.typing import Paginator
 
 log = logging.getLogger("ratekit.http")
 
@@ -135,7 +136,7 @@ def _get(
     `Client.json` would hide the ``Link`` header, and next links are resolved against
     the URL the request went to, so the checks are repeated here, with the same errors.
     """
-    full = client._url(url, params)
+    full = client.url(url, params)
     response = client.request("GET", url, params=params, headers=headers)
     data = response.data
     if not 200 <= response.status < 300:
@@ -265,7 +266,7 @@ class _NumberedPaginator:
             return True
         return not self._more(page)
 
-    def pages(
+    def pages(  # noqa: PLR0913 - the parts of a walk, all keyword-only
         self,
         client: Client,
         url: str,
@@ -273,6 +274,7 @@ class _NumberedPaginator:
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
         fan_out: Scheduler | None = None,
+        start: int = 0,
     ) -> Generator[Page, None, None]:
         """Fetch the pages of a listing, in order, one after another or fanned out.
 
@@ -298,6 +300,9 @@ class _NumberedPaginator:
                 parameters take precedence).
             headers: Extra headers sent with every page.
             fan_out: A scheduler to fetch pages concurrently, when the total is known.
+            start: The index of the first page to fetch, counting from 0 whatever the
+                API's numbering: to resume a walk after the pages already processed
+                (`Page.number` of the last one, plus one).
 
         Returns:
             A generator of `Page` values; close it to stop early (closing also stops
@@ -310,24 +315,28 @@ class _NumberedPaginator:
             BaseException: Whatever `Client.request` raises (`ratekit.retry.RetryError`
                 when its retry policy gives up, for instance).
         """
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise TypeError(f"start must be an integer, got {start!r}")
+        if start < 0:
+            raise ValueError(f"start must be at least 0, got {start!r}")
 
         def fetch(index: int) -> Page:
             return self._fetch(client, url, params, headers, index)
 
-        page = fetch(0)
+        page = fetch(start)
         yield page
         if self._last(page):
             return
         if fan_out is not None and page.total is not None:
             count = -(-page.total // self.page_size)  # exact, unlike float division
-            later = fan_out.map(fetch, range(1, count), ordered=True)
+            later = fan_out.map(fetch, range(start + 1, count), ordered=True)
             with contextlib.closing(later):
                 for page in later:
                     yield page
                     if self._last(page):
                         return
             return
-        index = 1
+        index = start + 1
         while True:
             page = fetch(index)
             yield page
@@ -759,3 +768,11 @@ class CursorPaginator:
             ratekit.ResponseError: If a page cannot be read (see `pages`).
         """
         return _records_of(self.pages(client, url, params=params, headers=headers))
+
+
+if TYPE_CHECKING:  # every paginator is a `ratekit.typing.Paginator` (checked by mypy)
+
+    def _conforms(
+        a: PageNumberPaginator, b: OffsetPaginator, c: NextLinkPaginator, d: CursorPaginator
+    ) -> list[Paginator]:
+        return [a, b, c, d]
