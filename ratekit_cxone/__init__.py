@@ -1,12 +1,34 @@
 """ratekit_cxone: a ratekit client for the NICE CXone REST API.
 
-The adapter (authentication, paginated contacts and interactions, a local simulator of
-the API and the ``ratekit-cxone`` command) is built on ratekit's core.
+`CXoneClient` walks completed contacts (the real platform's reporting API) or
+interactions (the contract of the tutorial the project grew from), paced by a ratekit
+limiter, with each record handed out once, typed (`Contact`, `Interaction`).
+`CXoneConfig` says how to reach the tenant, from code or ``CXONE_*`` environment
+variables.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ratekit_cxone._client import CXoneClient
+from ratekit_cxone._config import DEFAULT_API_VERSION, DEFAULT_ISSUER, ConfigError, CXoneConfig
+from ratekit_cxone._limits import adaptive_limiter, make_limiter, tutorial_limiter
+from ratekit_cxone._models import Contact, CXoneStatistics, Interaction, RecordPage
+
+# Plainly sorted (constants among the rest), as tests/test_packaging.py checks.
+__all__ = [  # noqa: RUF022
+    "CXoneClient",
+    "CXoneConfig",
+    "CXoneStatistics",
+    "ConfigError",
+    "Contact",
+    "DEFAULT_API_VERSION",
+    "DEFAULT_ISSUER",
+    "Interaction",
+    "RecordPage",
+    "adaptive_limiter",
+    "make_limiter",
+    "tutorial_limiter",
+]
 
 
 def __getattr__(name: str) -> str:

@@ -17,6 +17,8 @@ import pytest
 import ratekit
 import ratekit.http
 import ratekit.retry
+import ratekit_cxone
+import ratekit_cxone.simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
@@ -91,7 +93,9 @@ def test_document_code_runs(document: Path):
 
 
 @pytest.mark.parametrize(
-    "module", [ratekit, ratekit.retry, ratekit.http], ids=lambda module: module.__name__
+    "module",
+    [ratekit, ratekit.retry, ratekit.http, ratekit_cxone, ratekit_cxone.simulator],
+    ids=lambda module: module.__name__,
 )
 def test_api_reference_lists_every_public_name(module):
     """The API reference has an entry for every name in the module's ``__all__``."""

@@ -29,13 +29,13 @@ def test_slow_start_then_multiplicative_decrease_then_additive_increase():
         limiter.observe(200)
     assert limiter.rate == 4.0  # slow start: one request per second more per success
     limiter.observe(429)
-    assert limiter.rate == pytest.approx(1.8)  # 90% of the 2 it served in the window
+    assert limiter.rate == pytest.approx(1.9)  # 95% of the 2 it served in the window
     limiter.observe(429)  # within the window: the same congestion, no second cut
-    assert limiter.rate == pytest.approx(1.8)
+    assert limiter.rate == pytest.approx(1.9)
     clock.advance(1.0)
     limiter.observe(429)  # nothing served in the last window: a cut by decrease
-    assert limiter.rate == pytest.approx(1.44)
-    rate = 1.44
+    assert limiter.rate == pytest.approx(1.52)
+    rate = 1.52
     for _ in range(3):  # after slow start: +increase per second of successes
         limiter.observe(200)
         rate += 0.5 / rate

@@ -780,3 +780,27 @@ def test_start_must_be_a_page_index(api: LoopbackServer):
         next(paginator.pages(client, "/nowhere", start=-1))
     with pytest.raises(TypeError, match=r"start must be an integer, got 1\.5"):
         next(paginator.pages(client, "/nowhere", start=1.5))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fan_out", [False, True])
+@pytest.mark.parametrize("offset", [0, 1, 15, 40, 46, 47, 60])
+def test_an_offset_walk_resumes_at_any_record(api: LoopbackServer, fan_out: bool, offset: int):
+    """``offset`` skips that many records: the rest come once each, with no extra request."""
+    records = dataset(47)
+    path = mount(api, offset_api(records))
+    client = Client(base_url=api.url)
+    paginator = OffsetPaginator(10, records_key="completedContacts", offset=offset)
+    with Scheduler(3) as scheduler:
+        walked = list(paginator.records(client, path, fan_out=scheduler if fan_out else None))
+    assert walked == records[offset:]
+    skips = sorted(int(arg(request, "skip")) for request in api.hits(path))
+    expected = list(range(offset, 47, 10)) or [offset]  # past the end: one request, a 204
+    assert skips == expected
+
+
+def test_offset_must_be_a_count():
+    """A bad ``offset`` is refused, naming it."""
+    with pytest.raises(ValueError, match="offset"):
+        OffsetPaginator(10, records_key="items", offset=-1)
+    with pytest.raises(TypeError, match="offset"):
+        OffsetPaginator(10, records_key="items", offset=1.5)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 #: How far below the rate a server just served a cut goes: a margin for its jitter.
-_BELOW_ESTIMATE = 0.9
+_BELOW_ESTIMATE = 0.95
 
 #: Slow start's gain per success: one request per second more, so the rate doubles each
 #: second of successes, as TCP's doubles each round trip.  Overshooting the server's
@@ -38,7 +38,7 @@ class AdaptiveLimiter(DripBase):
     (`ratekit.http.Client` does so by itself):
 
     - a 429 cuts the rate (at most once per *window* seconds, since the answers to
-      requests already in flight say nothing new), never below *floor*: to 90% of
+      requests already in flight say nothing new), never below *floor*: to 95% of
       what the server served over the last window when leaving slow start, and later
       by *decrease*, but not below that estimate;
     - a success raises it: first by one request per second per success (doubling

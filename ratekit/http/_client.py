@@ -162,8 +162,8 @@ class Client:
     delays the request that failed, while its siblings go on tripping the limit.
 
     **Auth.**  A 401 invalidates the token and the request is sent once more with a
-    fresh one; a second 401 raises `ratekit.AuthError`.  Credentials never travel over
-    plain ``http://`` except to loopback (`ratekit.InsecureTransport`), and URLs in
+    fresh one; a second 401 raises `ratekit.http.AuthError`.  Credentials never travel over
+    plain ``http://`` except to loopback (`ratekit.http.InsecureTransport`), and URLs in
     logs and errors are shown without query values.
 
     Args:
@@ -279,7 +279,7 @@ class Client:
 
         Raises:
             ratekit.retry.RetryError: When the retry policy gives up.
-            ratekit.AuthError: On a second 401 with a fresh token.
+            ratekit.http.AuthError: On a second 401 with a fresh token.
             ratekit.http.ConnectionFailed: A connection failure the policy did not retry.
             ratekit.http.ReadTimeout: A read timeout the policy did not retry.
             ratekit.http.InsecureTransport: If a token would go over plain http.
@@ -386,8 +386,8 @@ class Client:
         """``GET`` *url* and decode its JSON body (``None`` for 204 No Content).
 
         Raises:
-            ratekit.HTTPStatusError: If the final status is not 2xx.
-            ratekit.ResponseError: If the body is not JSON.
+            ratekit.http.HTTPStatusError: If the final status is not 2xx.
+            ratekit.http.ResponseError: If the body is not JSON.
         """
         return self.json("GET", url, **kwargs)
 

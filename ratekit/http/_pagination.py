@@ -230,6 +230,10 @@ class _NumberedPaginator:
         """Whether the body says that another page follows."""
         return True
 
+    def _skipped(self) -> int:
+        """Records of the listing before page 0 (an offset's resume point), not walked."""
+        return 0
+
     def _fetch(
         self,
         client: Client,
@@ -251,7 +255,8 @@ class _NumberedPaginator:
 
     def _last(self, page: Page) -> bool:
         """Whether *page* ends the walk."""
-        if page.total is not None and (page.number + 1) * self.page_size >= page.total:
+        walked = self._skipped() + (page.number + 1) * self.page_size
+        if page.total is not None and walked >= page.total:
             return True
         if len(page.records) < self.page_size:
             if page.total is not None:
@@ -309,8 +314,8 @@ class _NumberedPaginator:
             a fan-out and waits for its threads).
 
         Raises:
-            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
-            ratekit.ResponseError: If a body is not JSON, has no list of records at
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a body is not JSON, has no list of records at
                 ``records_key``, or has more than ``page_size`` records.
             BaseException: Whatever `Client.request` raises (`ratekit.retry.RetryError`
                 when its retry policy gives up, for instance).
@@ -328,7 +333,8 @@ class _NumberedPaginator:
         if self._last(page):
             return
         if fan_out is not None and page.total is not None:
-            count = -(-page.total // self.page_size)  # exact, unlike float division
+            # Exact, unlike float division.
+            count = -(-max(page.total - self._skipped(), 0) // self.page_size)
             later = fan_out.map(fetch, range(start + 1, count), ordered=True)
             with contextlib.closing(later):
                 for page in later:
@@ -366,8 +372,8 @@ class _NumberedPaginator:
             A generator of records; close it to stop early.
 
         Raises:
-            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
-            ratekit.ResponseError: If a page cannot be read (see `pages`).
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page cannot be read (see `pages`).
         """
         return _records_of(self.pages(client, url, params=params, headers=headers, fan_out=fan_out))
 
@@ -452,10 +458,15 @@ class OffsetPaginator(_NumberedPaginator):
             path), or ``None``; knowing it saves the last request and allows fan-out.
         records_key: Where the records are: a key such as ``"completedContacts"``, a
             dotted path such as ``"result.items"``, or ``None`` if the body is the list.
+        offset: Records to skip before the first page: to resume a walk after the
+            records already processed, at any offset (``pages(start=...)`` resumes at
+            a whole page).  Page 0 then asks for ``skip=offset``, and the total still
+            counts the whole listing.
 
     Raises:
-        TypeError: If *page_size* is not an integer.
-        ValueError: If *page_size* is below 1, or a name or path is empty.
+        TypeError: If *page_size* or *offset* is not an integer.
+        ValueError: If *page_size* is below 1, *offset* below 0, or a name or path is
+            empty.
     """
 
     page_size: int = attrs.field(validator=_count("page_size", 1))
@@ -467,9 +478,15 @@ class OffsetPaginator(_NumberedPaginator):
         default="totalRecords", kw_only=True, validator=_path("total_key")
     )
     records_key: str | None = attrs.field(kw_only=True, validator=_path("records_key"))
+    offset: int = attrs.field(default=0, kw_only=True, validator=_count("offset", 0))
+
+    def _skipped(self) -> int:
+        return self.offset
 
     def _query(self, index: int) -> dict[str, str | int | float]:
-        query: dict[str, str | int | float] = {self.offset_param: index * self.page_size}
+        query: dict[str, str | int | float] = {
+            self.offset_param: self.offset + index * self.page_size
+        }
         if self.limit_param is not None:
             query[self.limit_param] = self.page_size
         return query
@@ -538,7 +555,7 @@ class NextLinkPaginator:
     are remembered for that, one string per page.
 
     **Other origins.**  A next link to another scheme, host or port raises
-    `ratekit.ResponseError` unless *allow_other_origins*, as the client would send
+    `ratekit.http.ResponseError` unless *allow_other_origins*, as the client would send
     its bearer token there.
 
     Args:
@@ -591,8 +608,8 @@ class NextLinkPaginator:
             A generator of `Page` values; close it to stop early.
 
         Raises:
-            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
-            ratekit.ResponseError: If a body is not JSON or has no list of records at
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a body is not JSON or has no list of records at
                 ``records_key``, if a next link is not a string, or if it leads to
                 another origin (unless *allow_other_origins*).
             BaseException: Whatever `Client.request` raises.
@@ -641,8 +658,8 @@ class NextLinkPaginator:
             A generator of records; close it to stop early.
 
         Raises:
-            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
-            ratekit.ResponseError: If a page cannot be read (see `pages`).
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page cannot be read (see `pages`).
         """
         return _records_of(self.pages(client, url, params=params, headers=headers))
 
@@ -712,8 +729,8 @@ class CursorPaginator:
             A generator of `Page` values; close it to stop early.
 
         Raises:
-            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
-            ratekit.ResponseError: If a body is not JSON, has no list of records at
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a body is not JSON, has no list of records at
                 ``records_key``, or has a cursor that is neither a string nor an
                 integer.
             BaseException: Whatever `Client.request` raises.
@@ -764,8 +781,8 @@ class CursorPaginator:
             A generator of records; close it to stop early.
 
         Raises:
-            ratekit.HTTPStatusError: If a page answers with a status that is not 2xx.
-            ratekit.ResponseError: If a page cannot be read (see `pages`).
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page cannot be read (see `pages`).
         """
         return _records_of(self.pages(client, url, params=params, headers=headers))
 

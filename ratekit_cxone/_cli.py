@@ -1,0 +1,831 @@
+"""The ``ratekit-cxone`` command: ``export``, ``simulate`` and ``demo``.
+
+Exit codes: 0 done; 1 the demo's check failed; 2 a usage or configuration error (an
+output that cannot take the export included); 3 the credentials were rejected; 4 the
+API failed after retries (or was unreachable); 130 interrupted by Ctrl-C or SIGTERM (an
+export keeps its progress: run the same command again to resume).  Expected errors
+print one line on standard error, ``ratekit-cxone: error: ...``; standard output
+carries only what a command is asked to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import re
+import shlex
+import signal
+import sys
+import tempfile
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NoReturn, TextIO
+
+import attrs
+
+from ratekit.http import DEFAULT_RETRY, AuthError, HTTPError, InsecureTransport, TokenError
+from ratekit.retry import RetryError
+from ratekit_cxone._client import MAX_CONTACTS_PAGE, MAX_INTERACTIONS_PAGE, CXoneClient
+from ratekit_cxone._config import ConfigError, CXoneConfig
+from ratekit_cxone._export import (
+    DEFAULT_PROGRESS_INTERVAL,
+    JsonlWriter,
+    OutputError,
+    Progress,
+    Scalar,
+    open_writer,
+    output_format,
+    position_after,
+    run_export,
+    state_path,
+)
+from ratekit_cxone._limits import make_limiter
+from ratekit_cxone._models import Contact, Interaction
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from ratekit.retry import RetryPolicy
+    from ratekit.typing import Limiter
+    from ratekit_cxone._models import RecordPage
+
+PROG = "ratekit-cxone"
+
+#: Exit codes.
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_API = 4
+EXIT_INTERRUPTED = 130
+
+#: Defaults of ``export``.
+DEFAULT_CONCURRENCY = 4
+DEFAULT_RETRIES = DEFAULT_RETRY.attempts - 1
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_PAGE_SIZES: Mapping[str, int] = {"contacts": 1000, "interactions": 100}
+
+#: Defaults of ``demo``: a small tenant with every kind of trouble (a server-side limit
+#: that the client learns from its 429s, 503s, dropped connections, tokens that expire
+#: every few seconds), exported in about fifteen seconds.
+DEMO_RECORDS = 3000
+DEMO_PAGE_SIZE = 10
+DEMO_CONCURRENCY = 4
+DEMO_FIRST_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+DEMO_SPAN = timedelta(days=30)
+DEMO_RATE = "40/second"
+DEMO_TOKEN_TTL = 5.0
+DEMO_FAULT_RATE = 0.03
+DEMO_FAULT_RETRY_AFTER = 0.5
+DEMO_DROP_RATE = 0.01
+
+_EXPORT_EPILOG = f"""\
+configuration (environment variables):
+  --api contacts      CXONE_CLIENT_ID, CXONE_CLIENT_SECRET, CXONE_ACCESS_KEY_ID,
+                      CXONE_ACCESS_KEY_SECRET; optional CXONE_ISSUER (default
+                      https://cxone.niceincontact.com), CXONE_TENANT_ID, CXONE_API_BASE,
+                      CXONE_API_VERSION (default 34.0)
+  --api interactions  CXONE_TENANT_URL, CXONE_CLIENT_ID, CXONE_CLIENT_SECRET; optional
+                      CXONE_SCOPES (default ic:read)
+
+output:
+  PATH.jsonl          JSON Lines: one record per line, as the API sent it; the progress
+                      is kept in PATH.jsonl.state beside it
+  PATH.sqlite, .db    SQLite: table records(id TEXT PRIMARY KEY, record TEXT) holding
+                      each record as JSON text, progress in table export_state
+
+resuming:
+  Stopped by Ctrl-C, SIGTERM, SIGKILL or a crash, the same command continues where it
+  stopped; every record ends up in the output exactly once.  A finished export is
+  marked complete: running it again says so and changes nothing.  An output holding
+  another export (other dates, another tenant) is refused: choose another --out, or
+  delete it (and its .state file) to start again.
+
+progress:
+  a progress bar when standard error is a terminal, else a line every
+  {DEFAULT_PROGRESS_INTERVAL:g} s; a summary at the end (all on standard error; --quiet: none).
+
+exit codes:
+  0 done (or already complete), 2 usage or configuration error, 3 credentials rejected,
+  4 API failure after retries, 130 interrupted (progress kept: run again to resume)
+
+example:
+  {PROG} export --api contacts --start 2024-05-01T00:00:00Z --end 2024-06-01T00:00:00Z \\
+      --out may.jsonl
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line: ``ratekit-cxone: error: ... (see '... --help')``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _UsageError(Exception):
+    """A usage error found after parsing; *command* is the subcommand's prog."""
+
+    def __init__(self, message: str, command: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("ratekit")
+
+
+_DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?")
+
+
+def _aware(value: str) -> datetime:
+    """An ISO 8601 date and time with ``Z`` or an offset; naive ones are refused."""
+    text = value.strip()
+    if _DATE_ONLY.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is a date without a time: give a time and a zone, such as "
+            f"{text[:10]}T00:00:00Z"
+        )
+    if text[-1:] in {"Z", "z"}:
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 date and time: {value!r} (such as 2024-05-01T00:00:00Z)"
+        ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} has no time zone: add Z for UTC (2024-05-01T00:00:00Z) or an "
+            "offset (2024-05-01T00:00:00+02:00)"
+        )
+    return moment
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
+    return number
+
+
+def _share(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value!r}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _count(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number up to 65535, got {number}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``ratekit-cxone`` command line (for ``--help`` and tests)."""
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Export NICE CXone completed contacts (or the tutorial's interactions) as fast "
+            "as the tenant allows, to JSON Lines or SQLite, resumably; or run a local "
+            "simulator of the API, or a demo against it."
+        ),
+        epilog=(
+            "exit codes: 0 done, 1 demo check failed, 2 usage or configuration error, "
+            "3 credentials rejected, 4 API failure after retries, 130 interrupted"
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_export(commands)
+    _add_simulate(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"pages fetched at once (default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--rate",
+        metavar="SPEC",
+        help=(
+            "a fixed client-side limit: '50/second', '3000/minute', '100/10s' or a number "
+            "per second (default: learn the tenant's limit from its 429s)"
+        ),
+    )
+    parser.add_argument(
+        "--burst",
+        type=_positive_int,
+        metavar="N",
+        help="with --rate: requests that may go at once (default 1: evenly spaced)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_count,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help=(
+            "retries of a request that failed for a transient reason: 429, 502, 503, 504, "
+            f"a failed or dropped connection (default {DEFAULT_RETRIES}; 0: none)"
+        ),
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"seconds one request may take in all (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress report and no summary (errors are still reported)",
+    )
+
+
+def _add_export(commands: argparse._SubParsersAction[_Parser]) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export contacts or interactions to JSON Lines or SQLite (resumable)",
+        description=(
+            "Export every record of a listing to a file, once each, resumably.\n\n"
+            "With --api contacts (the CXone platform): the contacts completed from --start\n"
+            "to --end.  With --api interactions (the tutorial's contract): every interaction."
+        ),
+        epilog=_EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument(
+        "--api",
+        choices=("contacts", "interactions"),
+        default="contacts",
+        help="contacts: the platform's completed contacts (default); interactions: the "
+        "tutorial's contract",
+    )
+    export.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        help="the output: PATH.jsonl (JSON Lines) or PATH.sqlite / PATH.db (SQLite)",
+    )
+    export.add_argument(
+        "--start",
+        type=_aware,
+        metavar="ISO",
+        help="contacts: the window's start, ISO 8601 with Z or an offset "
+        "(2024-05-01T00:00:00Z); a time without a zone is refused",
+    )
+    export.add_argument(
+        "--end",
+        type=_aware,
+        metavar="ISO",
+        help="contacts: the window's end (excluded), likewise",
+    )
+    export.add_argument(
+        "--page-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"records per request (default {DEFAULT_PAGE_SIZES['contacts']} for contacts, "
+        f"at most {MAX_CONTACTS_PAGE}; {DEFAULT_PAGE_SIZES['interactions']} for "
+        f"interactions, at most {MAX_INTERACTIONS_PAGE})",
+    )
+    _add_limits(export)
+    export.set_defaults(handler=_export_command)
+
+
+def _add_simulate(commands: argparse._SubParsersAction[_Parser]) -> None:
+    simulate = commands.add_parser(
+        "simulate",
+        help="serve a local simulator of the CXone API until interrupted",
+        description=(
+            "Serve a simulator of both contracts on 127.0.0.1 until Ctrl-C or SIGTERM "
+            "(then exit 0).  It prints its URL, then the 'export VAR=value' lines that "
+            "point '{PROG} export' at it (made-up credentials of the simulated tenant)."
+        ).replace("{PROG}", PROG),
+    )
+    simulate.add_argument(
+        "--port", type=_port, default=0, metavar="N", help="the port (default: any free one)"
+    )
+    simulate.add_argument(
+        "--records",
+        type=_count,
+        default=5000,
+        metavar="N",
+        help="contacts and interactions the tenant holds (default 5000)",
+    )
+    simulate.add_argument(
+        "--rate",
+        metavar="SPEC",
+        help="a server-side limit, such as '50/second', answered with 429 and Retry-After "
+        "(default: none)",
+    )
+    simulate.add_argument(
+        "--token-ttl",
+        type=_seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long a token lives (default 3600)",
+    )
+    simulate.add_argument(
+        "--fault-rate",
+        type=_share,
+        default=0.0,
+        metavar="F",
+        help="share of list calls answered 503 with Retry-After (default 0)",
+    )
+    simulate.add_argument(
+        "--drop-rate",
+        type=_share,
+        default=0.0,
+        metavar="F",
+        help="share of list calls whose connection is dropped (default 0)",
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seeds the data and the faults"
+    )
+    simulate.set_defaults(handler=_simulate_command)
+
+
+def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="export from a local simulator with faults, and check the result",
+        description=(
+            "Start a simulator with a server-side limit (429s), 503s, dropped connections "
+            "and tokens expiring every few seconds; export its contacts with a progress "
+            "bar; then check that the output holds every record exactly once.  No "
+            "account needed.  Exit 0 if the check passes, 1 if not."
+        ),
+    )
+    demo.add_argument(
+        "--records",
+        type=_positive_int,
+        default=DEMO_RECORDS,
+        metavar="N",
+        help=f"contacts to export (default {DEMO_RECORDS})",
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="a new .jsonl, .sqlite or .db file (default: contacts.jsonl in a new "
+        "temporary directory, printed)",
+    )
+    demo.add_argument(
+        "--page-size",
+        type=_positive_int,
+        default=DEMO_PAGE_SIZE,
+        metavar="N",
+        help=f"records per request (default {DEMO_PAGE_SIZE})",
+    )
+    demo.add_argument("--seed", type=int, default=0, metavar="N", help="seeds data and faults")
+    demo.add_argument("--quiet", action="store_true", help="no progress report")
+    demo.set_defaults(handler=_demo_command)
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ratekit-cxone`` command and return its exit code.
+
+    Args:
+        argv: The arguments after the program's name (default: the process's).
+
+    Returns:
+        The exit code: 0 done, 1 the demo's check failed, 2 usage or configuration
+        error, 3 credentials rejected, 4 API failure after retries, 130 interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    with _sigterm_interrupts():
+        try:
+            return handler(args)
+        except _UsageError as error:
+            _error(f"{error} (see '{error.command} --help')")
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            _error("interrupted", prefix="")
+            return EXIT_INTERRUPTED
+
+
+def _say(line: str) -> None:
+    """A line on standard output."""
+    sys.stdout.write(line + "\n")
+
+
+def _error(message: str, *, prefix: str = "error: ") -> None:
+    sys.stderr.write(f"{PROG}: {prefix}{message}\n")
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Make SIGTERM stop the command as Ctrl-C does (a `KeyboardInterrupt`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+#: Shorter values are not masked in messages: they would mask ordinary words.
+_SHORTEST_SECRET = 4
+
+
+def _scrub(text: str, secrets: Sequence[str | None]) -> str:
+    """*text* with every secret value masked: a last guard on what is printed."""
+    for secret in secrets:
+        if secret and len(secret) >= _SHORTEST_SECRET:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _failure(error: BaseException) -> tuple[int, str] | None:
+    """The exit code and message of an expected error; ``None`` for an unexpected one."""
+    if isinstance(error, (ConfigError, OutputError, InsecureTransport)):
+        return EXIT_USAGE, str(error)
+    # Rejected credentials; an unreadable token answer is the API's failure, not theirs.
+    if isinstance(error, AuthError) or (
+        isinstance(error, TokenError) and error.error != "invalid_response"
+    ):
+        return EXIT_AUTH, f"authentication failed: {error}"
+    if isinstance(error, (RetryError, HTTPError)):
+        return EXIT_API, f"the API failed: {error}"
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class _Job:
+    """One export: where from, what, where to, how fast."""
+
+    config: CXoneConfig
+    out: Path
+    start: datetime | None
+    end: datetime | None
+    page_size: int
+    concurrency: int
+    limiter: Limiter
+    retry: RetryPolicy
+    timeout: float
+    progress: Literal["bar", "lines", "none"]
+
+    @property
+    def api(self) -> Literal["contacts", "interactions"]:
+        return self.config.api
+
+    def parameters(self) -> dict[str, Scalar]:
+        """What must not change between a run and its resumption."""
+        config = self.config
+        if self.start is not None and self.end is not None:  # contacts
+            # Offsets count records, so the page size may change between runs.
+            return {
+                "api": "contacts",
+                "issuer": config.issuer.rstrip("/"),
+                "tenant_id": config.tenant_id,
+                "api_base": config.api_base,
+                "api_version": config.version,
+                "start": _utc(self.start),
+                "end": _utc(self.end),
+            }
+        return {
+            "api": "interactions",
+            "tenant_url": (config.tenant_url or "").rstrip("/"),
+            "page_size": self.page_size,
+        }
+
+    def key_of(self) -> Callable[[Mapping[str, object]], str]:
+        model = Contact if self.api == "contacts" else Interaction
+        return lambda raw: model.from_raw(raw).key
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _progress_mode(quiet: bool) -> Literal["bar", "lines", "none"]:
+    if quiet:
+        return "none"
+    isatty = getattr(sys.stderr, "isatty", None)
+    return "bar" if callable(isatty) and isatty() else "lines"
+
+
+def _export(job: _Job, *, label: str = "export", resumable: bool = True) -> int:
+    """Run *job*, reporting on standard error; return the exit code."""
+    secrets = (job.config.client_secret, job.config.access_key_secret)
+    stderr: TextIO = sys.stderr
+    writer = open_writer(
+        job.out,
+        job.parameters(),
+        initial_position=0 if job.api == "contacts" else 1,
+        key_of=job.key_of(),
+    )
+    try:
+        with writer:
+            checkpoint = writer.open()
+            if checkpoint.complete:
+                files = str(job.out)
+                if isinstance(writer, JsonlWriter):
+                    files += f" and {writer.state_path}"
+                stderr.write(
+                    f"{job.out} already holds this complete export ({checkpoint.count} "
+                    f"records); to export again, delete {files}, or choose another --out\n"
+                )
+                return EXIT_OK
+            with CXoneClient(
+                job.config,
+                limiter=job.limiter,
+                concurrency=job.concurrency,
+                retry=job.retry,
+                timeout=job.timeout,
+            ) as client:
+                result = run_export(
+                    writer=writer,
+                    checkpoint=checkpoint,
+                    pages=_pages(client, job),
+                    next_position=position_after(job.api),
+                    statistics=client.statistics,
+                    total=lambda: client.total,
+                    progress=Progress(job.progress, stream=stderr, label=label),
+                )
+    except KeyboardInterrupt:
+        writer.abandon()
+        hint = "; run the same command again to resume" if resumable else ""
+        _error(f"interrupted: {writer.count} records kept in {job.out}{hint}", prefix="")
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        failure = _failure(error)
+        if failure is None:
+            raise
+        writer.abandon()
+        code, message = failure
+        _error(_scrub(message, secrets))
+        return code
+    if job.progress != "none":
+        stderr.write(result.summary() + "\n")
+        stderr.flush()
+    return EXIT_OK
+
+
+def _pages(client: CXoneClient, job: _Job) -> Callable[[int], Iterator[RecordPage]]:
+    """The listing of *job*, from a position on."""
+    if job.api == "contacts":
+        start, end = job.start, job.end
+        if start is None or end is None:  # pragma: no cover - the command checks both
+            raise ConfigError("contacts need --start and --end")
+        return lambda skip: client.completed_contact_pages(
+            start, end, page_size=job.page_size, skip=skip
+        )
+    return lambda first: client.interaction_pages(page_size=job.page_size, first_page=first)
+
+
+def _window(args: argparse.Namespace, command: str) -> tuple[datetime | None, datetime | None]:
+    """--start and --end, checked against --api."""
+    start: datetime | None = args.start
+    end: datetime | None = args.end
+    if args.api == "interactions":
+        if start is not None or end is not None:
+            raise _UsageError(
+                "--start and --end apply to --api contacts only; interactions have no window",
+                command,
+            )
+        return None, None
+    missing = [name for name, value in (("--start", start), ("--end", end)) if value is None]
+    if missing:
+        raise _UsageError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required with "
+            "--api contacts (ISO 8601 with Z or an offset, such as 2024-05-01T00:00:00Z)",
+            command,
+        )
+    if start is not None and end is not None and end <= start:
+        raise _UsageError(
+            f"argument --end: must be later than --start, got --start {args.start.isoformat()} "
+            f"and --end {args.end.isoformat()}",
+            command,
+        )
+    return start, end
+
+
+def _limiter(rate: str | None, burst: int | None, command: str) -> Limiter:
+    """The limiter for --rate and --burst; their errors are usage errors naming them."""
+    if burst is not None and rate is None:
+        raise _UsageError("argument --burst: needs --rate (a burst of a fixed rate)", command)
+    try:
+        return make_limiter(rate, burst)
+    except ConfigError as error:
+        raise _UsageError(f"argument --rate: {error}", command) from None
+
+
+def _retry(retries: int) -> RetryPolicy:
+    return attrs.evolve(DEFAULT_RETRY, attempts=retries + 1)
+
+
+def _check_out(out: Path, command: str) -> None:
+    try:
+        output_format(out)
+    except OutputError:
+        raise _UsageError(
+            "argument --out: must end in .jsonl (JSON Lines), .sqlite or .db (SQLite), "
+            f"got {str(out)!r}",
+            command,
+        ) from None
+
+
+def _export_command(args: argparse.Namespace) -> int:
+    command = f"{PROG} export"
+    _check_out(args.out, command)
+    start, end = _window(args, command)
+    page_size: int = args.page_size or DEFAULT_PAGE_SIZES[args.api]
+    most = MAX_CONTACTS_PAGE if args.api == "contacts" else MAX_INTERACTIONS_PAGE
+    if page_size > most:
+        raise _UsageError(
+            f"argument --page-size: at most {most} with --api {args.api}, got {page_size}",
+            command,
+        )
+    limiter = _limiter(args.rate, args.burst, command)
+    try:
+        config = CXoneConfig.from_env(args.api)
+    except ConfigError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    job = _Job(
+        config=config,
+        out=args.out,
+        start=start,
+        end=end,
+        page_size=page_size,
+        concurrency=args.concurrency,
+        limiter=limiter,
+        retry=_retry(args.retries),
+        timeout=args.timeout,
+        progress=_progress_mode(args.quiet),
+    )
+    return _export(job)
+
+
+def _simulate_command(args: argparse.Namespace) -> int:
+    from ratekit_cxone.simulator import Simulator
+
+    try:
+        simulator = Simulator(
+            records=args.records,
+            seed=args.seed,
+            port=args.port,
+            rate=args.rate,
+            token_ttl=args.token_ttl,
+            fault_rate=args.fault_rate,
+            drop_rate=args.drop_rate,
+        )
+    except (TypeError, ValueError) as error:
+        raise _UsageError(f"argument --rate: {error}", f"{PROG} simulate") from None
+    try:
+        simulator.start()
+    except OSError as error:
+        _error(f"cannot listen on port {args.port}: {error.strerror or error}")
+        return EXIT_USAGE
+    out = sys.stdout
+    try:
+        out.write(f"CXone simulator listening on {simulator.url} (Ctrl-C to stop)\n")
+        contracts: tuple[tuple[Literal["contacts", "interactions"], str], ...] = (
+            ("contacts", "the platform's contract"),
+            ("interactions", "the tutorial's contract"),
+        )
+        for api, what in contracts:
+            out.write(f"# for {PROG} export --api {api} ({what}):\n")
+            for name, value in simulator.env(api).items():
+                out.write(f"export {name}={shlex.quote(value)}\n")
+        out.flush()
+        forever = threading.Event()
+        while not forever.wait(3600):  # until Ctrl-C or SIGTERM
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.close()
+    statistics = simulator.statistics()
+    sys.stderr.write(
+        f"simulator stopped after {statistics.requests} requests "
+        f"({statistics.throttled} throttled, {statistics.faults} faults, "
+        f"{statistics.drops} dropped)\n"
+    )
+    return EXIT_OK
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from ratekit_cxone.simulator import Simulator
+
+    command = f"{PROG} demo"
+    out: Path
+    if args.out is None:
+        out = Path(tempfile.mkdtemp(prefix="ratekit-cxone-demo-")) / "contacts.jsonl"
+    else:
+        out = args.out
+        _check_out(out, command)
+        if out.exists() or state_path(out).exists():
+            raise _UsageError(f"argument --out: {out} exists; the demo writes a new file", command)
+    if args.page_size > MAX_CONTACTS_PAGE:
+        raise _UsageError(f"argument --page-size: at most {MAX_CONTACTS_PAGE}", command)
+    start, end = DEMO_FIRST_DATE, DEMO_FIRST_DATE + DEMO_SPAN
+    with Simulator(
+        records=args.records,
+        seed=args.seed,
+        first_date=DEMO_FIRST_DATE,
+        span=DEMO_SPAN,
+        rate=DEMO_RATE,
+        retry_after="fraction",
+        token_ttl=DEMO_TOKEN_TTL,
+        fault_rate=DEMO_FAULT_RATE,
+        fault_retry_after=DEMO_FAULT_RETRY_AFTER,
+        drop_rate=DEMO_DROP_RATE,
+    ) as simulator:
+        _say(
+            f"simulator at {simulator.url}: {args.records} contacts, a limit of {DEMO_RATE}, "
+            f"tokens expiring every {DEMO_TOKEN_TTL:g} s, {DEMO_FAULT_RATE:.0%} of calls "
+            f"answered 503, {DEMO_DROP_RATE:.0%} dropped"
+        )
+        _say(f"exporting to {out}")
+        sys.stdout.flush()
+        config = CXoneConfig.from_env("contacts", environ=simulator.env("contacts"))
+        job = _Job(
+            config=config,
+            out=out,
+            start=start,
+            end=end,
+            page_size=args.page_size,
+            concurrency=DEMO_CONCURRENCY,
+            limiter=make_limiter(None),
+            retry=_retry(DEFAULT_RETRIES + 3),
+            timeout=DEFAULT_TIMEOUT,
+            progress=_progress_mode(args.quiet),
+        )
+        code = _export(job, label="demo", resumable=False)
+        if code != EXIT_OK:
+            return code
+        expected = [Contact.from_raw(raw).key for raw in simulator.contacts(start, end)]
+        served = simulator.statistics()
+    writer = open_writer(out, job.parameters(), initial_position=0, key_of=job.key_of())
+    got = writer.keys()
+    missing = len(set(expected) - set(got))
+    extra = len(set(got) - set(expected))
+    duplicated = len(got) - len(set(got))
+    _say(
+        f"the server answered {served.throttled} requests 429, {served.faults} 503, dropped "
+        f"{served.drops} connections and issued {served.tokens_issued} tokens"
+    )
+    if missing or extra or duplicated or len(got) != len(expected):
+        _say(
+            f"check FAILED: {len(got)} records written, {len(expected)} expected: {missing} "
+            f"missing, {duplicated} duplicated, {extra} unexpected"
+        )
+        return EXIT_CHECK_FAILED
+    _say(f"check passed: {out} holds all {len(expected)} contacts, each exactly once")
+    return EXIT_OK

@@ -1,0 +1,153 @@
+"""Limiter presets for CXone: the tutorial's numbers, a learning default, and the CLI's."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from ratekit import Rate, TokenBucket
+from ratekit.http import AdaptiveLimiter
+from ratekit_cxone._config import ConfigError
+
+if TYPE_CHECKING:
+    from ratekit.typing import Clock, Limiter
+
+#: The tutorial's pace: 90 requests per minute (1.5 per second).
+TUTORIAL_RATE = Rate(90, per=60.0)
+
+#: The tutorial's burst: a bucket of 100 requests, full at the start.
+TUTORIAL_BURST = 100
+
+#: Where `adaptive_limiter` starts, in requests per second: a modest guess, from which
+#: slow start doubles the rate each second of successes until the first 429.
+ADAPTIVE_INITIAL = 5.0
+
+#: How far below an explicit rate `make_limiter` paces.  A server that counts requests
+#: in a sliding window answers 429 when jitter (threads, the network) brings the 51st
+#: request of a 50/second pace into one window: against the simulator's 50/second, 200
+#: requests at exactly 50/s met 3 429s, at 1% below 0 to 7, at 2% below 0 to 2, and at
+#: 2.5% below none in three runs, at 97% of the limit or more.  Each 429 costs a
+#: ``Retry-After`` of a whole second for every worker.
+HEADROOM = 0.025
+
+#: How fast `adaptive_limiter` probes above the pace it settled on, in requests per
+#: second gained per second of successes.  Each probe past the limit costs a 429, so
+#: slow probing keeps them rare: about one every ``limit / 10 / ADAPTIVE_INCREASE``
+#: seconds once it has settled (one per 50 s at 50 requests per second).
+ADAPTIVE_INCREASE = 0.1
+
+#: The slowest pace `adaptive_limiter` falls to: one request every five seconds.
+ADAPTIVE_FLOOR = 0.2
+
+#: The fastest pace `adaptive_limiter` climbs to, in requests per second: far above
+#: what a reporting export needs, and a bound on what a misread server can cost.
+ADAPTIVE_CEILING = 100.0
+
+_NUMBER = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_FORMS = "a number per second or text such as '50/second', '50/s' or '3000/minute'"
+
+
+def tutorial_limiter(*, clock: Clock | None = None) -> TokenBucket:
+    """The tutorial's preset: a token bucket of 100, refilled at 1.5 per second.
+
+    Bursts of up to 100 requests, then 90 a minute.  These numbers come from the
+    tutorial the project grew from, not from NICE: CXone publishes no limit for its
+    reporting endpoints.  Use it against a tenant (or the simulator) known to allow
+    them.
+
+    Args:
+        clock: Where time comes from (default: the real clock).
+
+    .. versionadded:: 0.1.0
+    """
+    return TokenBucket(TUTORIAL_RATE, capacity=TUTORIAL_BURST, clock=clock)
+
+
+def adaptive_limiter(*, clock: Clock | None = None) -> AdaptiveLimiter:
+    """The default limiter for a tenant whose limit nobody knows: it learns it.
+
+    An `ratekit.http.AdaptiveLimiter` that starts at `ADAPTIVE_INITIAL` requests per
+    second and doubles each second of successes until the first 429; then it
+    drops to a little below what the server had just served and probes upwards
+    slowly (`ADAPTIVE_INCREASE`), cutting again on later 429s.  Rate-limit headers,
+    when a server sends them, set the pace directly.  Requests are spaced, never
+    bursty, and the client obeys each ``Retry-After``.  It stays between
+    `ADAPTIVE_FLOOR` and `ADAPTIVE_CEILING`.
+
+    Against limits of 10 to 50 requests per second, 429s stay between 1% and 3% of
+    the requests of a 150-page export (measured against the simulator), and under 5%
+    from about 5 per second up.  Probing costs more below that: for a tenant known to allow only
+    a few requests per second, a fixed rate (`make_limiter`, `tutorial_limiter`)
+    avoids the 429s altogether.
+
+    Args:
+        clock: Where time comes from (default: the real clock).
+
+    .. versionadded:: 0.1.0
+    """
+    return AdaptiveLimiter(
+        ADAPTIVE_INITIAL,
+        floor=ADAPTIVE_FLOOR,
+        ceiling=ADAPTIVE_CEILING,
+        increase=ADAPTIVE_INCREASE,
+        clock=clock,
+    )
+
+
+def make_limiter(
+    rate: str | float | Rate | None = None,
+    burst: int | None = None,
+    *,
+    clock: Clock | None = None,
+) -> Limiter:
+    """The limiter for a command line's ``--rate`` and ``--burst``.
+
+    Args:
+        rate: ``None`` to learn the limit (`adaptive_limiter`); else a fixed pace: text
+            such as ``"50/second"``, ``"50/s"``, ``"3000/minute"`` or ``"100/10s"``,
+            a bare number of requests per second (``"2.5"``), or a `ratekit.Rate`.
+            It is paced `HEADROOM` (2.5%) below what it says, so that network jitter
+            cannot push a request over a server's limit.
+        burst: With a *rate*, how many requests may go at once (the token bucket's
+            capacity); default 1: requests evenly spaced, which a server counting in
+            any window accepts.  A larger burst suits servers known to allow one.
+        clock: Where time comes from (default: the real clock).
+
+    Returns:
+        A `ratekit.http.AdaptiveLimiter` without a rate, else a `ratekit.TokenBucket`.
+
+    Raises:
+        ConfigError: If *rate* cannot be read, *burst* is not a whole number of at
+            least 1, or *burst* comes without a *rate*; the message names which.
+
+    .. versionadded:: 0.1.0
+    """
+    if rate is None:
+        if burst is not None:
+            raise ConfigError("burst needs a rate: a burst only applies to a fixed rate")
+        return adaptive_limiter(clock=clock)
+    pace = _rate(rate)
+    given: object = burst
+    if given is None:
+        capacity = 1.0
+    elif isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise ConfigError(f"burst must be a whole number of requests, at least 1, got {given!r}")
+    else:
+        capacity = float(given)
+    paced = Rate(pace.limit * (1 - HEADROOM), per=pace.per)
+    return TokenBucket(paced, capacity=capacity, clock=clock)
+
+
+def _rate(rate: str | float | Rate) -> Rate:
+    try:
+        if isinstance(rate, Rate):
+            return rate
+        if isinstance(rate, str):
+            if _NUMBER.fullmatch(rate):
+                return Rate(float(rate))
+            return Rate.parse(rate)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise TypeError(type(rate).__name__)  # noqa: TRY301 - reported below, by name
+        return Rate(rate)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid rate {rate!r}: expected {_FORMS}, above zero") from None
