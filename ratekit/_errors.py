@@ -322,3 +322,25 @@ class ReadTimeout(HTTPError, TimeoutError):
     A `TimeoutError`: the server may have acted on the request, so policies retry it only
     when asked (the `ratekit.http.Client`'s default policy does).
     """
+
+
+class StoreUnavailable(RateKitError, ConnectionError):
+    """The store that holds a shared limit (Redis, SQLite) could not be reached in time.
+
+    Raised instead of granting or denying: by default a shared limiter fails closed, since
+    it cannot know what the other processes have used.  A `ConnectionError`, so that
+    retry policies retry it by default.  The store client's own exception is the
+    ``__cause__``.
+
+    Attributes:
+        store: What the store is, for the message (``"Redis at 127.0.0.1:6379"``), with
+            no credentials.
+        reason: What went wrong (``"timed out after 1.0 s"``, ``"connection refused"``).
+    """
+
+    _fields = ("store", "reason")
+
+    def __init__(self, store: str, reason: str) -> None:
+        self.store = store
+        self.reason = reason
+        super().__init__(f"{store} is unavailable: {reason}")

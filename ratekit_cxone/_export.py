@@ -616,7 +616,8 @@ class SqliteWriter(Writer):
             new = db.total_changes - before
             # A record seen again (a page fetched again after a stop) takes its newest form.
             db.executemany(
-                "UPDATE records SET record = ?2 WHERE id = ?1 AND record IS NOT ?2", rows
+                "UPDATE records SET record = :record WHERE id = :id AND record IS NOT :record",
+                [{"id": key, "record": record} for key, record in rows],
             )
             checkpoint = attrs.evolve(
                 self._checkpoint,

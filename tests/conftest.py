@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 settings.register_profile("default", max_examples=60, deadline=None)
 settings.register_profile(
     "ci",
-    max_examples=400,
-    stateful_step_count=80,
+    max_examples=200,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -17,6 +17,7 @@ import pytest
 import ratekit
 import ratekit.http
 import ratekit.retry
+import ratekit.stores
 import ratekit_cxone
 import ratekit_cxone.simulator
 
@@ -94,7 +95,14 @@ def test_document_code_runs(document: Path):
 
 @pytest.mark.parametrize(
     "module",
-    [ratekit, ratekit.retry, ratekit.http, ratekit_cxone, ratekit_cxone.simulator],
+    [
+        ratekit,
+        ratekit.retry,
+        ratekit.http,
+        ratekit.stores,
+        ratekit_cxone,
+        ratekit_cxone.simulator,
+    ],
     ids=lambda module: module.__name__,
 )
 def test_api_reference_lists_every_public_name(module):

@@ -15,6 +15,7 @@ from ratekit import (
     TooManyKeys,
 )
 from ratekit.retry import RetryBudgetExhausted, RetryError
+from ratekit.stores import StoreUnavailable
 
 ERRORS = [
     CostTooLarge(5.0, 4.0),
@@ -24,6 +25,7 @@ ERRORS = [
     TooManyKeys(10, 1.5),
     RetryError(3, "attempts", last_exception=ConnectionError("refused"), detail="no attempts"),
     RetryBudgetExhausted(2, "budget"),
+    StoreUnavailable("Redis at 127.0.0.1:6379/0", "timed out after 1.0 s"),
     RateKitError("plain"),
 ]
 

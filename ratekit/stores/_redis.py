@@ -1,0 +1,864 @@
+"""`RedisStore`: one limit shared by every process and host that reaches a Redis server.
+
+Every call is one round trip: one ``EVALSHA`` of a Lua script (loaded once; redis-py
+loads it again if the server forgot it) that reads the time, decides and writes back,
+atomically.  The script ports the in-memory strategies operation for operation (see
+``_redis_script.py``), so a limit held in Redis answers exactly as the same limit held
+in memory would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING, Literal, final
+
+import attrs
+
+from ratekit._clock import MONOTONIC
+from ratekit._composite import _SEPARATOR
+from ratekit._decision import GRANTED, Decision, LimiterStatistics, Reservation
+from ratekit._errors import (
+    AcquireCancelled,
+    AcquireTimeout,
+    CostTooLarge,
+    QueueFull,
+    StoreUnavailable,
+)
+from ratekit._limiter import _QUEUE_SLACK
+from ratekit._rate import Rate, to_rate
+from ratekit._validate import optional_wait, positive
+from ratekit.http._redact import MASK, redact_url
+
+from ._redis_script import SCRIPT
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+    import redis
+
+    from ratekit.typing import CancelEvent, Clock
+
+__all__ = ["RedisLimiter", "RedisStore"]
+
+#: How long a key outlives the instant its state is back at rest, in seconds: the
+#: margin covers the rounding of that instant to milliseconds and slow clients.
+EXPIRY_MARGIN = 1.0
+
+#: The logger that reports an unreachable store when ``fail_open`` grants without it.
+logger = logging.getLogger("ratekit.stores")
+
+#: The member kinds the script knows, with their names in keys and reprs.
+_KINDS = {
+    "tb": ("token_bucket", "TokenBucket"),
+    "lb": ("leaky_bucket", "LeakyBucket"),
+    "sw": ("sliding_window", "SlidingWindow"),
+    "fw": ("fixed_window", "FixedWindow"),
+}
+
+
+@attrs.frozen
+class _Member:
+    """One strategy held in the store: where its state lives and its parameters."""
+
+    kind: str  # a key of _KINDS
+    key: str  # the caller's key
+    state_key: str
+    log_key: str
+    first: float  # rate per second (buckets) or limit (windows)
+    second: float  # capacity (buckets) or window (windows)
+    capacity: float
+    max_delay: float
+    shown: str  # the parameters, for repr
+
+    def __repr__(self) -> str:
+        return f"{_KINDS[self.kind][1]}({self.shown}, key={self.key!r})"
+
+
+def _fmt(value: float) -> str:
+    """A float as text the script reads back exactly (``repr`` round-trips)."""
+    return repr(float(value))
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
+    if not key:
+        raise ValueError("key must not be empty")
+    return key
+
+
+@final
+class RedisStore:
+    """Shared limits held in Redis: one round trip per call, atomic, on the server's time.
+
+    Every limiter made here keeps its state in Redis under ``prefix`` and its key, so all
+    the processes and hosts that use the same key share one limit, with the guarantee
+    of the in-memory strategy of the same name (see `ratekit.TokenBucket` and the
+    others).  Each call runs one Lua script (loaded once, then run by its SHA) that
+    reads the time from the Redis server, decides and writes back atomically, so no
+    client's clock takes part in a decision and a client whose clock is off cannot
+    over-admit; clients only sleep the durations the script returns, on their own
+    clock.  Keys expire once their state is back at rest (a bucket full again, a window
+    past, a queue drained), plus `EXPIRY_MARGIN`, so idle keys use no memory.
+
+    When Redis cannot be reached within *timeout*, a call raises `StoreUnavailable` (fail
+    closed: the other processes' use is unknown), or with ``fail_open=True`` is granted,
+    with one warning on the ``ratekit.stores`` logger per outage.  Nothing needs to be
+    done when Redis is back: the next call reconnects.
+
+    All keys of one call go to one server, so with Redis Cluster give the keys of a
+    composition one hash tag (``"{tenant}:api"``).
+
+    Args:
+        client: A `redis.Redis` client to use as it is (its own timeouts and retries
+            apply); it is left open by `close`.
+        url: Or a URL such as ``"redis://:password@host:6379/0"``, for a client made
+            here with *timeout* and one immediate retry of a dropped connection.
+        prefix: Put before every key.
+        timeout: Seconds to wait for a connection and for each answer (URL only).
+        fail_open: Grant calls while Redis is unreachable, instead of raising.
+        clock: ``None`` (production): the Redis server's ``TIME`` decides.  A clock
+            (such as `ratekit.testing.FakeClock`) supplies the time of every decision
+            instead, for deterministic tests.  Blocking waits sleep on it (or on
+            `ratekit.MonotonicClock`) for the durations the script returns.
+
+    Raises:
+        ValueError: If neither or both of *client* and *url* are given, *url* is not a
+            Redis URL, or *timeout* is not a positive number.
+        ModuleNotFoundError: If redis-py is not installed (the ``redis`` extra).
+
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_client",
+        "_clock",
+        "_description",
+        "_down",
+        "_errors",
+        "_fail_open",
+        "_inject",
+        "_lock",
+        "_owned",
+        "_prefix",
+        "_script",
+        "_secrets",
+        "_timeout",
+    )
+
+    def __init__(  # noqa: PLR0913 - a client or a URL, and the store's four options
+        self,
+        client: redis.Redis | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = "ratekit:",
+        timeout: float = 1.0,
+        fail_open: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        import redis as redis_module
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__} {prefix!r}")
+        self._timeout = positive("timeout", timeout)
+        if (client is None) == (url is None):
+            raise ValueError("RedisStore needs exactly one of client or url")
+        if url is not None:
+            if not isinstance(url, str):
+                raise TypeError(f"url must be a str, got {type(url).__name__}")
+            try:
+                client = redis_module.Redis.from_url(
+                    url,
+                    socket_timeout=self._timeout,
+                    socket_connect_timeout=self._timeout,
+                    # One immediate retry, for a connection the server dropped (a restart);
+                    # a timeout is not retried, so no call waits longer than the timeout.
+                    retry=Retry(NoBackoff(), 1, (redis_module.ConnectionError,)),
+                )
+            except ValueError:
+                raise ValueError(
+                    f"url must be a Redis URL (redis://, rediss:// or unix://), got "
+                    f"{redact_url(url)!r}"
+                ) from None
+        assert client is not None  # noqa: S101 - for the type checker: exactly one was given
+        self._client = client
+        self._owned = url is not None
+        self._prefix = prefix
+        self._fail_open = bool(fail_open)
+        self._inject = clock
+        self._clock: Clock = MONOTONIC if clock is None else clock
+        self._lock = threading.Lock()
+        self._down = False
+        self._description, self._secrets = _describe(client)
+        self._errors: tuple[type[BaseException], ...] = (
+            redis_module.ConnectionError,
+            redis_module.TimeoutError,
+            redis_module.exceptions.ReadOnlyError,
+            OSError,
+        )
+        self._script = client.register_script(SCRIPT)
+
+    # -- what the store is --------------------------------------------------------------
+
+    @property
+    def description(self) -> str:
+        """What the store is, without credentials: ``"Redis at 127.0.0.1:6379/0"``."""
+        return self._description
+
+    @property
+    def prefix(self) -> str:
+        """What every key is prefixed with."""
+        return self._prefix
+
+    @property
+    def fail_open(self) -> bool:
+        """Whether calls are granted while the store is unreachable."""
+        return self._fail_open
+
+    @property
+    def clock(self) -> Clock:
+        """The clock that blocking waits sleep on."""
+        return self._clock
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisStore({self._description!r}, prefix={self._prefix!r}, "
+            f"fail_open={self._fail_open!r})"
+        )
+
+    def close(self) -> None:
+        """Close the client if this store made it from a URL (a given client stays open)."""
+        if self._owned:
+            self._client.close()
+
+    def __enter__(self) -> RedisStore:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- limiters -----------------------------------------------------------------------
+
+    def _one(self, kind: str, key: str, params: tuple[float, float], shown: str) -> RedisLimiter:
+        """A limiter of one member, with (rate per second, capacity) or (limit, window)."""
+        first, second = params
+        state = f"{self._prefix}{_check_key(key)}:{_KINDS[kind][0]}"
+        capacity = second if kind in {"tb", "lb"} else first
+        max_delay = capacity / first if kind == "lb" else math.inf
+        member = _Member(
+            kind, key, state, f"{state}:log", first, second, capacity, max_delay, shown
+        )
+        return RedisLimiter(self, (member,), composite=False)
+
+    def token_bucket(self, key: str, rate: Rate | float | str, capacity: float) -> RedisLimiter:
+        """A `ratekit.TokenBucket` held in the store under *key*.
+
+        Args:
+            key: Names the limit; every limiter with this key shares it.
+            rate: A `Rate`, units per second, or text (``"90/minute"``).
+            capacity: The largest burst, and the largest cost.
+
+        Raises:
+            ValueError: If the rate or the capacity is not positive and finite, or the
+                key is empty.
+        """
+        value = to_rate(rate, "rate")
+        size = positive("capacity", capacity)
+        shown = f"rate={value!r}, capacity={size!r}"
+        return self._one("tb", key, (value.per_second, size), shown)
+
+    def leaky_bucket(self, key: str, rate: Rate | float | str, capacity: float) -> RedisLimiter:
+        """A `ratekit.LeakyBucket` held in the store under *key*.
+
+        Args:
+            key: Names the limit; every limiter with this key shares it.
+            rate: A `Rate`, units per second, or text (``"2/s"``).
+            capacity: How much may wait in the queue, in cost units; also the largest cost.
+
+        Raises:
+            ValueError: If the rate or the capacity is not positive and finite, or the
+                key is empty.
+        """
+        value = to_rate(rate, "rate")
+        size = positive("capacity", capacity)
+        shown = f"rate={value!r}, capacity={size!r}"
+        return self._one("lb", key, (value.per_second, size), shown)
+
+    def sliding_window(self, key: str, limit: float, window: float) -> RedisLimiter:
+        """A `ratekit.SlidingWindow` held in the store under *key*.
+
+        Its log is a sorted set beside the key's state, with one entry per distinct grant
+        instant in the last window (at most *limit* for whole costs).
+
+        Args:
+            key: Names the limit; every limiter with this key shares it.
+            limit: The most that may be granted within any window; also the largest cost.
+            window: The window's length in seconds.
+
+        Raises:
+            ValueError: If *limit* or *window* is not positive and finite, or the key is
+                empty.
+        """
+        size = positive("limit", limit)
+        length = positive("window", window)
+        shown = f"limit={size!r}, window={length!r}"
+        return self._one("sw", key, (size, length), shown)
+
+    def fixed_window(self, key: str, limit: float, window: float) -> RedisLimiter:
+        """A `ratekit.FixedWindow` held in the store under *key*.
+
+        On the server's time the windows are aligned on the Unix epoch, so ``"100/hour"``
+        resets on the hour.
+
+        Args:
+            key: Names the limit; every limiter with this key shares it.
+            limit: The most that may be granted within one window; also the largest cost.
+            window: The window's length in seconds.
+
+        Raises:
+            ValueError: If *limit* or *window* is not positive and finite, or the key is
+                empty.
+        """
+        size = positive("limit", limit)
+        length = positive("window", window)
+        shown = f"limit={size!r}, window={length!r}"
+        return self._one("fw", key, (size, length), shown)
+
+    def limiter(
+        self,
+        key: str,
+        *limits: str | Rate,
+        strategy: Literal["sliding", "fixed", "token"] = "sliding",
+    ) -> RedisLimiter:
+        """State one or more limits at once, as `ratekit.limiter` does, held under *key*.
+
+        ``store.limiter("api", "10/second, 1000/hour")`` makes one member per limit (a
+        sliding window by default, or ``"fixed"`` windows, or ``"token"`` buckets with a
+        capacity of N) and composes them with `all_of`.  Each member's key is *key* and
+        its period (``"api@1s"``, ``"api@3600s"``), so limits can be added without
+        resetting the others.
+
+        Raises:
+            ValueError: If no limit is given, one cannot be parsed, *strategy* is unknown
+                or the key is empty.
+        """
+        _check_key(key)
+        if strategy not in {"sliding", "fixed", "token"}:
+            raise ValueError(
+                f"strategy must be one of 'sliding', 'fixed' or 'token', got {strategy!r}"
+            )
+        rates = _parse_limits(limits)
+        members: list[RedisLimiter] = []
+        seen: dict[str, int] = {}
+        for rate in rates:
+            name = f"{key}@{rate.per:g}s"
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                name = f"{name}#{seen[name]}"
+            if strategy == "sliding":
+                members.append(self.sliding_window(name, rate.limit, rate.per))
+            elif strategy == "fixed":
+                members.append(self.fixed_window(name, rate.limit, rate.per))
+            else:
+                members.append(self.token_bucket(name, rate, rate.limit))
+        return members[0] if len(members) == 1 else self.all_of(*members)
+
+    def all_of(self, *limiters: RedisLimiter) -> RedisLimiter:
+        """Compose limiters of this store: grant only what all of them grant, at once.
+
+        The same as `ratekit.all_of`, in one script call: all or nothing, a blocking
+        call booked on every member at the earliest instant that suits them all, and a
+        reservation withdrawn from all of them at once.  Nested compositions are
+        flattened, and a member given twice counts once.
+
+        Raises:
+            TypeError: If an argument is not a limiter of this store.
+            ValueError: If there are none, or two members share a key with different
+                parameters.
+        """
+        members: list[_Member] = []
+        for index, limiter in enumerate(limiters):
+            candidate: object = limiter
+            if not isinstance(candidate, RedisLimiter) or candidate.store is not self:
+                raise TypeError(
+                    f"all_of() argument {index + 1} must be a limiter of this store, "
+                    f"got {limiter!r}"
+                )
+            for member in limiter._members:
+                same = [m for m in members if m.state_key == member.state_key]
+                if not same:
+                    members.append(member)
+                elif same[0] != member:
+                    raise ValueError(
+                        f"all_of() members {same[0]!r} and {member!r} share a key "
+                        "with different parameters"
+                    )
+        if not members:
+            raise ValueError("all_of() needs at least one limiter")
+        return RedisLimiter(self, tuple(members), composite=True)
+
+    # -- the round trip -----------------------------------------------------------------
+
+    def _run(self, keys: Sequence[str], args: Sequence[str]) -> list[str] | None:
+        """Run the script once; ``None`` means: unreachable, and granted (fail open).
+
+        Raises:
+            StoreUnavailable: If Redis cannot be reached (unless failing open).
+        """
+        try:
+            reply = self._script(keys=keys, args=args, client=self._client)
+        except self._errors as error:
+            unavailable = StoreUnavailable(self._description, self._reason(error))
+            if not self._fail_open:
+                raise unavailable from error
+            with self._lock:
+                first, self._down = not self._down, True
+            if first:
+                logger.warning(
+                    "%s; granting every call without a limit until it is back (fail_open)",
+                    unavailable,
+                )
+            return None
+        if self._down:
+            with self._lock:
+                back, self._down = self._down, False
+            if back:
+                logger.warning("%s is reachable again; limits apply again", self._description)
+        return [item.decode() if isinstance(item, bytes) else str(item) for item in reply]
+
+    def _reason(self, error: BaseException) -> str:
+        """What went wrong, for `StoreUnavailable`, with any credential masked."""
+        import redis as redis_module
+
+        if isinstance(error, redis_module.TimeoutError):
+            text = f"no answer within {self._timeout!r} s ({error})" if self._owned else str(error)
+        else:
+            text = str(error) or type(error).__name__
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+def _parse_limits(limits: Sequence[str | Rate]) -> list[Rate]:
+    """The rates of `RedisStore.limiter`'s arguments, read as `ratekit.limiter` reads them."""
+    rates: list[Rate] = []
+    for position, item in enumerate(limits):
+        if isinstance(item, Rate):
+            rates.append(item)
+            continue
+        if not isinstance(item, str):
+            raise TypeError(
+                f"limiter() argument {position + 1} must be a Rate or text, got {item!r}"
+            )
+        for part in _SEPARATOR.split(item):
+            text = part.strip()
+            if not text:
+                raise ValueError(f"limiter() argument {position + 1} has an empty limit: {item!r}")
+            rates.append(Rate.parse(text))
+    if not rates:
+        raise ValueError('limiter() needs at least one limit, such as "10/second"')
+    return rates
+
+
+def _describe(client: redis.Redis) -> tuple[str, tuple[str, ...]]:
+    """Name the server a client talks to, and list the secrets to keep out of messages."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs: dict[str, object] = dict(getattr(pool, "connection_kwargs", {}) or {})
+    secrets = tuple(
+        str(kwargs[name])
+        for name in ("password", "username")
+        if isinstance(kwargs.get(name), str) and kwargs[name]
+    )
+    db = kwargs.get("db", 0)
+    if "path" in kwargs:
+        return f"Redis at unix:{kwargs['path']}/{db}", secrets
+    host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+    return f"Redis at {host}:{port}/{db}", secrets
+
+
+@attrs.frozen
+class _Booking:
+    """What withdrawing a booking needs: its instant in the script's time, its token."""
+
+    at: float
+    token: str
+
+
+@final
+class RedisLimiter:
+    """A limit held in a `RedisStore`: a `ratekit.typing.Limiter` shared by every process.
+
+    Made by the store's `RedisStore.token_bucket`, `RedisStore.leaky_bucket`,
+    `RedisStore.sliding_window`, `RedisStore.fixed_window`, `RedisStore.limiter` and
+    `RedisStore.all_of`.  It answers as the in-memory strategy does (exact
+    ``retry_after``, bookings in arrival order, waits slept once, cancelled waits given
+    back), with one round trip per call, and raises `StoreUnavailable` when the store
+    cannot be reached (unless it fails open).
+
+    Its `statistics` count this process's calls; their ``level`` is read from the store
+    (one round trip), and is NaN while the store is unreachable.
+
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_args",
+        "_cancelled",
+        "_capacity",
+        "_composite",
+        "_denied",
+        "_granted",
+        "_keys",
+        "_lock",
+        "_max_delay",
+        "_members",
+        "_store",
+        "_timed_out",
+        "_waited",
+        "_waiting",
+    )
+
+    def __init__(self, store: RedisStore, members: tuple[_Member, ...], *, composite: bool) -> None:
+        self._store = store
+        self._members = members
+        self._composite = composite
+        self._capacity = min(member.capacity for member in members)
+        self._max_delay = min(member.max_delay for member in members)
+        self._keys = [key for member in members for key in (member.state_key, member.log_key)]
+        self._args = [
+            "1" if composite else "0",
+            str(math.ceil(EXPIRY_MARGIN * 1000)),
+            str(len(members)),
+            *(
+                text
+                for member in members
+                for text in (member.kind, _fmt(member.first), _fmt(member.second))
+            ),
+        ]
+        self._lock = threading.Lock()
+        self._granted = 0
+        self._denied = 0
+        self._timed_out = 0
+        self._cancelled = 0
+        self._waiting = 0
+        self._waited = 0.0
+
+    @property
+    def store(self) -> RedisStore:
+        """The store that holds this limit."""
+        return self._store
+
+    @property
+    def capacity(self) -> float:
+        """The most that can ever be granted at once; larger costs raise `CostTooLarge`."""
+        return self._capacity
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The Redis keys that hold the state of each member (without their logs)."""
+        return tuple(member.state_key for member in self._members)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this limiter sleeps on."""
+        return self._store.clock
+
+    def __repr__(self) -> str:
+        shown = ", ".join(map(repr, self._members))
+        if self._composite:
+            shown = f"all_of({shown})"
+        return f"RedisLimiter({shown}, store={self._store.description!r})"
+
+    # -- the script ---------------------------------------------------------------------
+
+    def _call(self, op: str, cost: float, extra: str = "", token: str = "") -> list[str] | None:
+        inject = self._store._inject
+        now = "" if inject is None else _fmt(inject.now())
+        return self._store._run(self._keys, [op, now, _fmt(cost), extra, token, *self._args])
+
+    def _book_call(self, cost: float, limit: float) -> tuple[bool, float, float, _Booking | None]:
+        """Book *cost* if it waits at most *limit*: (booked, local instant, delay, booking).
+
+        A store that is unreachable and fails open books nothing and grants at once.
+        """
+        reply = self._call("book", cost, _fmt(limit))
+        clock = self._store.clock
+        if reply is None:
+            return True, clock.now(), 0.0, None
+        delay = float(reply[2])
+        # With an injected clock the script's instants are that clock's; otherwise they
+        # are the server's, and the wait is placed on the local clock by its duration.
+        at = float(reply[1]) if self._store._inject is not None else clock.now() + delay
+        if reply[0] != "1":
+            return False, at, delay, None
+        return True, at, delay, _Booking(float(reply[1]), reply[3])
+
+    def _give_back(self, booking: _Booking) -> bool | None:
+        """Withdraw a booking whose time has not come (in the script's time).
+
+        Returns ``True`` if withdrawn, ``False`` if its time had come (it counts as
+        used), ``None`` if the store was unreachable and fails open.
+        """
+        reply = self._call("cancel", 1.0, _fmt(booking.at), booking.token)
+        if reply is None:
+            return None
+        if reply[0] != "1":
+            return False
+        with self._lock:
+            self._cancelled += 1
+        return True
+
+    # -- the Limiter protocol -----------------------------------------------------------
+
+    def _check_cost(self, cost: object) -> float:
+        value = positive("cost", cost)
+        if value > self._capacity:
+            raise CostTooLarge(value, self._capacity)
+        return value
+
+    def try_acquire(self, cost: float = 1) -> Decision:
+        """Grant *cost* now if the shared limit allows it, without blocking.
+
+        Returns:
+            A `Decision`, truthy iff granted.  When denied, nothing changes and its
+            ``retry_after`` is the exact wait until the same cost could be granted.
+
+        Raises:
+            ValueError: If *cost* is not a positive finite number.
+            CostTooLarge: If *cost* exceeds `capacity`.
+            StoreUnavailable: If the store cannot be reached (and does not fail open).
+        """
+        value = self._check_cost(cost)
+        reply = self._call("try", value)
+        if reply is None or reply[0] == "1":
+            with self._lock:
+                self._granted += 1
+            return GRANTED
+        with self._lock:
+            self._denied += 1
+        return Decision(False, float(reply[1]))
+
+    def reserve(self, cost: float = 1, *, max_wait: float | None = None) -> Reservation:
+        """Book *cost* for the earliest time it can be granted, without waiting.
+
+        The caller should act after ``reservation.delay`` seconds, or cancel.  If that
+        delay would exceed *max_wait* (or a leaky bucket's queue), nothing is booked and
+        ``reservation.ok`` is false.  ``ready_at`` is a reading of the store's clock.
+
+        Raises:
+            ValueError: If *cost* is not a positive finite number or *max_wait* is negative.
+            CostTooLarge: If *cost* exceeds `capacity`.
+            StoreUnavailable: If the store cannot be reached (and does not fail open).
+        """
+        limit = min(optional_wait("max_wait", max_wait), self._max_delay * (1 + _QUEUE_SLACK))
+        value = self._check_cost(cost)
+        booked, at, delay, booking = self._book_call(value, limit)
+        with self._lock:
+            if not booked:
+                self._denied += 1
+                return Reservation(False, delay, value, at)
+            self._granted += 1
+        if booking is None:  # granted by failing open: nothing to withdraw
+            return Reservation(True, delay, value, at)
+        return Reservation(True, delay, value, at, owner=self, token=booking)
+
+    def _cancel_reservation(self, reservation: Reservation) -> bool:
+        """Withdraw *reservation* (called by `Reservation.cancel`)."""
+        booking = reservation._token
+        if not isinstance(booking, _Booking):  # pragma: no cover - only ours reach here
+            return False
+        with self._lock:
+            if reservation.cancelled:
+                return False
+            # Claimed before the round trip, so that two threads cannot both withdraw it.
+            object.__setattr__(reservation, "_cancelled", True)
+        try:
+            returned = self._give_back(booking)
+        except BaseException:
+            object.__setattr__(reservation, "_cancelled", False)
+            raise
+        if returned is not True:
+            object.__setattr__(reservation, "_cancelled", False)
+            return False
+        with self._lock:
+            self._granted -= 1
+        return True
+
+    def _book(
+        self, cost: object, timeout: float | None, cancel: CancelEvent | None
+    ) -> tuple[float, float, _Booking | None]:
+        """Book a blocking call; return its cost, when to wake (``-inf``: granted), booking."""
+        limit = optional_wait("timeout", timeout)
+        value = self._check_cost(cost)
+        if cancel is not None and cancel.is_set():
+            with self._lock:
+                self._cancelled += 1
+            raise AcquireCancelled(value)
+        queue = self._max_delay * (1 + _QUEUE_SLACK)
+        booked, at, delay, booking = self._book_call(value, min(limit, queue))
+        with self._lock:
+            if not booked:
+                self._timed_out += 1
+                if delay > queue:
+                    raise QueueFull(value, self._max_delay, delay)
+                raise AcquireTimeout(value, limit, delay)
+            if delay <= 0 or booking is None:
+                self._granted += 1
+                return value, -math.inf, None
+            self._waiting += 1
+        return value, at, booking
+
+    def _finish_wait(self, started: float, *, used: bool) -> None:
+        with self._lock:
+            self._waiting -= 1
+            self._waited += max(self._store.clock.now() - started, 0.0)
+            if used:
+                self._granted += 1
+
+    def acquire(
+        self,
+        cost: float = 1,
+        *,
+        timeout: float | None = None,
+        cancel: CancelEvent | None = None,
+    ) -> None:
+        """Block until *cost* is granted; callers are served in arrival order.
+
+        The slot is booked in the store by one round trip, then the exact delay it
+        returns is slept once, on the store's clock, without asking Redis again.
+
+        Args:
+            cost: How much of the limit to use.
+            timeout: The longest acceptable wait in seconds (``None``: no limit).
+            cancel: An event (such as `threading.Event`) that aborts the wait when set.
+
+        Raises:
+            AcquireTimeout: At once, if the wait would exceed *timeout*; nothing is
+                consumed and nothing is slept (`QueueFull` for a full leaky bucket).
+            AcquireCancelled: If *cancel* is set before or during the wait; the booking
+                is given back by a second round trip (if that fails, it is kept, which
+                is safe).
+            ValueError: If *cost* is not positive and finite, or *timeout* is negative.
+            CostTooLarge: If *cost* exceeds `capacity`.
+            StoreUnavailable: If the store cannot be reached (and does not fail open).
+        """
+        value, at, booking = self._book(cost, timeout, cancel)
+        if booking is None:
+            return
+        clock = self._store.clock
+        started = clock.now()
+        woke = False
+        try:
+            remaining = at - started
+            # Sleep once; the loop only absorbs a wake-up that comes a hair early.
+            while remaining > 0:
+                if not clock.sleep(remaining, cancel):
+                    break
+                remaining = at - clock.now()
+            else:
+                woke = True
+        finally:
+            used = woke or not self._settle(booking)
+            self._finish_wait(started, used=used)
+        if not used:
+            raise AcquireCancelled(value)
+
+    def _settle(self, booking: _Booking) -> bool:
+        """Give back an interrupted wait's booking; return whether the caller must not go.
+
+        ``False`` means its time had come, so it counts as used.  If the store cannot be
+        reached, the booking stays (its slot is lost to everyone, which never
+        over-admits) and the caller does not go either.
+        """
+        try:
+            returned = self._give_back(booking)
+        except StoreUnavailable:
+            returned = None
+        if returned is None:
+            logger.warning("%s: a cancelled wait kept its booking", self._store.description)
+            with self._lock:
+                self._cancelled += 1
+            return True
+        return returned
+
+    async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
+        """Wait without blocking the event loop until *cost* is granted.
+
+        The same as `acquire`; the round trips run in a worker thread.  To cancel, cancel
+        the task: what the wait had booked is given back.
+
+        Raises:
+            AcquireTimeout: At once, if the wait would exceed *timeout*.
+            ValueError: If *cost* is not positive and finite, or *timeout* is negative.
+            CostTooLarge: If *cost* exceeds `capacity`.
+            StoreUnavailable: If the store cannot be reached (and does not fail open).
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._book, cost, timeout, None)
+        try:
+            _, at, booking = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._settle_later)
+            raise
+        if booking is None:
+            return
+        clock = self._store.clock
+        started = clock.now()
+        woke = False
+        try:
+            remaining = at - started
+            while remaining > 0:
+                await clock.sleep_async(remaining)
+                remaining = at - clock.now()
+            woke = True
+        finally:
+            used = woke
+            if not woke:
+                settle = loop.run_in_executor(None, self._settle, booking)
+                used = not await asyncio.shield(settle)
+            self._finish_wait(started, used=used)
+
+    def _settle_later(self, future: asyncio.Future[tuple[float, float, _Booking | None]]) -> None:
+        """Give back what a booking made for a cancelled task holds, once it is known."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        _, _, booking = future.result()
+        if booking is not None:
+            with self._lock:
+                self._waiting -= 1
+            asyncio.get_running_loop().run_in_executor(None, self._settle, booking)
+
+    def statistics(self) -> LimiterStatistics:
+        """Return this process's counters, with the current level read from the store.
+
+        The level costs one round trip; it is NaN while the store cannot be reached.
+        """
+        try:
+            reply = self._call("level", 1.0)
+        except StoreUnavailable:
+            reply = None
+        level = math.nan if reply is None else float(reply[0])
+        with self._lock:
+            return LimiterStatistics(
+                granted=self._granted,
+                denied=self._denied,
+                timed_out=self._timed_out,
+                cancelled=self._cancelled,
+                waiting=self._waiting,
+                waited=self._waited,
+                level=level,
+                capacity=self._capacity,
+            )

@@ -1,0 +1,631 @@
+"""The Lua script that runs every `RedisLimiter` call inside Redis, atomically.
+
+Each Lua function ports the Python method named in its comment (``ratekit/_limiter.py``,
+``_token_bucket.py``, ``_leaky_bucket.py``, ``_windows.py``, ``_composite.py``) operation
+for operation, in the same order, so that given the same clock readings the store and the
+in-memory strategies agree to the last bit.  Numbers cross between Python, Lua and Redis
+as text with 17 significant digits, which round-trips every double exactly (Lua's own
+``tostring`` keeps 14 and would not).
+
+``KEYS``: two per member, its state (a hash) and its log (a sorted set, used by the
+sliding window only).  ``ARGV``: the operation (``try``, ``book``, ``cancel`` or
+``level``), the time (empty: the server's ``TIME``), the cost, a limit on the delay
+(``book``) or the booking's instant (``cancel``), the booking's token (``cancel``),
+``1`` for a composition, the expiry margin in milliseconds, the number of members, then
+three values per member: its kind (``tb``, ``lb``, ``sw`` or ``fw``) and two parameters
+(the rate per second and the capacity for the buckets, the limit and the window for the
+windows).
+"""
+
+from __future__ import annotations
+
+SCRIPT = r"""
+local INF = math.huge
+local floor, frexp, ldexp = math.floor, math.frexp, math.ldexp
+
+local function num(text)
+  if text == 'inf' then return INF end
+  if text == '-inf' then return -INF end
+  return tonumber(text)
+end
+
+local function fmt(x)
+  if x == INF then return 'inf' end
+  if x == -INF then return '-inf' end
+  return string.format('%.17g', x)
+end
+
+-- math.nextafter(x, inf)
+local function up(x)
+  if x ~= x or x == INF then return x end
+  if x == -INF then return -1.7976931348623157e308 end
+  if x == 0 then return ldexp(1, -1074) end
+  local m, e = frexp(x)
+  local step = e - 53
+  if m == -0.5 then step = e - 54 end
+  if step < -1074 then step = -1074 end
+  return x + ldexp(1, step)
+end
+
+-- math.nextafter(x, -inf)
+local function down(x)
+  return -up(-x)
+end
+
+-- _limiter.exact_delay
+local function exact_delay(now, estimate, granted_at)
+  local at
+  if estimate > now then at = estimate else at = up(now) end
+  local found = false
+  for _ = 1, 8 do
+    if granted_at(at) then
+      found = true
+      break
+    end
+    at = up(at)
+  end
+  if not found then
+    local step = up(math.abs(at)) - math.abs(at)
+    while not granted_at(at) do
+      at = at + step
+      step = step * 2
+    end
+  end
+  local delay = at - now
+  while not granted_at(now + delay) do delay = up(delay) end
+  return delay
+end
+
+-- TokenBucket ------------------------------------------------------------------------
+local TB = {size = 5, fields = {'l', 's'}}
+function TB.init(m, per_second, capacity)
+  m.per_second, m.capacity = per_second, capacity
+end
+function TB.load(m, h, now)
+  if h[2] then m.level, m.stamp = num(h[2]), num(h[3]) else m.level, m.stamp = m.capacity, now end
+end
+function TB.dump(m)
+  return {'l', fmt(m.level), 's', fmt(m.stamp)}
+end
+function TB.level(m, now) -- _level_locked
+  local level = m.level + (now - m.stamp) * m.per_second
+  return math.min(level, m.capacity)
+end
+function TB.try(m, cost, now) -- try_acquire
+  local level = m.level + (now - m.stamp) * m.per_second
+  if level > m.capacity then level = m.capacity end
+  if level >= cost then
+    m.level = level - cost
+    m.stamp = now
+    m.dirty = true
+    return true
+  end
+  return false
+end
+function TB.delay(m, cost, now) -- _delay_locked
+  local level, stamp, per_second = m.level, m.stamp, m.per_second
+  if math.min(level + (now - stamp) * per_second, m.capacity) >= cost then return 0 end
+  return exact_delay(now, stamp + (cost - level) / per_second, function(when)
+    return level + (when - stamp) * per_second >= cost
+  end)
+end
+function TB.take(m, cost, now, at) -- _take_locked
+  local level, stamp = m.level, m.stamp
+  if at >= m.stamp then
+    m.level = TB.level(m, at) - cost
+    m.stamp = at
+  else
+    m.level = m.level - cost
+  end
+  m.dirty = true
+  return {at, m.level, m.stamp, level, stamp}
+end
+function TB.available(m, cost, now) -- _available_locked
+  return m.level + (now - m.stamp) * m.per_second >= cost
+end
+function TB.grant(m, cost, now) -- _grant_locked
+  m.level = TB.level(m, now) - cost
+  m.stamp = now
+  m.dirty = true
+end
+function TB.state(m)
+  return {m.level, m.stamp}
+end
+function TB.undo(m, e)
+  m.level, m.stamp = e[4], e[5]
+  m.dirty = true
+end
+function TB.rest(m, now)
+  return m.stamp + (m.capacity - m.level) / m.per_second
+end
+
+-- LeakyBucket (DripBase) -------------------------------------------------------------
+local LB = {size = 3, fields = {'t'}}
+function LB.init(m, per_second, capacity)
+  m.per_second, m.capacity = per_second, capacity
+end
+function LB.load(m, h, now)
+  if h[2] then m.tat = num(h[2]) else m.tat = -INF end
+end
+function LB.dump(m)
+  return {'t', fmt(m.tat)}
+end
+function LB.level(m, now)
+  return m.capacity - math.max(m.tat - now, 0) * m.per_second
+end
+function LB.try(m, cost, now)
+  if now >= m.tat then
+    m.tat = now + cost / m.per_second
+    m.dirty = true
+    return true
+  end
+  return false
+end
+function LB.delay(m, cost, now)
+  local tat = m.tat
+  if now >= tat then return 0 end
+  return exact_delay(now, tat, function(when) return when >= tat end)
+end
+function LB.take(m, cost, now, at)
+  local before = m.tat
+  m.tat = math.max(at, before) + cost / m.per_second
+  m.dirty = true
+  return {at, m.tat, before}
+end
+function LB.available(m, cost, now)
+  return now >= m.tat
+end
+function LB.grant(m, cost, now)
+  m.tat = now + cost / m.per_second
+  m.dirty = true
+end
+function LB.state(m)
+  return {m.tat}
+end
+function LB.undo(m, e)
+  m.tat = e[3]
+  m.dirty = true
+end
+function LB.rest(m, now)
+  return m.tat
+end
+
+-- FixedWindow ------------------------------------------------------------------------
+local FW = {size = 7, fields = {'e', 'u', 'x'}}
+function FW.init(m, limit, window)
+  m.limit, m.window = limit, window
+end
+function FW.load(m, h, now)
+  if h[2] then
+    m.fend, m.used, m.last = num(h[2]), num(h[3]), num(h[4])
+  else
+    m.fend, m.used, m.last = -INF, 0, -INF
+  end
+end
+function FW.dump(m)
+  return {'e', fmt(m.fend), 'u', fmt(m.used), 'x', fmt(m.last)}
+end
+local function window_end(m, when) -- _window_end
+  local window = m.window
+  local index = floor(when / window)
+  local fend = (index + 1) * window
+  while floor(fend / window) <= index do fend = up(fend) end
+  while floor(down(fend) / window) > index do fend = down(fend) end
+  return fend
+end
+function FW.level(m, now)
+  if now >= m.fend then return m.limit end
+  return m.limit - m.used
+end
+function FW.try(m, cost, now)
+  if now < m.fend then
+    if m.used + cost <= m.limit and now >= m.last then
+      m.used = m.used + cost
+      m.last = now
+      m.dirty = true
+      return true
+    end
+    return false
+  end
+  m.fend = window_end(m, now)
+  m.used = cost
+  m.last = now
+  m.dirty = true
+  return true
+end
+function FW.delay(m, cost, now)
+  local last, fend, full = m.last, m.fend, m.used + cost > m.limit
+  local function granted_at(when)
+    return when >= last and (when >= fend or not full)
+  end
+  if granted_at(now) then return 0 end
+  local estimate = last
+  if full then estimate = math.max(last, fend) end
+  return exact_delay(now, estimate, granted_at)
+end
+function FW.take(m, cost, now, at)
+  local fend, used, last = m.fend, m.used, m.last
+  if at >= m.fend then
+    m.fend = window_end(m, at)
+    m.used = cost
+  else
+    m.used = m.used + cost
+  end
+  m.last = math.max(m.last, at)
+  m.dirty = true
+  return {at, m.fend, m.used, m.last, fend, used, last}
+end
+function FW.available(m, cost, now)
+  return now >= m.last and (now >= m.fend or m.used + cost <= m.limit)
+end
+function FW.grant(m, cost, now)
+  if now >= m.fend then
+    m.fend = window_end(m, now)
+    m.used = cost
+  else
+    m.used = m.used + cost
+  end
+  m.last = now
+  m.dirty = true
+end
+function FW.state(m)
+  return {m.fend, m.used, m.last}
+end
+function FW.undo(m, e)
+  m.fend, m.used, m.last = e[5], e[6], e[7]
+  m.dirty = true
+end
+function FW.rest(m, now)
+  return m.fend
+end
+
+-- SlidingWindow ----------------------------------------------------------------------
+-- The log holds the entries from the Python log's head on (those before it are only
+-- counted, in ``head``): score the instant, member "instant running-total".
+local SW = {size = 7, fields = {'h', 'b', 'T', 'E', 'V'}}
+function SW.init(m, limit, window)
+  m.limit, m.window = limit, window
+end
+function SW.load(m, h, now)
+  if h[2] then
+    m.head, m.base, m.total = num(h[2]), num(h[3]), num(h[4])
+    m.epoch, m.version = num(h[5]), num(h[6])
+  else
+    m.head, m.base, m.total, m.epoch, m.version = 0, 0, 0, 0, 0
+  end
+  m.n = redis.call('ZCARD', m.lk)
+end
+function SW.dump(m)
+  return {'h', fmt(m.head), 'b', fmt(m.base), 'T', fmt(m.total), 'E', fmt(m.epoch),
+          'V', fmt(m.version)}
+end
+local function entry(m, i) -- the i-th entry of the log, from 1
+  local cached = m.cache[i]
+  if cached then return cached[1], cached[2] end
+  local found = redis.call('ZRANGE', m.lk, i - 1, i - 1)
+  local t, c = string.match(found[1], '^(%S+) (%S+)$')
+  t, c = num(t), num(c)
+  m.cache[i] = {t, c}
+  return t, c
+end
+local function last_instant(m)
+  if m.n == 0 then return -INF end
+  local t = entry(m, m.n)
+  return t
+end
+local function count_until(m, edge) -- entries at or before edge
+  if m.n == 0 then return 0 end
+  return redis.call('ZCOUNT', m.lk, '-inf', fmt(edge))
+end
+local function add(m, t, c)
+  redis.call('ZADD', m.lk, fmt(t), fmt(t) .. ' ' .. fmt(c))
+end
+local function sw_expire(m, now) -- _expire
+  local n = m.n
+  if n == 0 then return end
+  local k = count_until(m, now - m.window)
+  if k == 0 then return end
+  m.dirty = true
+  if k == n then
+    redis.call('DEL', m.lk)
+    m.n, m.cache = 0, {}
+    m.head, m.base, m.total = 0, 0, 0
+    m.epoch = m.epoch + 1
+    return
+  end
+  local size = m.head + n
+  local _, base = entry(m, k)
+  m.base = base
+  redis.call('ZREMRANGEBYRANK', m.lk, 0, k - 1)
+  m.n, m.cache = n - k, {}
+  m.head = m.head + k
+  if m.head >= 32 and 2 * m.head >= size then
+    local kept = redis.call('ZRANGE', m.lk, 0, -1)
+    redis.call('DEL', m.lk)
+    local batch, total = {}, 0
+    for index, member in ipairs(kept) do
+      local t, c = string.match(member, '^(%S+) (%S+)$')
+      t, c = num(t), num(c) - base
+      m.cache[index] = {t, c}
+      total = c
+      batch[#batch + 1] = fmt(t)
+      batch[#batch + 1] = fmt(t) .. ' ' .. fmt(c)
+      if #batch >= 512 then
+        redis.call('ZADD', m.lk, unpack(batch))
+        batch = {}
+      end
+    end
+    if #batch > 0 then redis.call('ZADD', m.lk, unpack(batch)) end
+    m.total = total
+    m.head, m.base = 0, 0
+    m.epoch = m.epoch + 1
+  end
+end
+local function sw_push(m, cost, at) -- _push: returns the merged total, or false
+  local total = m.total + cost
+  local merged = false
+  if m.n > 0 then
+    local t, c = entry(m, m.n)
+    if t == at then
+      merged = c
+      redis.call('ZREM', m.lk, fmt(t) .. ' ' .. fmt(c))
+      add(m, at, total)
+      m.cache[m.n] = {at, total}
+    end
+  end
+  if merged == false then
+    add(m, at, total)
+    m.n = m.n + 1
+    m.cache[m.n] = {at, total}
+  end
+  m.total = total
+  m.version = m.version + 1
+  m.dirty = true
+  return merged
+end
+local function used_at(m, when) -- _used_at
+  local j = count_until(m, when - m.window)
+  local out = m.base
+  if j > 0 then
+    local _, c = entry(m, j)
+    out = c
+  end
+  return m.total - out
+end
+local function expire_if_due(m, now)
+  if m.n > 0 and entry(m, 1) <= now - m.window then sw_expire(m, now) end
+end
+function SW.level(m, now)
+  sw_expire(m, now)
+  return m.limit - (m.total - m.base)
+end
+function SW.try(m, cost, now)
+  expire_if_due(m, now)
+  local total = m.total + cost
+  if total - m.base <= m.limit and last_instant(m) <= now then
+    sw_push(m, cost, now)
+    return true
+  end
+  return false
+end
+function SW.delay(m, cost, now)
+  sw_expire(m, now)
+  local limit, total = m.limit, m.total
+  local last = last_instant(m)
+  if now >= last and total - m.base + cost <= limit then return 0 end
+  local function granted_at(when)
+    return when >= last and used_at(m, when) + cost <= limit
+  end
+  local low, high = 1, m.n
+  while low < high do
+    local middle = floor((low + high) / 2)
+    local _, c = entry(m, middle)
+    if total - c + cost <= limit then high = middle else low = middle + 1 end
+  end
+  local estimate = last
+  if m.n > 0 and total - m.base + cost > limit then
+    local t = entry(m, low)
+    estimate = math.max(last, t + m.window)
+  end
+  return exact_delay(now, estimate, granted_at)
+end
+function SW.take(m, cost, now, at)
+  local epoch, version, total = m.epoch, m.version, m.total
+  local merged = sw_push(m, cost, at)
+  return {at, m.epoch, m.version, epoch, version, total, merged}
+end
+function SW.available(m, cost, now)
+  expire_if_due(m, now)
+  return m.total - m.base + cost <= m.limit and last_instant(m) <= now
+end
+function SW.grant(m, cost, now)
+  sw_push(m, cost, now)
+end
+function SW.state(m)
+  return {m.epoch, m.version}
+end
+function SW.undo(m, e)
+  if e[7] == false then
+    redis.call('ZREMRANGEBYRANK', m.lk, -1, -1)
+    m.cache[m.n] = nil
+    m.n = m.n - 1
+  else
+    local t, c = entry(m, m.n)
+    redis.call('ZREM', m.lk, fmt(t) .. ' ' .. fmt(c))
+    add(m, t, e[7])
+    m.cache[m.n] = {t, e[7]}
+  end
+  m.version, m.total = e[5], e[6]
+  m.dirty = true
+end
+function SW.rest(m, now)
+  if m.n == 0 then return now end
+  return last_instant(m) + m.window
+end
+
+local KINDS = {tb = TB, lb = LB, fw = FW, sw = SW}
+
+-- Bookings: encoded as numbers joined by ',' ('n' for none); lists of them by ';'.
+local function encode(kind, e)
+  local parts = {}
+  for i = 1, kind.size do
+    if e[i] == false then parts[i] = 'n' else parts[i] = fmt(e[i]) end
+  end
+  return table.concat(parts, ',')
+end
+local function decode(text)
+  local e = {}
+  for part in string.gmatch(text, '[^,]+') do
+    if part == 'n' then e[#e + 1] = false else e[#e + 1] = num(part) end
+  end
+  return e
+end
+
+-- _limiter.withdraw
+local function withdraw(m, booking, now)
+  local kind = m.kind
+  local pending = {}
+  for _, e in ipairs(m.w) do
+    if e[1] >= now then pending[#pending + 1] = e end
+  end
+  pending[#pending + 1] = booking
+  local undone = true
+  while undone do
+    undone = false
+    local current = kind.state(m)
+    for index, e in ipairs(pending) do
+      local same = true
+      for i = 1, #current do
+        if e[1 + i] ~= current[i] then
+          same = false
+          break
+        end
+      end
+      if same then
+        kind.undo(m, e)
+        table.remove(pending, index)
+        undone = true
+        break
+      end
+    end
+  end
+  m.w = pending
+  m.dirty = true
+end
+
+local op = ARGV[1]
+local now
+if ARGV[2] == '' then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+else
+  now = num(ARGV[2])
+end
+local cost = num(ARGV[3])
+local composite = ARGV[6] == '1'
+local margin = tonumber(ARGV[7])
+local count = tonumber(ARGV[8])
+local members = {}
+for i = 1, count do
+  local at = 8 + 3 * (i - 1)
+  local kind = KINDS[ARGV[at + 1]]
+  local m = {kind = kind, key = KEYS[2 * i - 1], lk = KEYS[2 * i], dirty = false, cache = {}}
+  kind.init(m, num(ARGV[at + 2]), num(ARGV[at + 3]))
+  local h = redis.call('HMGET', m.key, 'w', unpack(kind.fields))
+  m.w = {}
+  if h[1] then
+    for text in string.gmatch(h[1], '[^;]+') do m.w[#m.w + 1] = decode(text) end
+  end
+  kind.load(m, h, now)
+  members[i] = m
+end
+
+local function save()
+  for _, m in ipairs(members) do
+    if m.dirty then
+      local kind = m.kind
+      local fields = kind.dump(m)
+      local withdrawn = {}
+      for index, e in ipairs(m.w) do withdrawn[index] = encode(kind, e) end
+      fields[#fields + 1] = 'w'
+      fields[#fields + 1] = table.concat(withdrawn, ';')
+      redis.call('HSET', m.key, unpack(fields))
+      -- Expire once the state is back at rest (a fresh one would answer the same).
+      local rest = kind.rest(m, now) - now
+      if not (rest > 0) then rest = 0 end
+      local ms = string.format('%d', math.ceil(rest * 1000) + margin)
+      redis.call('PEXPIRE', m.key, ms)
+      if m.n and m.n > 0 then redis.call('PEXPIRE', m.lk, ms) end
+    end
+  end
+end
+
+local function delay_of(c)
+  if not composite then return members[1].kind.delay(members[1], c, now) end
+  local delay = -INF
+  for _, m in ipairs(members) do delay = math.max(delay, m.kind.delay(m, c, now)) end
+  return delay
+end
+
+if op == 'try' then
+  local granted = false
+  local delay = 0
+  if composite then -- AllOf.try_acquire
+    granted = true
+    for _, m in ipairs(members) do
+      if not m.kind.available(m, cost, now) then
+        granted = false
+        break
+      end
+    end
+    if granted then
+      for _, m in ipairs(members) do m.kind.grant(m, cost, now) end
+    else
+      delay = delay_of(cost)
+    end
+  else -- each strategy's try_acquire, then LimiterBase.try_acquire
+    local m = members[1]
+    granted = m.kind.try(m, cost, now)
+    if not granted then
+      delay = m.kind.delay(m, cost, now)
+      if delay <= 0 then
+        m.kind.grant(m, cost, now)
+        granted = true
+      end
+    end
+  end
+  save()
+  if granted then return {'1'} end
+  return {'0', fmt(delay)}
+elseif op == 'book' then -- LimiterBase._book_locked
+  local limit = num(ARGV[4])
+  local delay = delay_of(cost)
+  if delay > limit then
+    save()
+    return {'0', fmt(now + delay), fmt(delay)}
+  end
+  local at = now + delay
+  local tokens = {}
+  for index, m in ipairs(members) do
+    tokens[index] = encode(m.kind, m.kind.take(m, cost, now, at))
+  end
+  save()
+  return {'1', fmt(at), fmt(delay), table.concat(tokens, '|')}
+elseif op == 'cancel' then -- LimiterBase._give_back_locked
+  local at = num(ARGV[4])
+  if at < now then return {'0'} end
+  local index = 0
+  for text in string.gmatch(ARGV[5], '[^|]+') do
+    index = index + 1
+    withdraw(members[index], decode(text), now)
+  end
+  save()
+  return {'1'}
+elseif op == 'level' then
+  local level = INF
+  for _, m in ipairs(members) do level = math.min(level, m.kind.level(m, now)) end
+  save()
+  return {fmt(level)}
+end
+return redis.error_reply('ratekit: unknown operation ' .. tostring(op))
+"""

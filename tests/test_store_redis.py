@@ -1,0 +1,658 @@
+"""The Redis store against a real ``redis-server`` on loopback.
+
+With a `FakeClock` injected, every Redis-backed limiter must answer exactly as the
+in-memory strategy of the same parameters does (the script ports them operation for
+operation), so the differential properties compare the two on the same workloads, and
+the invariant machines of test_invariants.py run again on Redis.  With the server's
+time, real processes share one limit, also when their clocks are seconds apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import math
+import multiprocessing
+import re
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis_server import RedisServer, serve, share_worker
+from specs import (
+    Built,
+    Spec,
+    fixed_window_holds,
+    leaky_bucket_holds,
+    sliding_window_holds,
+    token_bucket_holds,
+    windows,
+)
+from strategies import advances, capacities, rates
+from test_invariants import LimiterMachine
+
+import ratekit
+from ratekit import (
+    AcquireCancelled,
+    AcquireTimeout,
+    CostTooLarge,
+    FixedWindow,
+    LeakyBucket,
+    QueueFull,
+    SlidingWindow,
+    TokenBucket,
+    all_of,
+)
+from ratekit.stores import StoreUnavailable
+from ratekit.stores._redis import EXPIRY_MARGIN, RedisStore
+from ratekit.testing import FakeClock
+from ratekit.typing import Limiter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+_server: RedisServer | None = None
+_client: redis.Redis | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def redis_url() -> Iterator[str]:
+    """One real redis-server for the module (each test uses fresh keys)."""
+    global _server, _client  # noqa: PLW0603 - the machines below cannot take fixtures
+    for server in serve():
+        _server = server
+        _client = redis.Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=5)
+        yield server.url
+        _client.close()
+        _server = _client = None
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of the test's own, which it may stop, pause and restart."""
+    yield from serve()
+
+
+@pytest.fixture
+def open_store() -> Iterator[Callable[..., RedisStore]]:
+    """Open stores from URLs, and close them (and their sockets) after the test."""
+    stores: list[RedisStore] = []
+
+    def make(**options: object) -> RedisStore:
+        stores.append(RedisStore(**options))  # type: ignore[arg-type]
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+def fresh_store(clock: FakeClock | None = None, **options: object) -> RedisStore:
+    """A store on the module's server, under a prefix no other test uses."""
+    assert _client is not None
+    return RedisStore(_client, prefix=f"t{uuid.uuid4().hex[:12]}:", clock=clock, **options)  # type: ignore[arg-type]
+
+
+def scaled(divisor: int) -> settings:
+    """The loaded profile with fewer examples: each step is a round trip."""
+    return settings(max_examples=max(5, settings().max_examples // divisor))
+
+
+# -- twins: the same limit in memory and in Redis ------------------------------------------
+
+
+def _token(rate, capacity):
+    return lambda clock, store: (
+        TokenBucket(rate, capacity, clock=clock),
+        store.token_bucket("k", rate, capacity),
+    )
+
+
+def _leaky(rate, capacity):
+    return lambda clock, store: (
+        LeakyBucket(rate, capacity, clock=clock),
+        store.leaky_bucket("k", rate, capacity),
+    )
+
+
+def _sliding(limit, window):
+    return lambda clock, store: (
+        SlidingWindow(limit, window, clock=clock),
+        store.sliding_window("k", limit, window),
+    )
+
+
+def _fixed(limit, window):
+    return lambda clock, store: (
+        FixedWindow(limit, window, clock=clock),
+        store.fixed_window("k", limit, window),
+    )
+
+
+def _pair(first, second):
+    def build(clock, store):
+        a, b = first(clock, store), second(clock, store)
+        return all_of(a[0], b[0]), store.all_of(a[1], b[1])
+
+    return build
+
+
+def _text(strategy):
+    def make(per_second, per_window, window):
+        text = f"{per_second}/second, {per_window}/{window}s"
+        return lambda clock, store: (
+            ratekit.limiter(text, strategy=strategy, clock=clock),
+            store.limiter("k", text, strategy=strategy),
+        )
+
+    return st.builds(make, st.integers(1, 20), st.integers(1, 200), st.integers(2, 120))
+
+
+token_twins = st.builds(_token, rates, capacities)
+leaky_twins = st.builds(_leaky, rates, capacities)
+sliding_twins = st.builds(_sliding, capacities, windows)
+fixed_twins = st.builds(_fixed, capacities, windows)
+
+TWINS = {
+    "TokenBucket": token_twins,
+    "LeakyBucket": leaky_twins,
+    "SlidingWindow": sliding_twins,
+    "FixedWindow": fixed_twins,
+    "all_of(TokenBucket, SlidingWindow)": st.builds(_pair, token_twins, sliding_twins),
+    "all_of(LeakyBucket, FixedWindow)": st.builds(_pair, leaky_twins, fixed_twins),
+    "limiter(sliding)": _text("sliding"),
+    "limiter(fixed)": _text("fixed"),
+    "limiter(token)": _text("token"),
+}
+
+fractions = st.floats(min_value=0.01, max_value=1.0)
+waits = st.none() | advances
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), advances),
+        st.tuples(st.just("try"), fractions),
+        st.tuples(st.just("reserve"), fractions, waits),
+        st.tuples(st.just("cancel"), st.integers(0, 20)),
+        st.tuples(st.just("acquire"), fractions, waits),
+        st.tuples(st.just("statistics")),
+    ),
+    max_size=40,
+)
+
+
+def drive(limiter, clock: FakeClock, workload) -> list[object]:
+    """Run *workload* on *limiter*; return every answer, with the clock readings."""
+    answers: list[object] = []
+    reservations = []
+    capacity = limiter.capacity
+    for step in workload:
+        kind = step[0]
+        if kind == "advance":
+            clock.advance(step[1])
+        elif kind == "try":
+            answers.append(limiter.try_acquire(step[1] * capacity))
+        elif kind == "reserve":
+            reservation = limiter.reserve(step[1] * capacity, max_wait=step[2])
+            reservations.append(reservation)
+            answers.append((reservation.ok, reservation.delay, reservation.ready_at))
+        elif kind == "cancel":
+            if reservations:
+                answers.append(reservations[step[1] % len(reservations)].cancel())
+        elif kind == "acquire":
+            try:
+                limiter.acquire(step[1] * capacity, timeout=step[2])
+                answers.append(("granted", clock.now()))
+            except AcquireTimeout as error:
+                answers.append((type(error).__name__, error.retry_after, clock.now()))
+        else:
+            answers.append(limiter.statistics())
+    answers.append(limiter.statistics())
+    answers.append(clock.sleeps)
+    return answers
+
+
+@pytest.mark.parametrize("name", list(TWINS))
+@given(data=st.data(), workload=steps)
+@scaled(3)
+def test_redis_answers_exactly_as_memory(name, data, workload):
+    """The same workload gets the same answers, to the last bit, in memory and in Redis."""
+    make = data.draw(TWINS[name])
+    clocks = FakeClock(), FakeClock()
+    memory, _ = make(clocks[0], fresh_store(clocks[0]))
+    _, shared = make(clocks[1], fresh_store(clocks[1]))
+    assert drive(memory, clocks[0], workload) == drive(shared, clocks[1], workload)
+
+
+@pytest.mark.parametrize(
+    ("limit", "window", "cost", "step"),
+    [(100, 1.0, 1.0, 0.013), (50, 0.5, 0.7, 0.0031), (3, 10.0, 0.1, 0.05)],
+)
+def test_a_long_sliding_log_is_compacted_exactly_as_in_memory(limit, window, cost, step):
+    """Hundreds of grants (the log expires, compacts and rebases) answer as in memory."""
+    clocks = FakeClock(), FakeClock()
+    memory = SlidingWindow(limit, window, clock=clocks[0])
+    shared = fresh_store(clocks[1]).sliding_window("log", limit, window)
+    for index in range(600):
+        for clock in clocks:
+            clock.advance(step * (1 + index % 3))
+        assert memory.try_acquire(cost) == shared.try_acquire(cost)
+        if index % 7 == 0:
+            assert memory.reserve(cost).ready_at == shared.reserve(cost).ready_at
+    assert memory.statistics() == shared.statistics()
+
+
+# -- the invariant machines of the strategies, on Redis ------------------------------------
+
+
+def _redis_spec(name: str, twins: st.SearchStrategy, holds: Callable) -> Spec:
+    """A `Spec` whose builder makes the Redis twin, checked by the guarantee *holds*."""
+
+    def builder(make, check):
+        def build(clock: FakeClock) -> Built:
+            memory, shared = make(clock, fresh_store(clock))
+            bound = getattr(memory, "_max_delay", math.inf)
+            return Built(shared, check(memory), queue_bound=bound)  # type: ignore[arg-type]
+
+        return build
+
+    return Spec(f"Redis {name}", st.builds(builder, twins, st.just(holds)))
+
+
+def _guarantee(memory) -> Callable[[list[tuple[float, float]]], bool]:
+    """The guarantee of an in-memory limiter's parameters, as specs.py states it."""
+    members = getattr(memory, "members", (memory,))
+    checks = []
+    for member in members:
+        if isinstance(member, TokenBucket):
+            checks.append(lambda g, m=member: token_bucket_holds(g, m.rate.per_second, m.capacity))
+        elif isinstance(member, LeakyBucket):
+            checks.append(lambda g, m=member: leaky_bucket_holds(g, m.rate.per_second))
+        elif isinstance(member, SlidingWindow):
+            checks.append(lambda g, m=member: sliding_window_holds(g, m.limit, m.window))
+        else:
+            checks.append(lambda g, m=member: fixed_window_holds(g, m.limit, m.window))
+    return lambda grants: all(check(grants) for check in checks)
+
+
+for _name, _twins in TWINS.items():
+    _spec = _redis_spec(_name, _twins, _guarantee)
+    _class = re.sub(r"[^A-Za-z]", "", _name.title())
+    _machine = type(f"Redis{_class}Machine", (LimiterMachine,), {"spec": _spec})
+    _case = _machine.TestCase
+    _case.settings = settings(
+        max_examples=max(5, settings().max_examples // 6),
+        stateful_step_count=min(30, settings().stateful_step_count),
+    )
+    _case.__name__ = _case.__qualname__ = f"TestRedis{_class}"
+    globals()[_case.__name__] = _case
+del _name, _twins, _spec, _class, _machine, _case
+
+
+# -- the Limiter protocol, blocking, cancelling, statistics ----------------------------------
+
+
+def test_a_redis_limiter_is_a_limiter_with_the_same_argument_errors():
+    """It satisfies the protocol, and refuses bad arguments as the strategies do."""
+    store = fresh_store(FakeClock())
+    bucket = store.token_bucket("k", 2.0, 3)
+    assert isinstance(bucket, Limiter)
+    memory = TokenBucket(2.0, 3)
+    for cost in (0, -1, math.nan, math.inf, 4):
+        with pytest.raises((ValueError, TypeError)) as expected:
+            memory.try_acquire(cost)
+        with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
+            bucket.try_acquire(cost)
+    with pytest.raises(CostTooLarge):
+        bucket.reserve(4)
+    with pytest.raises(ValueError, match="capacity must be a positive"):
+        store.token_bucket("k", 2.0, 0)
+    with pytest.raises(ValueError, match="window must be a positive"):
+        store.sliding_window("k", 3, -1)
+    with pytest.raises(ValueError, match="rate"):
+        store.leaky_bucket("k", "fast", 1)
+    with pytest.raises(ValueError, match="key must not be empty"):
+        store.fixed_window("", 1, 1)
+    with pytest.raises(ValueError, match="timeout must be a non-negative"):
+        bucket.acquire(timeout=-1)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        store.limiter("k", "1/s", strategy="leaky")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a limiter of this store"):
+        store.all_of(bucket, TokenBucket(1, 1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="different parameters"):
+        store.all_of(bucket, store.token_bucket("k", 1.0, 3))
+    with pytest.raises(ValueError, match="exactly one of client or url"):
+        RedisStore()
+
+
+def test_acquire_sleeps_once_for_exactly_the_delay_and_times_out_at_once():
+    """A blocking acquire sleeps the returned delay once; a too-long wait raises at once."""
+    clock = FakeClock()
+    bucket = fresh_store(clock).token_bucket("k", "90/minute", 3)
+    for _ in range(4):
+        bucket.acquire()
+    assert clock.sleeps == [2 / 3]
+    assert clock.now() == 2 / 3
+    with pytest.raises(AcquireTimeout) as error:
+        bucket.acquire(cost=3, timeout=1.0)
+    assert error.value.retry_after == 2.0
+    assert clock.sleeps == [2 / 3]  # nothing slept
+    assert bucket.statistics().level == 0.0  # nothing consumed
+    drip = fresh_store(FakeClock(start=60.0)).leaky_bucket("k", "2/s", 2)
+    assert [drip.reserve().delay for _ in range(3)] == [0.0, 0.5, 1.0]
+    with pytest.raises(QueueFull):
+        drip.acquire()
+
+
+class _LateCancel:
+    """A cancel event that is set once the wait has been booked (after the first check)."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks > 1
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.is_set()
+
+
+def test_a_cancelled_wait_gives_its_booking_back():
+    """Cancelled before or during its wait, an acquire raises and leaves no trace."""
+    clock = FakeClock()
+    window = fresh_store(clock).sliding_window("k", 2, 10.0)
+    window.acquire(2)
+    before = window.try_acquire().retry_after
+    with pytest.raises(AcquireCancelled):
+        window.acquire(cancel=_LateCancel())
+    assert clock.sleeps == []
+    assert window.try_acquire().retry_after == before  # the booking was withdrawn
+    done = threading.Event()
+    done.set()
+    with pytest.raises(AcquireCancelled):
+        window.acquire(cancel=done)
+    stats = window.statistics()
+    assert (stats.granted, stats.cancelled, stats.waiting) == (1, 2, 0)
+
+
+def test_a_real_wait_is_woken_by_its_cancel_event_and_gives_back():
+    """On the real clock, a thread blocked for seconds is woken at once by its event."""
+    store = fresh_store()
+    window = store.sliding_window("k", 1, 30.0)
+    assert window.try_acquire()
+    cancel = threading.Event()
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            window.acquire(cancel=cancel, timeout=60)
+        except AcquireCancelled as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while window.statistics().waiting == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    cancel.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert len(errors) == 1
+    assert window.statistics().cancelled == 1
+    assert window.statistics().level == 0.0  # only the first grant counts
+
+
+def test_reserve_and_cancel_withdraw_from_every_member():
+    """A reservation on a composition books every member; cancelling restores them all."""
+    clocks = FakeClock(), FakeClock()
+    store = fresh_store(clocks[1])
+    shared = store.all_of(store.token_bucket("a", 1.0, 2), store.sliding_window("b", 5, 60.0))
+    memory = all_of(TokenBucket(1.0, 2, clock=clocks[0]), SlidingWindow(5, 60.0, clock=clocks[0]))
+    answers = []
+    for both in (memory, shared):
+        assert both.try_acquire(2)
+        first, second = both.reserve(), both.reserve()
+        assert (first.delay, second.delay) == (1.0, 2.0)
+        assert first.cancel()  # withdrawn, given back once the later booking goes too
+        assert second.cancel()
+        assert not second.cancel()
+        answers.append((both.reserve().delay, both.statistics()))
+    assert answers[0] == answers[1]
+    assert answers[1][0] == 1.0  # both bookings were given back
+    assert answers[1][1].cancelled == 2
+
+
+def test_acquire_async_waits_and_is_cancelled_by_cancelling_the_task():
+    """The asyncio twin sleeps the delay; a cancelled task gives its booking back."""
+    clock = FakeClock()
+    bucket = fresh_store(clock).token_bucket("k", 2.0, 1)
+
+    async def main() -> None:
+        await bucket.acquire_async()
+        await bucket.acquire_async()
+        assert clock.sleeps == [0.5]
+        with pytest.raises(AcquireTimeout):
+            await bucket.acquire_async(timeout=0.1)
+
+    asyncio.run(main())
+    real = fresh_store().token_bucket("k", 0.05, 1)  # one per 20 s
+
+    async def cancelled() -> None:
+        assert real.try_acquire()
+        task = asyncio.create_task(real.acquire_async())
+        while real.statistics().waiting == 0:  # noqa: ASYNC110 - booked in a worker thread
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(asyncio.wait_for(cancelled(), 20))
+    stats = real.statistics()
+    assert (stats.cancelled, stats.waiting, stats.granted) == (1, 0, 1)
+    assert stats.level > -0.5  # the booking (level -1) was given back
+
+
+def test_statistics_count_this_process_and_read_the_level_from_the_store():
+    """Counters are local; the level is the store's, so it shows other processes' use."""
+    clock = FakeClock()
+    store = fresh_store(clock)
+    mine, theirs = store.token_bucket("k", 1.0, 5), store.token_bucket("k", 1.0, 5)
+    assert mine.try_acquire(2)
+    assert theirs.try_acquire(3)
+    assert not mine.try_acquire()
+    stats = mine.statistics()
+    assert (stats.granted, stats.denied, stats.level, stats.capacity) == (1, 1, 0.0, 5.0)
+
+
+def test_one_round_trip_per_call():
+    """Every call is one EVALSHA: nothing else crosses the network."""
+    assert _client is not None
+    store = fresh_store()
+    limit = store.limiter("k", "1000/second, 100000/hour")
+    limit.statistics()  # loads the script
+    _client.config_resetstat()
+    for _ in range(10):
+        limit.try_acquire()
+    limit.acquire()
+    limit.reserve().cancel()
+    commands = _client.info("commandstats")
+    assert commands["cmdstat_evalsha"]["calls"] == 13
+    assert not {"cmdstat_eval", "cmdstat_script", "cmdstat_ping"} & set(commands)
+
+
+# -- keys expire when idle ------------------------------------------------------------------
+
+
+def test_keys_expire_once_back_at_rest():
+    """Every key gets a TTL to its rest instant plus the margin, and then disappears."""
+    assert _client is not None
+    store = fresh_store()
+    window = store.sliding_window("w", 2, 0.2)
+    bucket = store.token_bucket("b", 10.0, 1)
+    assert window.try_acquire()
+    assert bucket.try_acquire()
+    keys = [*window.keys, f"{window.keys[0]}:log", *bucket.keys]
+    for key in keys:
+        assert 0 < _client.pttl(key) <= 200 + EXPIRY_MARGIN * 1000 + 1
+    deadline = time.monotonic() + 30
+    while _client.exists(*keys):
+        assert time.monotonic() < deadline, "idle keys did not expire"
+        time.sleep(0.05)
+    assert window.try_acquire(2)  # and a fresh state answers as a fresh limiter
+    hourly = fresh_store(FakeClock()).sliding_window("h", 2, 3600.0)
+    assert hourly.try_acquire()
+    assert _client.pttl(hourly.keys[0]) > 3600 * 1000  # still limiting: kept
+
+
+# -- many processes, skewed clocks ----------------------------------------------------------
+
+
+def _share(url: str, limit: float, window: float, duration: float, offsets, modes):  # noqa: PLR0913, PLR0917
+    """Run one child per offset on one sliding window; return their reports."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(offsets))
+    results = context.Queue()
+    key = f"share-{uuid.uuid4().hex}"
+    children = [
+        context.Process(
+            target=share_worker,
+            args=(url, key, limit, window, duration, offset, mode, barrier, results),
+        )
+        for offset, mode in zip(offsets, modes, strict=True)
+    ]
+    for child in children:
+        child.start()
+    reports = [results.get(timeout=90) for _ in children]
+    for child in children:
+        child.join(timeout=30)
+        assert child.exitcode == 0
+    return reports
+
+
+def _worst_window(grants: list[tuple[float, float]], window: float) -> tuple[int, float]:
+    """The most grants in any window, counted soundly despite the round trips.
+
+    Each grant's reported instant is at most its uncertainty after the server's
+    decision, so windows shortened by the largest uncertainty hold only grants that
+    the server placed within one full window.
+    """
+    margin = max(uncertainty for _, uncertainty in grants)
+    stamps = sorted(instant for instant, _ in grants)
+    span = window - margin
+    worst = max(bisect.bisect_left(stamps, start + span) - i for i, start in enumerate(stamps))
+    return worst, margin
+
+
+def test_four_processes_share_one_limit_exactly(redis_url):
+    """Four real processes on one 100/s sliding window: never over, at least 98% of ideal."""
+    limit, window, duration = 100, 1.0, 3.0
+    reports = _share(redis_url, limit, window, duration, [0, 0, 0, 0], ["reserve", "try"] * 2)
+    grants = [grant for _, _, granted in reports for grant in granted]
+    worst, margin = _worst_window(grants, window)
+    assert margin < window / 2  # the check below means something
+    assert worst <= limit
+    first = min(instant for instant, _ in grants)
+    achieved = sum(1 for instant, _ in grants if instant < first + duration)
+    assert achieved >= 0.98 * limit * duration
+
+
+def test_clients_with_skewed_clocks_never_exceed_the_limit(redis_url):
+    """Clocks 5 s apart make no difference: every decision is on the server's time."""
+    offsets = [-5.0, 0.0, 5.0]
+    limit, window = 30, 0.5
+    reports = _share(redis_url, limit, window, 2.0, offsets, ["reserve", "try", "reserve"])
+    for offset, shown, _ in reports:
+        assert abs(shown - offset) < 0.5  # each child's clock really was off
+    grants = [grant for _, _, granted in reports for grant in granted]
+    worst, margin = _worst_window(grants, window)
+    assert margin < window / 2
+    assert worst <= limit
+    assert len(grants) >= 0.9 * limit * 2.0 / window
+
+
+# -- failure --------------------------------------------------------------------------------
+
+
+def test_an_unreachable_store_fails_closed_within_the_timeout_and_recovers(own_server, open_store):
+    """Paused or stopped: StoreUnavailable within the timeout; back: it works again."""
+    timeout = 0.5
+    store = open_store(url=own_server.url, timeout=timeout)
+    bucket = store.token_bucket("k", 1000.0, 1000)
+    assert bucket.try_acquire()
+    name = f"Redis at 127.0.0.1:{own_server.port}/0"
+    own_server.pause()  # accepts connections, never answers
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as error:
+        bucket.try_acquire()
+    assert time.monotonic() - started < timeout + 2.0  # bounded by the timeout: no hang
+    assert error.value.store == name
+    assert isinstance(error.value, ConnectionError)
+    own_server.resume()
+    assert bucket.try_acquire()
+    own_server.stop()
+    for call in (bucket.try_acquire, bucket.acquire, bucket.reserve):
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=re.escape(name)):
+            call()
+        assert time.monotonic() - started < timeout + 2.0
+    assert math.isnan(bucket.statistics().level)
+    own_server.start()  # the same port, an empty server
+    assert bucket.try_acquire()
+    assert 999.0 <= bucket.statistics().level <= 1000.0  # refilling since the grant
+
+
+def test_fail_open_grants_while_down_and_warns_once(own_server, caplog, open_store):
+    """With fail_open, calls are granted while the store is down, with one warning."""
+    store = open_store(url=own_server.url, timeout=0.5, fail_open=True)
+    bucket = store.token_bucket("k", 1.0, 1)
+    assert bucket.try_acquire()
+    assert not bucket.try_acquire()
+    own_server.stop()
+    with caplog.at_level(logging.WARNING, logger="ratekit.stores"):
+        assert bucket.try_acquire()
+        assert bucket.try_acquire()
+        bucket.acquire()
+        assert bucket.reserve().ok
+    warnings = [record for record in caplog.records if "unavailable" in record.getMessage()]
+    assert len(warnings) == 1
+    own_server.start()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ratekit.stores"):
+        assert bucket.try_acquire()  # an empty server: the bucket is full
+        assert not bucket.try_acquire()  # limits apply again
+    assert any("reachable again" in record.getMessage() for record in caplog.records)
+
+
+@pytest.fixture
+def locked_server() -> Iterator[RedisServer]:
+    """A server that requires a password."""
+    yield from serve("--requirepass", "s3cret-Pa55")
+
+
+def test_secrets_stay_out_of_reprs_and_errors(locked_server, open_store):
+    """The URL's password is never shown: not in reprs, not in StoreUnavailable."""
+    secret = "s3cret-Pa55"  # noqa: S105 - a test value
+    store = open_store(url=f"redis://:{secret}@127.0.0.1:{locked_server.port}/0", timeout=0.5)
+    bucket = store.token_bucket("k", 1.0, 1)
+    assert bucket.try_acquire()
+    assert secret not in repr(store)
+    assert secret not in repr(bucket)
+    wrong = open_store(url=f"redis://:{secret}x@127.0.0.1:{locked_server.port}/0", timeout=0.5)
+    with pytest.raises(StoreUnavailable) as refused:
+        wrong.token_bucket("k", 1.0, 1).try_acquire()
+    assert secret not in str(refused.value)
+    locked_server.stop()
+    with pytest.raises(StoreUnavailable) as down:
+        bucket.try_acquire()
+    assert secret not in str(down.value)
+    assert secret not in repr(down.value)
+    with pytest.raises(ValueError, match="url must be a Redis URL") as bad:
+        RedisStore(url=f"http://user:{secret}@example.com/")
+    assert secret not in str(bad.value)
