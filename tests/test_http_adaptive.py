@@ -84,6 +84,8 @@ def test_headers_set_the_rate_and_an_empty_quota_holds_until_reset():
         ({"initial": 0}, "initial"),
         ({"floor": 5, "ceiling": 1}, "floor"),
         ({"decrease": 1.5}, "decrease"),
+        ({"settle": 1.5}, "settle"),
+        ({"settle": 0}, "settle"),
         ({"window": -1}, "window"),
     ],
 )

@@ -472,19 +472,116 @@ def test_statistics_count_this_process_and_read_the_level_from_the_store():
 
 
 def test_one_round_trip_per_call():
-    """Every call is one EVALSHA: nothing else crosses the network."""
+    """Every call is one FCALL: nothing else crosses the network."""
     assert _client is not None
     store = fresh_store()
     limit = store.limiter("k", "1000/second, 100000/hour")
-    limit.statistics()  # loads the script
+    limit.statistics()  # loads the function library
     _client.config_resetstat()
     for _ in range(10):
         limit.try_acquire()
     limit.acquire()
     limit.reserve().cancel()
     commands = _client.info("commandstats")
-    assert commands["cmdstat_evalsha"]["calls"] == 13
-    assert not {"cmdstat_eval", "cmdstat_script", "cmdstat_ping"} & set(commands)
+    assert commands["cmdstat_fcall"]["calls"] == 13
+    assert not {
+        "cmdstat_evalsha",
+        "cmdstat_eval",
+        "cmdstat_script|load",
+        "cmdstat_function|load",
+        "cmdstat_ping",
+    } & set(commands)
+
+
+# -- the function library, and the script where functions are refused -----------------------
+
+
+def _libraries(client: redis.Redis) -> list[bytes]:
+    """The names of the function libraries loaded in *client*'s server."""
+    return [
+        dict(zip(lib[::2], lib[1::2], strict=True))[b"library_name"]
+        for lib in client.function_list()
+    ]
+
+
+def _calls(client: redis.Redis) -> dict[str, int]:
+    """Each command's successful calls since the last CONFIG RESETSTAT."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(entry["calls"]) - int(entry.get("failed_calls", 0))
+        for name, entry in stats.items()
+        if name != "cmdstat_info"
+    }
+
+
+def _answers_as_memory(store: RedisStore, clock: FakeClock) -> None:
+    """A sliding window and a token bucket of *store* answer as in memory, for many steps."""
+    mine = FakeClock()
+    pairs = [
+        (SlidingWindow(5, 0.5, clock=mine), store.sliding_window("w", 5, 0.5)),
+        (TokenBucket(7.0, 3, clock=mine), store.token_bucket("b", 7.0, 3)),
+    ]
+    for index in range(150):
+        for each in (mine, clock):
+            each.advance(0.013 * (1 + index % 3))
+        for memory, shared in pairs:
+            assert memory.try_acquire(0.7) == shared.try_acquire(0.7)
+            if index % 7 == 0:
+                assert memory.reserve(0.7).ready_at == shared.reserve(0.7).ready_at
+    for memory, shared in pairs:
+        assert memory.statistics() == shared.statistics()
+
+
+def test_the_function_library_is_loaded_again_when_the_server_forgot_it(own_server, open_store):
+    """After FUNCTION FLUSH, the next call loads the library again, once, and goes on."""
+    clock = FakeClock()
+    store = open_store(url=own_server.url, timeout=5.0, clock=clock)
+    bucket = store.token_bucket("k", "1/hour", 3)
+    admin = redis.Redis.from_url(own_server.url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        assert _libraries(admin) == []
+        assert bucket.try_acquire(2)
+        (name,) = _libraries(admin)
+        assert name.startswith(b"ratekit_")
+        admin.function_flush()
+        assert _libraries(admin) == []
+        admin.config_resetstat()
+        assert not bucket.try_acquire(2)  # the state is kept: only the code was lost
+        assert bucket.try_acquire(1)
+        assert _libraries(admin) == [name]
+        calls = _calls(admin)
+        assert calls["function|load"] == 1
+        assert calls["fcall"] == 2
+        assert "evalsha" not in calls
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("refused", ["-function", "-fcall"])
+def test_a_user_refused_functions_runs_the_same_code_as_a_script(refused, own_server, open_store):
+    """Where an ACL refuses FUNCTION or FCALL, every call is one EVALSHA, answering the same."""
+    admin = redis.Redis.from_url(own_server.url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        admin.acl_setuser(
+            "limited",
+            enabled=True,
+            passwords=["+pw-limited"],
+            keys=["*"],
+            categories=["+@all"],
+            commands=[refused],
+        )
+        clock = FakeClock()
+        url = f"redis://limited:pw-limited@127.0.0.1:{own_server.port}/0"
+        store = open_store(url=url, timeout=5.0, clock=clock)
+        assert store.token_bucket("first", 1.0, 1).try_acquire()  # finds out, once
+        assert _libraries(admin) == []
+        admin.config_resetstat()
+        _answers_as_memory(store, clock)
+        calls = _calls(admin)
+        assert calls["evalsha"] > 300
+        assert not {"fcall", "function|load"} & {name for name, n in calls.items() if n}
+    finally:
+        admin.close()
 
 
 # -- keys expire when idle ------------------------------------------------------------------

@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     from ratekit.typing import CancelEvent, Clock
 
 
-#: How far below the rate a server just served a cut goes: a margin for its jitter.
-_BELOW_ESTIMATE = 0.95
-
 #: Slow start's gain per success: one request per second more, so the rate doubles each
 #: second of successes, as TCP's doubles each round trip.  Overshooting the server's
 #: limit costs only the requests in flight when the first 429 comes back (waiters take
@@ -38,8 +35,9 @@ class AdaptiveLimiter(DripBase):
     (`ratekit.http.Client` does so by itself):
 
     - a 429 cuts the rate (at most once per *window* seconds, since the answers to
-      requests already in flight say nothing new), never below *floor*: to 95% of
-      what the server served over the last window when leaving slow start, and later
+      requests already in flight say nothing new), never below *floor*: to *settle*
+      times what the server served over the last window when leaving slow start, and
+      later
       by *decrease*, but not below that estimate;
     - a success raises it: first by one request per second per success (doubling
       each second, TCP's slow start) until the first 429, then additively, by
@@ -66,11 +64,14 @@ class AdaptiveLimiter(DripBase):
         increase: Requests per second gained per second of successes, after slow start.
         decrease: The factor a 429 multiplies the rate by (between 0 and 1).
         window: Seconds after a cut during which further 429s do not cut again.
+        settle: The share of what the server served that a cut settles at (0.95: 5%
+            below, a margin for jitter); lower it to trade speed for fewer 429s.
         clock: Where time comes from (default: the real clock).
 
     Raises:
         ValueError: If a rate is not positive and finite, *floor* exceeds *ceiling*, or
-            *decrease* is not between 0 and 1 (the message names the argument).
+            *decrease* or *settle* is not between 0 and 1 (the message names the
+            argument).
     """
 
     __slots__ = (
@@ -79,6 +80,7 @@ class AdaptiveLimiter(DripBase):
         "_floor",
         "_increase",
         "_last_cut",
+        "_settle",
         "_slow_start",
         "_successes",
         "_window",
@@ -93,6 +95,7 @@ class AdaptiveLimiter(DripBase):
         increase: float = 0.5,
         decrease: float = 0.8,
         window: float = 1.0,
+        settle: float = 0.95,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(1.0, clock)  # the rate is set below, once its bounds are known
@@ -106,6 +109,9 @@ class AdaptiveLimiter(DripBase):
         if self._decrease >= 1:
             raise ValueError(f"decrease must be between 0 and 1, got {decrease!r}")
         self._window = positive("window", window)
+        self._settle = positive("settle", settle)
+        if self._settle > 1:
+            raise ValueError(f"settle must be between 0 and 1, got {settle!r}")
         self._slow_start = True
         self._last_cut = -math.inf
         self._successes: deque[float] = deque()  # instants of the successes in the window
@@ -233,7 +239,7 @@ class AdaptiveLimiter(DripBase):
         cut by *decrease* and that estimate, so that a server near its limit is not
         starved by a deep cut.
         """
-        estimate = _BELOW_ESTIMATE * served
+        estimate = self._settle * served
         if self._slow_start and estimate > 0:
             return min(self._per_second, estimate)
         return min(self._per_second, max(self._per_second * self._decrease, estimate))

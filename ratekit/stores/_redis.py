@@ -1,10 +1,11 @@
 """`RedisStore`: one limit shared by every process and host that reaches a Redis server.
 
-Every call is one round trip: one ``EVALSHA`` of a Lua script (loaded once; redis-py
-loads it again if the server forgot it) that reads the time, decides and writes back,
-atomically.  The script ports the in-memory strategies operation for operation (see
-``_redis_script.py``), so a limit held in Redis answers exactly as the same limit held
-in memory would.
+Every call is one round trip: one ``FCALL`` of a Lua function (Redis 7 and later; the
+library is loaded once, and again if the server forgot it), or else one ``EVALSHA`` of
+the same code as a script (loaded once; redis-py loads it again if the server forgot
+it), that reads the time, decides and writes back, atomically.  The code ports the
+in-memory strategies operation for operation (see ``_redis_script.py``), so a limit held
+in Redis answers exactly as the same limit held in memory would.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ratekit._rate import Rate, to_rate
 from ratekit._validate import optional_wait, positive
 from ratekit.http._redact import MASK, redact_url
 
-from ._redis_script import SCRIPT
+from ._redis_script import FUNCTION, LIBRARY, SCRIPT
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -98,12 +99,14 @@ class RedisStore:
     Every limiter made here keeps its state in Redis under ``prefix`` and its key, so all
     the processes and hosts that use the same key share one limit, with the guarantee
     of the in-memory strategy of the same name (see `ratekit.TokenBucket` and the
-    others).  Each call runs one Lua script (loaded once, then run by its SHA) that
-    reads the time from the Redis server, decides and writes back atomically, so no
-    client's clock takes part in a decision and a client whose clock is off cannot
-    over-admit; clients only sleep the durations the script returns, on their own
-    clock.  Keys expire once their state is back at rest (a bucket full again, a window
-    past, a queue drained), plus `EXPIRY_MARGIN`, so idle keys use no memory.
+    others).  Each call runs one Lua function (Redis 7 and later: a library loaded
+    once, then run by ``FCALL``; older servers, or users refused ``FUNCTION``, run the
+    same code as a script by its SHA) that reads the time from the Redis server,
+    decides and writes back atomically, so no client's clock takes part in a decision
+    and a client whose clock is off cannot over-admit; clients only sleep the durations
+    the code returns, on their own clock.  Keys expire once their state is back at
+    rest (a bucket full again, a window past, a queue drained), plus `EXPIRY_MARGIN`,
+    so idle keys use no memory.
 
     When Redis cannot be reached within *timeout*, a call raises `StoreUnavailable` (fail
     closed: the other processes' use is unknown), or with ``fail_open=True`` is granted,
@@ -142,6 +145,7 @@ class RedisStore:
         "_down",
         "_errors",
         "_fail_open",
+        "_functions",
         "_inject",
         "_lock",
         "_owned",
@@ -204,6 +208,8 @@ class RedisStore:
             OSError,
         )
         self._script = client.register_script(SCRIPT)
+        #: Whether calls go by FCALL; turned off for good once the server refuses it.
+        self._functions = True
 
     # -- what the store is --------------------------------------------------------------
 
@@ -418,7 +424,7 @@ class RedisStore:
             StoreUnavailable: If Redis cannot be reached (unless failing open).
         """
         try:
-            reply = self._script(keys=keys, args=args, client=self._client)
+            reply = self._invoke(keys, args)
         except self._errors as error:
             unavailable = StoreUnavailable(self._description, self._reason(error))
             if not self._fail_open:
@@ -438,6 +444,65 @@ class RedisStore:
                 logger.warning("%s is reachable again; limits apply again", self._description)
         return [item.decode() if isinstance(item, bytes) else str(item) for item in reply]
 
+    def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | str]:
+        """One call: ``FCALL`` (loading the library if it is missing), else ``EVALSHA``."""
+        from redis.exceptions import NoPermissionError, ResponseError
+
+        if self._functions:
+            try:
+                return self._fcall(keys, args)
+            except self._errors:
+                raise
+            except ResponseError as error:
+                text = str(error).lower()
+                if "function not found" in text:
+                    # A new server, a restart or FUNCTION FLUSH: load it, and retry once.
+                    if self._load_library():
+                        return self._fcall(keys, args)
+                elif isinstance(error, NoPermissionError) or "unknown command" in text:
+                    self._no_functions(error)
+                else:
+                    raise
+        reply: list[bytes | str] = self._script(keys=keys, args=args, client=self._client)
+        return reply
+
+    def _fcall(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | str]:
+        reply: list[bytes | str] = self._client.fcall(FUNCTION, len(keys), *keys, *args)
+        return reply
+
+    def _load_library(self) -> bool:
+        """Load the function library; ``False`` if the server refuses (use the script).
+
+        Raises:
+            redis.ConnectionError: And the other `_errors`, as any call does.
+        """
+        from redis.exceptions import OutOfMemoryError, ResponseError
+
+        try:
+            self._client.function_load(LIBRARY, replace=True)
+        except self._errors:
+            raise
+        except OutOfMemoryError:  # passing: this call fails as a script's would, not later ones
+            raise
+        except ResponseError as error:  # before Redis 7, or FUNCTION denied by an ACL
+            self._no_functions(error)
+            return False
+        return True
+
+    def _no_functions(self, error: BaseException) -> None:
+        """Run every later call as a script (``EVALSHA``), for good."""
+        self._functions = False
+        logger.debug(
+            "%s: Redis functions unavailable (%s); running the script by EVALSHA",
+            self._description,
+            self._masked(str(error)),
+        )
+
+    def _masked(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
     def _reason(self, error: BaseException) -> str:
         """What went wrong, for `StoreUnavailable`, with any credential masked."""
         import redis as redis_module
@@ -446,9 +511,7 @@ class RedisStore:
             text = f"no answer within {self._timeout!r} s ({error})" if self._owned else str(error)
         else:
             text = str(error) or type(error).__name__
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return self._masked(text)
 
 
 def _parse_limits(limits: Sequence[str | Rate]) -> list[Rate]:

@@ -1,4 +1,9 @@
-"""The Lua script that runs every `RedisLimiter` call inside Redis, atomically.
+"""The Lua code that runs every `RedisLimiter` call inside Redis, atomically.
+
+It is loaded once as a function library (Redis 7 and later: `LIBRARY`, called by
+``FCALL`` of `FUNCTION`), so that its definitions run once and each call only runs
+``handle``; on older servers, or where ``FUNCTION`` is refused, the same code runs as a
+script (`SCRIPT`, by ``EVALSHA``), which defines everything again on every call.
 
 Each Lua function ports the Python method named in its comment (``ratekit/_limiter.py``,
 ``_token_bucket.py``, ``_leaky_bucket.py``, ``_windows.py``, ``_composite.py``) operation
@@ -19,9 +24,14 @@ windows).
 
 from __future__ import annotations
 
-SCRIPT = r"""
-local INF = math.huge
-local floor, frexp, ldexp = math.floor, math.frexp, math.ldexp
+import hashlib
+
+#: The code shared by both forms: every definition, and ``handle(KEYS, ARGV)``, one call.
+_BODY = r"""
+-- A function library's top level runs with no standard library (only ``redis``), so
+-- it uses none: ``handle`` binds these at every call.
+local INF = 1 / 0
+local floor, frexp, ldexp
 
 local function num(text)
   if text == 'inf' then return INF end
@@ -513,119 +523,134 @@ local function withdraw(m, booking, now)
   m.dirty = true
 end
 
-local op = ARGV[1]
-local now
-if ARGV[2] == '' then
-  local time = redis.call('TIME')
-  now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-else
-  now = num(ARGV[2])
-end
-local cost = num(ARGV[3])
-local composite = ARGV[6] == '1'
-local margin = tonumber(ARGV[7])
-local count = tonumber(ARGV[8])
-local members = {}
-for i = 1, count do
-  local at = 8 + 3 * (i - 1)
-  local kind = KINDS[ARGV[at + 1]]
-  local m = {kind = kind, key = KEYS[2 * i - 1], lk = KEYS[2 * i], dirty = false, cache = {}}
-  kind.init(m, num(ARGV[at + 2]), num(ARGV[at + 3]))
-  local h = redis.call('HMGET', m.key, 'w', unpack(kind.fields))
-  m.w = {}
-  if h[1] then
-    for text in string.gmatch(h[1], '[^;]+') do m.w[#m.w + 1] = decode(text) end
+-- One call: KEYS and ARGV as described in the module's docstring.
+local function handle(KEYS, ARGV)
+  floor, frexp, ldexp = math.floor, math.frexp, math.ldexp
+  local op = ARGV[1]
+  local now
+  if ARGV[2] == '' then
+    local time = redis.call('TIME')
+    now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+  else
+    now = num(ARGV[2])
   end
-  kind.load(m, h, now)
-  members[i] = m
-end
-
-local function save()
-  for _, m in ipairs(members) do
-    if m.dirty then
-      local kind = m.kind
-      local fields = kind.dump(m)
-      local withdrawn = {}
-      for index, e in ipairs(m.w) do withdrawn[index] = encode(kind, e) end
-      fields[#fields + 1] = 'w'
-      fields[#fields + 1] = table.concat(withdrawn, ';')
-      redis.call('HSET', m.key, unpack(fields))
-      -- Expire once the state is back at rest (a fresh one would answer the same).
-      local rest = kind.rest(m, now) - now
-      if not (rest > 0) then rest = 0 end
-      local ms = string.format('%d', math.ceil(rest * 1000) + margin)
-      redis.call('PEXPIRE', m.key, ms)
-      if m.n and m.n > 0 then redis.call('PEXPIRE', m.lk, ms) end
+  local cost = num(ARGV[3])
+  local composite = ARGV[6] == '1'
+  local margin = tonumber(ARGV[7])
+  local count = tonumber(ARGV[8])
+  local members = {}
+  for i = 1, count do
+    local at = 8 + 3 * (i - 1)
+    local kind = KINDS[ARGV[at + 1]]
+    local m = {kind = kind, key = KEYS[2 * i - 1], lk = KEYS[2 * i], dirty = false, cache = {}}
+    kind.init(m, num(ARGV[at + 2]), num(ARGV[at + 3]))
+    local h = redis.call('HMGET', m.key, 'w', unpack(kind.fields))
+    m.w = {}
+    if h[1] then
+      for text in string.gmatch(h[1], '[^;]+') do m.w[#m.w + 1] = decode(text) end
     end
+    kind.load(m, h, now)
+    members[i] = m
   end
-end
 
-local function delay_of(c)
-  if not composite then return members[1].kind.delay(members[1], c, now) end
-  local delay = -INF
-  for _, m in ipairs(members) do delay = math.max(delay, m.kind.delay(m, c, now)) end
-  return delay
-end
-
-if op == 'try' then
-  local granted = false
-  local delay = 0
-  if composite then -- AllOf.try_acquire
-    granted = true
+  local function save()
     for _, m in ipairs(members) do
-      if not m.kind.available(m, cost, now) then
-        granted = false
-        break
-      end
-    end
-    if granted then
-      for _, m in ipairs(members) do m.kind.grant(m, cost, now) end
-    else
-      delay = delay_of(cost)
-    end
-  else -- each strategy's try_acquire, then LimiterBase.try_acquire
-    local m = members[1]
-    granted = m.kind.try(m, cost, now)
-    if not granted then
-      delay = m.kind.delay(m, cost, now)
-      if delay <= 0 then
-        m.kind.grant(m, cost, now)
-        granted = true
+      if m.dirty then
+        local kind = m.kind
+        local fields = kind.dump(m)
+        local withdrawn = {}
+        for index, e in ipairs(m.w) do withdrawn[index] = encode(kind, e) end
+        fields[#fields + 1] = 'w'
+        fields[#fields + 1] = table.concat(withdrawn, ';')
+        redis.call('HSET', m.key, unpack(fields))
+        -- Expire once the state is back at rest (a fresh one would answer the same).
+        local rest = kind.rest(m, now) - now
+        if not (rest > 0) then rest = 0 end
+        local ms = string.format('%d', math.ceil(rest * 1000) + margin)
+        redis.call('PEXPIRE', m.key, ms)
+        if m.n and m.n > 0 then redis.call('PEXPIRE', m.lk, ms) end
       end
     end
   end
-  save()
-  if granted then return {'1'} end
-  return {'0', fmt(delay)}
-elseif op == 'book' then -- LimiterBase._book_locked
-  local limit = num(ARGV[4])
-  local delay = delay_of(cost)
-  if delay > limit then
+
+  local function delay_of(c)
+    if not composite then return members[1].kind.delay(members[1], c, now) end
+    local delay = -INF
+    for _, m in ipairs(members) do delay = math.max(delay, m.kind.delay(m, c, now)) end
+    return delay
+  end
+
+  if op == 'try' then
+    local granted = false
+    local delay = 0
+    if composite then -- AllOf.try_acquire
+      granted = true
+      for _, m in ipairs(members) do
+        if not m.kind.available(m, cost, now) then
+          granted = false
+          break
+        end
+      end
+      if granted then
+        for _, m in ipairs(members) do m.kind.grant(m, cost, now) end
+      else
+        delay = delay_of(cost)
+      end
+    else -- each strategy's try_acquire, then LimiterBase.try_acquire
+      local m = members[1]
+      granted = m.kind.try(m, cost, now)
+      if not granted then
+        delay = m.kind.delay(m, cost, now)
+        if delay <= 0 then
+          m.kind.grant(m, cost, now)
+          granted = true
+        end
+      end
+    end
     save()
-    return {'0', fmt(now + delay), fmt(delay)}
+    if granted then return {'1'} end
+    return {'0', fmt(delay)}
+  elseif op == 'book' then -- LimiterBase._book_locked
+    local limit = num(ARGV[4])
+    local delay = delay_of(cost)
+    if delay > limit then
+      save()
+      return {'0', fmt(now + delay), fmt(delay)}
+    end
+    local at = now + delay
+    local tokens = {}
+    for index, m in ipairs(members) do
+      tokens[index] = encode(m.kind, m.kind.take(m, cost, now, at))
+    end
+    save()
+    return {'1', fmt(at), fmt(delay), table.concat(tokens, '|')}
+  elseif op == 'cancel' then -- LimiterBase._give_back_locked
+    local at = num(ARGV[4])
+    if at < now then return {'0'} end
+    local index = 0
+    for text in string.gmatch(ARGV[5], '[^|]+') do
+      index = index + 1
+      withdraw(members[index], decode(text), now)
+    end
+    save()
+    return {'1'}
+  elseif op == 'level' then
+    local level = INF
+    for _, m in ipairs(members) do level = math.min(level, m.kind.level(m, now)) end
+    save()
+    return {fmt(level)}
   end
-  local at = now + delay
-  local tokens = {}
-  for index, m in ipairs(members) do
-    tokens[index] = encode(m.kind, m.kind.take(m, cost, now, at))
-  end
-  save()
-  return {'1', fmt(at), fmt(delay), table.concat(tokens, '|')}
-elseif op == 'cancel' then -- LimiterBase._give_back_locked
-  local at = num(ARGV[4])
-  if at < now then return {'0'} end
-  local index = 0
-  for text in string.gmatch(ARGV[5], '[^|]+') do
-    index = index + 1
-    withdraw(members[index], decode(text), now)
-  end
-  save()
-  return {'1'}
-elseif op == 'level' then
-  local level = INF
-  for _, m in ipairs(members) do level = math.min(level, m.kind.level(m, now)) end
-  save()
-  return {fmt(level)}
+  return redis.error_reply('ratekit: unknown operation ' .. tostring(op))
 end
-return redis.error_reply('ratekit: unknown operation ' .. tostring(op))
 """
+
+#: The name of the function library, and of its one function: it carries a hash of the
+#: code, so a changed script is loaded beside an older one and never calls it.
+FUNCTION = f"ratekit_{hashlib.sha256(_BODY.encode()).hexdigest()[:16]}"
+
+#: The code as a Redis 7 function library (``FUNCTION LOAD``, then ``FCALL``): the
+#: definitions run once, at load, instead of on every call.
+LIBRARY = f"#!lua name={FUNCTION}\n{_BODY}\nredis.register_function('{FUNCTION}', handle)\n"
+
+#: The code as a script (``EVALSHA``), for servers without functions.
+SCRIPT = f"{_BODY}\nreturn handle(KEYS, ARGV)\n"
