@@ -165,24 +165,23 @@ def _aware(value: str) -> datetime:
     return moment
 
 
-def _positive_int(value: str) -> int:
+def _whole(value: str, least: int) -> int:
+    """*value* as a whole number of at least *least*, for argparse."""
     try:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    if number < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {number}")
     return number
+
+
+def _positive_int(value: str) -> int:
+    return _whole(value, 1)
 
 
 def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
-    return number
+    return _whole(value, 0)
 
 
 def _seconds(value: str) -> float:

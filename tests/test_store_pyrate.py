@@ -20,6 +20,7 @@ from pyrate_limiter import (
     MultiprocessBucket,
     Rate,
     RateItem,
+    SQLiteBucket,
 )
 
 from ratekit import AcquireCancelled, AcquireTimeout, CostTooLarge
@@ -30,7 +31,7 @@ from ratekit.testing import FakeClock
 from ratekit.typing import Limiter as LimiterProtocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 #: Half a millisecond: well inside the millisecond that pyrate-limiter stamps in.
 HALF_MS = 0.0005
@@ -80,12 +81,36 @@ steps = st.lists(
 )
 
 
-@given(rate_lists(), steps)
+def sqlite_adapter(*rates: Rate) -> tuple[PyrateLimiter, FakeClock]:
+    """An adapter over a fresh SQLiteBucket (in memory), stamping on a fake clock."""
+    clock = FakeClock(start=1000.0)
+    bucket = SQLiteBucket.init_from_file(list(rates), table="limits", db_path=":memory:")
+    return PyrateLimiter(bucket, clock=clock), clock
+
+
+@pytest.mark.parametrize("make", [adapter, sqlite_adapter], ids=["memory", "sqlite"])
+@given(rates=rate_lists(), workload=steps)
 def test_grants_keep_the_sliding_log_guarantee_and_retry_after_is_exact(
-    rates: list[Rate], workload: list[tuple[float, int, bool]]
+    make: Callable[..., tuple[PyrateLimiter, FakeClock]],
+    rates: list[Rate],
+    workload: list[tuple[float, int, bool]],
 ) -> None:
-    """No rate ever has more than its limit in a window; waiting retry_after is enough, exactly."""
-    limiter, clock = adapter(*rates)
+    """No rate ever has more than its limit in a window; waiting retry_after is enough, exactly.
+
+    On pyrate-limiter's in-memory bucket and on its SQLite bucket, which shared limits use.
+    """
+    limiter, clock = make(*rates)
+    with limiter:
+        check_workload(limiter, clock, rates, workload)
+
+
+def check_workload(
+    limiter: PyrateLimiter,
+    clock: FakeClock,
+    rates: list[Rate],
+    workload: list[tuple[float, int, bool]],
+) -> None:
+    """Run *workload*; check the guarantee of every rate and the exactness of retry_after."""
     grants: list[tuple[float, int]] = []
     for advance, wanted, wait in workload:
         clock.advance(advance)
