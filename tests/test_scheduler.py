@@ -116,12 +116,13 @@ def test_the_limiter_sets_the_pace_on_the_real_clock():
         list(scheduler.map(record, range(30)))
     elapsed = time.monotonic() - began
     assert 0.45 <= elapsed < 5.0  # 0.5 s of refill; a generous margin above
-    # Never faster than the bucket: any interval t holds at most 5 + 50 t starts (with
-    # a little slack for the time between a grant and the call's first line).
+    # Never faster than the bucket: any interval t holds at most 5 + 50 t starts, with
+    # 0.1 s of slack for the time between a grant and the call's first line, which a
+    # busy machine stretches (an exact check of the grants runs on the fake clock).
     starts.sort()
     for i, first in enumerate(starts):
         for j in range(i, len(starts)):
-            assert j - i + 1 <= 5 + 50 * (starts[j] - first + 0.02)
+            assert j - i + 1 <= 5 + 50 * (starts[j] - first + 0.1)
 
 
 def test_fail_fast_raises_the_first_error_and_starts_at_most_max_workers_more():

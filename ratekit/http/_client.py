@@ -326,6 +326,8 @@ class Client:
             self._cooldown.wait(self._clock)
             if self._limiter is not None:
                 self._limiter.acquire(cost)
+                # A cooldown announced while this request waited for the limiter holds it too.
+                self._cooldown.wait(self._clock)
             token = None
             send = headers
             if self._auth is not None:
