@@ -133,7 +133,8 @@ def test_fail_fast_wakes_waits_on_the_limiter():
 
     began = time.monotonic()
     run(main)
-    assert time.monotonic() - began < 1.0
+    # The bucket's next grant is 2 s away: the map stopped without waiting for it.
+    assert time.monotonic() - began < 1.9
     assert bucket.statistics().waiting == 0
 
 
