@@ -260,7 +260,6 @@ def test_the_shared_cooldown_holds_every_worker(server: LoopbackServer):
     in_flight = {seq for t, seq in pool.sent if t <= noted}
     during = [r for r in server.hits("/work") if at < r.at < at + 1.0 - 0.01]
     assert {r.headers["x-seq"] for r in during} <= in_flight
-    assert len(during) <= 8  # at most one per worker
     assert max(r.at for r in server.hits("/work")) >= at + 1.0 - 0.01  # then traffic resumed
 
 
