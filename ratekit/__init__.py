@@ -7,12 +7,14 @@ Strategies share one `ratekit.typing.Limiter` protocol; time comes from an injec
 from __future__ import annotations
 
 from ._async_scheduler import AsyncScheduler
+from ._cancel import current_cancel
 from ._clock import MonotonicClock
 from ._composite import AllOf, all_of, limiter
 from ._decision import Decision, LimiterStatistics, Reservation
 from ._errors import (
     AcquireCancelled,
     AcquireTimeout,
+    Cancelled,
     CostTooLarge,
     MapTimeout,
     QueueFull,
@@ -33,6 +35,7 @@ __all__ = [
     "AcquireTimeout",
     "AllOf",
     "AsyncScheduler",
+    "Cancelled",
     "CostTooLarge",
     "Decision",
     "FixedWindow",
@@ -53,6 +56,7 @@ __all__ = [
     "TokenBucket",
     "TooManyKeys",
     "all_of",
+    "current_cancel",
     "limiter",
 ]
 

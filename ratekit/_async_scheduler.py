@@ -33,6 +33,11 @@ class AsyncScheduler(SchedulerBase):
     and is raised from the iterator.  Use it as an async context manager: leaving the
     block cancels what is still pending and waits for every task, so none outlives it.
 
+    An `asyncio.CancelledError` that a call raises itself (it awaited something that
+    was cancelled), rather than because the map cancelled it, is that call's outcome
+    like any other exception: it fails the map, or is yielded with
+    *return_exceptions*.
+
     Args:
         max_workers: The most calls running at once in each map (at least 1).
         limiter: Paces the calls (any `ratekit.typing.Limiter`); ``None`` for no pacing.
@@ -52,9 +57,15 @@ class AsyncScheduler(SchedulerBase):
         await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Cancel every map still running and wait for its tasks; no call starts after."""
+        """Cancel every map still running and wait for its tasks; no call starts after.
+
+        It may be awaited from any task (from another thread, through
+        `asyncio.run_coroutine_threadsafe`): the consumer of each map still running is
+        woken at once, and its iteration raises `SchedulerClosed`.
+        """
         self._closed = True
         for run in list(self._runs):
+            run._fail(SchedulerClosed("the scheduler was shut down while this map ran"))
             await run.stop()
 
     def map(  # noqa: PLR0913 - the options of a map, all keyword-only
@@ -76,10 +87,12 @@ class AsyncScheduler(SchedulerBase):
         scheduler's block, to stop its tasks at once.
 
         Raises:
-            SchedulerClosed: If the scheduler was shut down.
+            SchedulerClosed: If the scheduler was shut down (from the iterator, if that
+                happens while the map runs).
             MapTimeout: From the iterator, when *timeout* passes.
             BaseException: From the iterator, the first exception of a call (unless
-                *return_exceptions*), or of *items* itself.
+                *return_exceptions*), or of *items* itself, `asyncio.CancelledError`
+                included when the call raised it itself.
         """
         if timeout is not None and not (timeout >= 0):
             raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
@@ -213,8 +226,10 @@ class _AsyncRun(Generic[T, R]):
             self._claimed += 1
             try:
                 taken = await self._take()
-            except Exception as error:  # noqa: BLE001 - raised from the consumer
+            except BaseException as error:
                 self._claimed -= 1
+                if self._ours(error):
+                    raise
                 self._fail(error)
                 return
             if taken is None:
@@ -238,16 +253,19 @@ class _AsyncRun(Generic[T, R]):
             await limiter.acquire_async(
                 cost, timeout=None if remaining == math.inf else max(remaining, 0.0)
             )
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as error:
             counts[4] += 1
-            raise
+            if self._ours(error):
+                raise
+            self._fail(error)
+            return False
         except AcquireTimeout as error:
             counts[4] += 1
             # The deadline refused the wait, unless a queue did (QueueFull).
             timed_out = self._deadline < math.inf and not isinstance(error, QueueFull)
             self._fail(MapTimeout(options.timeout or 0.0) if timed_out else error)
             return False
-        except Exception as error:  # noqa: BLE001 - a bad cost, or the limiter's own
+        except BaseException as error:  # noqa: BLE001 - a bad cost, or the limiter's own
             counts[4] += 1
             self._fail(error)
             return False
@@ -261,7 +279,9 @@ class _AsyncRun(Generic[T, R]):
         counts[2] += 1
         try:
             result: object = await self._fn(item)
-        except Exception as error:  # noqa: BLE001 - handed to the consumer
+        except BaseException as error:
+            if self._ours(error):
+                raise
             failure: BaseException | None = error
             value: object = error
         else:
@@ -277,6 +297,21 @@ class _AsyncRun(Generic[T, R]):
         if options.on_progress is not None:
             try:
                 options.on_progress(self._scheduler.statistics())
-            except Exception as error:  # noqa: BLE001 - a broken callback fails the map
+            except BaseException as error:  # noqa: BLE001 - a broken callback fails the map
                 self._fail(error)
         return not self._stopping
+
+    def _ours(self, error: BaseException) -> bool:
+        """Whether *error* is the cancellation of this task (by the map, or its owner).
+
+        Any other `asyncio.CancelledError` was raised by the awaited code itself.  The
+        map cancels its tasks only once it is stopping; Python 3.11+ also tells whether
+        this task was asked to cancel by anyone else.
+        """
+        if not isinstance(error, asyncio.CancelledError):
+            return False
+        if self._stopping:
+            return True
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)
+        return callable(cancelling) and cancelling() > 0

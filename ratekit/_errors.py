@@ -131,7 +131,26 @@ class SchedulerClosed(RateKitError, RuntimeError):
     """A scheduler that was shut down was asked to start more calls."""
 
 
-class AcquireCancelled(RateKitError):
+class Cancelled(RateKitError):
+    """A blocking call was stopped through its cancel event, or its map was stopped.
+
+    Raised by every wait that a cancel event (see `ratekit.current_cancel`) wakes: a
+    retry loop's sleep, a client's shared cooldown, a request in flight, a map whose
+    event was set from outside.  Whatever the call had booked was given back first,
+    and no retry follows it.
+
+    Attributes:
+        what: What was cancelled, as the message says it.
+    """
+
+    _fields = ("what",)
+
+    def __init__(self, what: str = "the call") -> None:
+        self.what = what
+        super().__init__(f"{what} was cancelled")
+
+
+class AcquireCancelled(Cancelled):
     """A blocking acquire was cancelled through its ``cancel`` event.
 
     What the wait had reserved was given back before this was raised.
@@ -144,7 +163,8 @@ class AcquireCancelled(RateKitError):
 
     def __init__(self, cost: float) -> None:
         self.cost = cost
-        super().__init__(f"acquire of cost={cost!r} was cancelled; its reservation was returned")
+        super().__init__(f"acquire of cost={cost!r}")
+        self.args = (f"acquire of cost={cost!r} was cancelled; its reservation was returned",)
 
 
 class RetryError(RateKitError):

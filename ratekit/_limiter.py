@@ -37,6 +37,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from ._cancel import _CURRENT
 from ._clock import MONOTONIC
 from ._decision import GRANTED, Decision, LimiterStatistics, Reservation
 from ._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, QueueFull
@@ -348,7 +349,8 @@ class LimiterBase:
         Args:
             cost: How much of the limit to use.
             timeout: The longest acceptable wait in seconds (``None``: no limit).
-            cancel: An event (such as `threading.Event`) that aborts the wait when set.
+            cancel: An event (such as `threading.Event`) that aborts the wait when set;
+                ``None``: the `ratekit.current_cancel`, if any.
 
         Raises:
             AcquireTimeout: At once, if the wait would exceed *timeout*; nothing is
@@ -367,6 +369,8 @@ class LimiterBase:
         """Sleep until a booking made by `_book` is due (``at == -inf``: it already is)."""
         if at == -math.inf:
             return
+        if cancel is None:  # read only here: a grant without a wait never needs it
+            cancel = _CURRENT.get()
         clock = self._clock
         started = self._now()
         woke = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
 from collections import deque
@@ -10,13 +9,21 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import attrs
 
+from ._cancel import _CURRENT, Cancellation, linked, resolve, wants_cancel
 from ._clock import MONOTONIC
-from ._errors import AcquireCancelled, AcquireTimeout, MapTimeout, QueueFull, SchedulerClosed
+from ._errors import (
+    AcquireCancelled,
+    AcquireTimeout,
+    Cancelled,
+    MapTimeout,
+    QueueFull,
+    SchedulerClosed,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
-    from .typing import Clock, Limiter
+    from .typing import CancelEvent, Clock, Limiter
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,22 +52,6 @@ class SchedulerStatistics:
     cancelled: int
 
 
-def _wants_cancel(fn: Callable[..., object]) -> bool:
-    """Whether *fn* takes a ``cancel`` keyword argument (it is then given the run's event)."""
-    try:
-        parameters = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # some builtins have no signature
-        return False
-    parameter = parameters.get("cancel")
-    if parameter is None:
-        return False
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
-        return True
-    # A positional one, but not the first: that one receives the item.
-    first = next(iter(parameters))
-    return parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and first != "cancel"
-
-
 def _check_workers(max_workers: object) -> int:
     if isinstance(max_workers, bool) or not isinstance(max_workers, int):
         raise TypeError(f"max_workers must be an integer, got {max_workers!r}")
@@ -82,7 +73,8 @@ class SchedulerBase:
         if clock is None:
             clock = getattr(limiter, "clock", None) or MONOTONIC
         self._clock: Clock = clock
-        self._lock = threading.Lock()
+        # Reentrant, as `shutdown` may run in a signal handler on a thread that holds it.
+        self._lock = threading.RLock()
         self._closed = False
         self._runs: set[Any] = set()
         # done, failed, running, waiting, cancelled
@@ -119,9 +111,17 @@ class Scheduler(SchedulerBase):
     `map` streams results as calls finish.  Each call first acquires its cost from the
     limiter, so the limiter, not the number of threads, sets the pace; the threads only
     bound how many calls run at once.  By default a map fails fast, like Go's errgroup:
-    the first exception stops new calls from starting, wakes every worker blocked on the
-    limiter, sets the cancel event that running calls can watch, and is raised from the
-    iterator.
+    the first exception stops new calls from starting, sets the map's cancel event,
+    which wakes every wait of the calls still running, and is raised from the iterator
+    as soon as they have returned.
+
+    **Cancellation.**  Each map has a cancel event, set when the map stops early: it
+    fails fast, times out, is closed, its scheduler is shut down, or the *cancel* given
+    to `map` is set.  The calls receive it as their `ratekit.current_cancel`, so that
+    everything ratekit does inside them (limiter waits, a `ratekit.http.Client`'s
+    cooldown, retries and requests in flight, paginators and their fan-outs, other
+    maps) stops at once, with nothing passed by hand; a function with a ``cancel``
+    parameter is given it there too.
 
     Use it as a context manager: leaving the block stops what is still pending and waits
     for the worker threads to end, so no thread outlives it.
@@ -146,12 +146,19 @@ class Scheduler(SchedulerBase):
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Stop every map still running and wait for its threads; no call starts after."""
+        """Stop every map still running; no call starts after.
+
+        It may be called from any thread, a signal handler included: every map still
+        running stops as if it had failed, and its consumer's iteration raises
+        `SchedulerClosed` at once (or at its next step).  Then it waits for the maps'
+        worker threads to end (from a signal handler that interrupted a map's consumer,
+        that map's iterator waits for them instead, as it raises).
+        """
         with self._lock:
             self._closed = True
             runs = list(self._runs)
         for run in runs:
-            run.stop()
+            run.close(SchedulerClosed("the scheduler was shut down while this map ran"))
 
     def map(  # noqa: PLR0913 - the options of a map, all keyword-only
         self,
@@ -163,13 +170,15 @@ class Scheduler(SchedulerBase):
         return_exceptions: bool = False,
         timeout: float | None = None,
         on_progress: Callable[[SchedulerStatistics], object] | None = None,
+        cancel: CancelEvent | None = None,
     ) -> Generator[R, None, None]:
         """Call ``fn(item)`` for each item on the workers; yield results as they come.
 
         Items are taken from *items* lazily, a few ahead of the results consumed, so an
         endless generator works and memory stays bounded (the calls in flight plus two
-        results per worker).  If *fn* has a ``cancel`` parameter, it is passed the
-        run's cancel event (a `threading.Event`), set when the map stops early.
+        results per worker).  Each call runs with the map's cancel event as its
+        `ratekit.current_cancel`; if *fn* has a ``cancel`` parameter, it is passed the
+        event too (a `threading.Event`).
 
         Args:
             fn: The function to call with each item.
@@ -184,6 +193,12 @@ class Scheduler(SchedulerBase):
                 at once).
             on_progress: Called with the scheduler's statistics after each call ends,
                 from the worker thread that ran it (keep it quick and thread-safe).
+            cancel: An event that stops the map when set, as a failure would: the
+                iterator raises `ratekit.Cancelled`.  ``None``: the
+                `ratekit.current_cancel` of the code that calls `map` (a map inside a
+                mapped call stops with the outer map).  A ratekit event (the one a map
+                hands its calls) stops it at once; any other is watched by a helper
+                thread while the map runs, which also sees it at once.
 
         Returns:
             A generator of results (and of exceptions, with *return_exceptions*).
@@ -193,10 +208,13 @@ class Scheduler(SchedulerBase):
             until then.
 
         Raises:
-            SchedulerClosed: If the scheduler was shut down.
+            SchedulerClosed: If the scheduler was shut down (from the iterator, if
+                that happens while the map runs).
             MapTimeout: From the iterator, when *timeout* passes.
+            ratekit.Cancelled: From the iterator, when *cancel* is set.
             BaseException: From the iterator, the first exception of a call (unless
-                *return_exceptions*), or of *items* itself.
+                *return_exceptions*), or of *items* itself, as soon as the calls still
+                running have returned (which calls through ratekit do at once).
         """
         if timeout is not None and not (timeout >= 0):
             raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
@@ -204,8 +222,19 @@ class Scheduler(SchedulerBase):
             if self._closed:
                 raise SchedulerClosed("the scheduler was shut down; no call starts after that")
         options = _Options(ordered, cost, return_exceptions, timeout, on_progress)
-        run: _Run[T, R] = _Run(self, fn, items, options)
+        run: _Run[T, R] = _Run(self, fn, items, options, resolve(cancel))
         return run.results()
+
+
+def _owned(lock: object) -> bool:
+    """Whether the current thread holds *lock*, a reentrant lock or a condition on one.
+
+    CPython's `threading.RLock` and `threading.Condition` tell it (``_is_owned``, what
+    `threading.Condition` itself relies on); a lock that cannot tell is taken as held,
+    which only makes a caller skip a join that the map's own iterator does later.
+    """
+    is_owned = getattr(lock, "_is_owned", None)
+    return not callable(is_owned) or bool(is_owned())
 
 
 class _Outcomes:
@@ -243,14 +272,24 @@ class _Options(Generic[T]):
 
 
 class _Run(Generic[T, R]):
-    """One `Scheduler.map`: its workers, its window of results, and how it stops."""
+    """One `Scheduler.map`: its workers, its window of results, and how it stops.
+
+    Everything that ends the map early goes through `_fail`: it records the first
+    failure, wakes the consumer and the idle workers (under ``_cond``), and then, out of
+    the lock, sets ``cancel``, whose callbacks wake the rest (sockets, nested maps).
+    """
 
     def __init__(
-        self, scheduler: Scheduler, fn: Callable[..., R], items: Iterable[T], options: _Options[T]
+        self,
+        scheduler: Scheduler,
+        fn: Callable[..., R],
+        items: Iterable[T],
+        options: _Options[T],
+        parent: CancelEvent | None,
     ) -> None:
         self._scheduler = scheduler
         self._fn = fn
-        self._pass_cancel = _wants_cancel(fn)
+        self._pass_cancel = wants_cancel(fn, first_is_item=True)
         self._items = iter(items)
         self._cost = options.cost
         self._return_exceptions = options.return_exceptions
@@ -260,7 +299,9 @@ class _Run(Generic[T, R]):
         timeout = options.timeout
         self._deadline = math.inf if timeout is None else clock.now() + timeout
         self._timeout = timeout
-        self.cancel = threading.Event()
+        self._parent = parent
+        self.cancel = Cancellation()
+        # Reentrant (the default), for `Scheduler.shutdown` from a signal handler.
         self._cond = threading.Condition()
         self._input = threading.Lock()
         self._window = scheduler._max_workers * (1 + _AHEAD_PER_WORKER)
@@ -278,26 +319,36 @@ class _Run(Generic[T, R]):
     # -- the consumer's side ----------------------------------------------------------
 
     def results(self) -> Generator[R, None, None]:
-        with self._scheduler._lock:
-            if self._scheduler._closed:  # made before shutdown, iterated after it
+        scheduler = self._scheduler
+        with scheduler._lock:
+            if scheduler._closed:  # made before shutdown, iterated after it
                 raise SchedulerClosed("the scheduler was shut down; no call starts after that")
-            self._scheduler._runs.add(self)
+            scheduler._runs.add(self)
+        # Set by a call itself (it was handed the event), or by the parent: the map stops
+        # with Cancelled, recorded before the event wakes the calls (which could
+        # otherwise report something else first).
+        stop_on_cancel = self.cancel.on_set(self._cancelled)
         try:
-            for _ in range(self._scheduler._max_workers):
-                thread = threading.Thread(target=self._work, name="ratekit-scheduler", daemon=True)
-                # Listed before it starts, so that an interrupt between the two (Ctrl-C
-                # can land anywhere) cannot leave a thread that stop() does not join.
-                self._threads.append(thread)
-                thread.start()
-            while True:
-                ok, value = self._next()
-                if ok is None:
-                    return
-                yield value  # type: ignore[misc]
+            with linked(self._parent, self._cancelled):
+                for _ in range(scheduler._max_workers):
+                    thread = threading.Thread(
+                        target=self._work, name="ratekit-scheduler", daemon=True
+                    )
+                    # Listed before it starts, so that an interrupt between the two
+                    # (Ctrl-C can land anywhere) cannot leave a thread that stop() does
+                    # not join.
+                    self._threads.append(thread)
+                    thread.start()
+                while True:
+                    ok, value = self._next()
+                    if ok is None:
+                        return
+                    yield value  # type: ignore[misc]
         finally:
+            stop_on_cancel()
             self.stop()
-            with self._scheduler._lock:
-                self._scheduler._runs.discard(self)
+            with scheduler._lock:
+                scheduler._runs.discard(self)
 
     def _next(self) -> tuple[bool | None, object]:
         """Wait for the next result; ``(None, None)`` when there are no more."""
@@ -312,7 +363,7 @@ class _Run(Generic[T, R]):
                     return None, None
                 remaining = self._deadline - self._clock.now()
                 if remaining <= 0:
-                    self._fail_locked(MapTimeout(self._timeout or 0.0))
+                    self._fail(MapTimeout(self._timeout or 0.0))
                     continue
                 self._cond.wait(None if remaining == math.inf else remaining)
             self._yielded += 1
@@ -323,37 +374,64 @@ class _Run(Generic[T, R]):
         """Stop taking items, wake the workers, and wait for them to end."""
         with self._cond:
             self._stopping = True
-            self.cancel.set()
             self._cond.notify_all()
+        self.cancel.set()
+        self._join()
+
+    def close(self, error: BaseException) -> None:
+        """Stop the map with *error* (from `Scheduler.shutdown`), from any thread.
+
+        Then wait for the workers, unless this thread holds a lock they may need: a
+        signal handler runs on a thread between any two of its steps, and the consumer
+        of the map may be that thread, in the middle of `_next` or of `statistics`.
+        Its own iterator joins them then, as it raises.
+        """
+        self._fail(error)
+        if not (_owned(self._cond) or _owned(self._scheduler._lock)):
+            self._join()
+
+    def _join(self) -> None:
         current = threading.current_thread()
         for thread in self._threads:
             if thread is not current and thread.ident is not None:  # started
                 thread.join()
 
+    def _cancelled(self) -> None:
+        """The map's event was set: by its own stop, or from outside (its parent)."""
+        self._fail(Cancelled("the map"))
+
     # -- the workers' side ------------------------------------------------------------
 
-    def _fail_locked(self, error: BaseException) -> None:
-        if self._failure is None:
-            self._failure = error
-        self._stopping = True
+    def _fail(self, error: BaseException) -> None:
+        """Stop the map; *error* is raised to the consumer unless a failure came first."""
+        with self._cond:
+            if self._failure is None and not (self._stopping and isinstance(error, Cancelled)):
+                self._failure = error
+            self._stopping = True
+            self._cond.notify_all()
         self.cancel.set()
-        self._cond.notify_all()
 
     def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and self._claimed - self._yielded >= self._window:
-                    self._cond.wait()
-                if self._stopping or self._exhausted:
+        # This thread's calls stop with the map: ratekit's waits read the event here.
+        _CURRENT.set(self.cancel)
+        try:
+            while True:
+                with self._cond:
+                    while not self._stopping and self._claimed - self._yielded >= self._window:
+                        self._cond.wait()
+                    if self._stopping or self._exhausted:
+                        return
+                    self._claimed += 1
+                taken = self._take()
+                if taken is None:
                     return
-                self._claimed += 1
-            taken = self._take()
-            if taken is None:
-                return
-            index, item = taken
-            if not self._acquire(item):
-                return
-            self._call(index, item)
+                index, item = taken
+                if not self._acquire(item):
+                    return
+                self._call(index, item)
+        finally:
+            with self._cond:  # a consumer woken by nothing else sees the map end
+                self._cond.notify_all()
 
     def _take(self) -> tuple[int, T] | None:
         """Take the next item, or release the claimed slot and return ``None``."""
@@ -373,11 +451,11 @@ class _Run(Generic[T, R]):
                     return index, item
         with self._cond:
             self._claimed -= 1
-            if failure is not None:
-                self._fail_locked(failure)
-            elif not self._stopping:
+            if failure is None and not self._stopping:
                 self._exhausted = True
             self._cond.notify_all()
+        if failure is not None:
+            self._fail(failure)
         return None
 
     def _acquire(self, item: T) -> bool:
@@ -387,6 +465,7 @@ class _Run(Generic[T, R]):
             return True
         scheduler = self._scheduler
         scheduler._count(3, 1)
+        failure: BaseException | None = None
         try:
             cost = self._cost(item) if callable(self._cost) else self._cost
             remaining = self._deadline - self._clock.now()
@@ -400,20 +479,19 @@ class _Run(Generic[T, R]):
             return False
         except AcquireTimeout as error:
             scheduler._count(4, 1)
-            with self._cond:
-                # The deadline refused the wait, unless a queue did (QueueFull).
-                if self._deadline < math.inf and not isinstance(error, QueueFull):
-                    self._fail_locked(MapTimeout(self._timeout or 0.0))
-                else:
-                    self._fail_locked(error)
-            return False
+            # The deadline refused the wait, unless a queue did (QueueFull).
+            if self._deadline < math.inf and not isinstance(error, QueueFull):
+                failure = MapTimeout(self._timeout or 0.0)
+            else:
+                failure = error
         except BaseException as error:  # noqa: BLE001 - a bad cost, or the limiter's own
             scheduler._count(4, 1)
-            with self._cond:
-                self._fail_locked(error)
-            return False
+            failure = error
         finally:
             scheduler._count(3, -1)
+        if failure is not None:
+            self._fail(failure)
+            return False
         return True
 
     def _call(self, index: int, item: T) -> None:
@@ -436,15 +514,14 @@ class _Run(Generic[T, R]):
             scheduler._count(2, -1)
         ok = failure is None
         scheduler._count(0 if ok else 1, 1)
-        with self._cond:
-            if failure is not None and not self._return_exceptions:
-                self._fail_locked(failure)
-            else:
+        if failure is not None and not self._return_exceptions:
+            self._fail(failure)
+        else:
+            with self._cond:
                 self._outcomes.put(index, ok, value)
-            self._cond.notify_all()
+                self._cond.notify_all()
         if self._on_progress is not None:
             try:
                 self._on_progress(scheduler.statistics())
             except BaseException as error:  # noqa: BLE001 - a broken callback fails the map
-                with self._cond:
-                    self._fail_locked(error)
+                self._fail(error)

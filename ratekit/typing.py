@@ -19,7 +19,11 @@ __all__ = ["BackoffPolicy", "CancelEvent", "Clock", "Limiter", "Paginator", "Tok
 
 @runtime_checkable
 class CancelEvent(Protocol):
-    """Something a blocked caller can be woken by: `threading.Event` fits."""
+    """Something a blocked caller can be woken by: `threading.Event` fits.
+
+    Every blocking call of ratekit takes one as ``cancel`` (see `ratekit.current_cancel`
+    for the one it uses when given none).
+    """
 
     def is_set(self) -> bool:
         """Whether cancellation has been requested."""
@@ -125,8 +129,13 @@ class Paginator(Protocol):
         *,
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
+        cancel: CancelEvent | None = None,
     ) -> Iterator[Page]:
-        """The pages of the listing at *url*, in order, fetched as they are needed."""
+        """The pages of the listing at *url*, in order, fetched as they are needed.
+
+        Setting *cancel* stops the walk with `ratekit.Cancelled`; by default the
+        `ratekit.current_cancel` does.
+        """
 
     def records(
         self,
@@ -135,5 +144,6 @@ class Paginator(Protocol):
         *,
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
+        cancel: CancelEvent | None = None,
     ) -> Iterator[object]:
         """The records of every page, in order."""

@@ -8,9 +8,8 @@ import threading
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar, cast, final
 
-import urllib3
-
 from ratekit import Scheduler
+from ratekit._cancel import cancelled_by
 from ratekit._clock import MONOTONIC
 from ratekit._validate import positive
 from ratekit.http import (
@@ -20,6 +19,7 @@ from ratekit.http import (
     Page,
     PageNumberPaginator,
     ResponseError,
+    cancellable_pool,
     redact_url,
 )
 from ratekit_cxone._auth import make_auth
@@ -30,8 +30,10 @@ from ratekit_cxone._models import Contact, CXoneStatistics, Interaction, RecordP
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 
+    import urllib3
+
     from ratekit.retry import RetryPolicy
-    from ratekit.typing import Clock, Limiter
+    from ratekit.typing import CancelEvent, Clock, Limiter
     from ratekit_cxone._config import CXoneConfig
 
 R = TypeVar("R", Contact, Interaction)
@@ -104,6 +106,12 @@ class CXoneClient:
     *concurrency* threads at once, still handed out in order, with at most a few pages
     per thread held in memory.
 
+    **Stopping.**  Every walk takes a *cancel* event (by default the
+    `ratekit.current_cancel`): once it is set, the walk's waits (the limiter, a
+    ``Retry-After``, a token request) and its requests in flight end at once, and
+    iterating raises `ratekit.Cancelled`.  Closing the iterator, or the client, stops a
+    walk too.
+
     Use it as a context manager, or call `close`.
 
     Args:
@@ -115,17 +123,17 @@ class CXoneClient:
             never retry.
         timeout: Seconds one request may take in all (connect and read).
         clock: Where time comes from (default: the limiter's, else the real clock).
-        pool: A `urllib3.PoolManager` to send with (default: one of its own that keeps
-            *concurrency* connections per host, closed by `close`); give it a
-            ``maxsize`` of at least *concurrency*.
+        pool: A `urllib3.PoolManager` to send with (default: a
+            `ratekit.http.cancellable_pool` of its own that keeps *concurrency*
+            connections per host, closed by `close`); give it a ``maxsize`` of at least
+            *concurrency*, and make it with `ratekit.http.cancellable_pool` so that a
+            stopped walk also stops its requests in flight.
         on_page: Called with each `RecordPage` before it is handed out, in the thread
             that walks the listing.
 
     Raises:
         ConfigError: If *config* is incomplete or invalid (every field at fault named).
         ValueError: If *concurrency* or *timeout* is out of range.
-
-    .. versionadded:: 0.1.0
     """
 
     __slots__ = (
@@ -163,7 +171,7 @@ class CXoneClient:
             clock = getattr(self._limiter, "clock", None) or MONOTONIC
         self._own_pool = pool is None
         # One kept-alive connection per worker (urllib3 keeps one per host by default).
-        self._pool = urllib3.PoolManager(maxsize=concurrency) if pool is None else pool
+        self._pool = cancellable_pool(maxsize=concurrency) if pool is None else pool
         self._auth = make_auth(config, pool=self._pool, retry=retry, timeout=timeout, clock=clock)
         self._http = Client(
             self._limiter,
@@ -229,7 +237,7 @@ class CXoneClient:
 
     # --- completed contacts (the platform) ------------------------------------------------
 
-    def completed_contact_pages(
+    def completed_contact_pages(  # noqa: PLR0913 - a window and the options of a walk
         self,
         start: datetime,
         end: datetime,
@@ -237,6 +245,7 @@ class CXoneClient:
         page_size: int = 1000,
         fields: Sequence[str] | None = None,
         skip: int = 0,
+        cancel: CancelEvent | None = None,
     ) -> Iterator[RecordPage]:
         """Walk the contacts completed from *start* to *end*, a page at a time.
 
@@ -252,6 +261,7 @@ class CXoneClient:
                 ``contactId``, every record's key, is asked for in any case.
             skip: Records to skip first: resume a walk with the ``position`` plus the
                 number of records of the last page it handled.
+            cancel: An event that stops the walk (see the class docstring).
 
         Returns:
             An iterator of `RecordPage` values of `Contact` records; the requests start
@@ -269,16 +279,18 @@ class CXoneClient:
             ratekit.http.HTTPError: If the API answers an error, or a page cannot be
                 read.
             ratekit.retry.RetryError: If the retry policy gives up.
+            ratekit.Cancelled: If *cancel* is set.
         """
-        return self._contact_pages(start, end, page_size, fields, skip)
+        return self._contact_pages(start, end, page_size, fields, skip, cancel)
 
-    def _contact_pages(
+    def _contact_pages(  # noqa: PLR0913, PLR0917 - the arguments of the public method
         self,
         start: datetime,
         end: datetime,
         page_size: int,
         fields: Sequence[str] | None,
         skip: int,
+        cancel: CancelEvent | None,
     ) -> Generator[RecordPage, None, None]:
         if self._config.api != "contacts":
             raise ConfigError(
@@ -307,9 +319,11 @@ class CXoneClient:
         def position(page: Page) -> int:
             return skip + page.number * page_size
 
-        return self._walk(paginator, url, params, position, Contact.from_raw, fan_out=True)
+        return self._walk(
+            paginator, url, params, position, Contact.from_raw, fan_out=True, cancel=cancel
+        )
 
-    def completed_contacts(
+    def completed_contacts(  # noqa: PLR0913 - a window and the options of a walk
         self,
         start: datetime,
         end: datetime,
@@ -317,18 +331,19 @@ class CXoneClient:
         page_size: int = 1000,
         fields: Sequence[str] | None = None,
         skip: int = 0,
+        cancel: CancelEvent | None = None,
     ) -> Iterator[Contact]:
         """Stream the contacts completed from *start* to *end*, in the API's order.
 
         See `completed_contact_pages` for the arguments and errors.
         """
-        pages = self._contact_pages(start, end, page_size, fields, skip)
+        pages = self._contact_pages(start, end, page_size, fields, skip, cancel)
         return cast("Iterator[Contact]", _records(pages))
 
     # --- interactions (the tutorial's contract) -------------------------------------------
 
     def interaction_pages(
-        self, *, page_size: int = 100, first_page: int = 1
+        self, *, page_size: int = 100, first_page: int = 1, cancel: CancelEvent | None = None
     ) -> Iterator[RecordPage]:
         """Walk the interactions, a page at a time (the tutorial's contract).
 
@@ -339,6 +354,7 @@ class CXoneClient:
             page_size: Records per page, from 1 to 1,000.
             first_page: The page number to start at (the first is 1): resume a walk
                 with the ``position`` of the last page it handled, plus one.
+            cancel: An event that stops the walk (see the class docstring).
 
         Returns:
             An iterator of `RecordPage` values of `Interaction` records; close it to
@@ -351,11 +367,12 @@ class CXoneClient:
             ratekit.http.HTTPError: If the API answers an error, or a page cannot be
                 read.
             ratekit.retry.RetryError: If the retry policy gives up.
+            ratekit.Cancelled: If *cancel* is set.
         """
-        return self._interaction_pages(page_size, first_page)
+        return self._interaction_pages(page_size, first_page, cancel)
 
     def _interaction_pages(
-        self, page_size: int, first_page: int
+        self, page_size: int, first_page: int, cancel: CancelEvent | None
     ) -> Generator[RecordPage, None, None]:
         if self._config.api != "interactions":
             raise ConfigError(
@@ -374,11 +391,15 @@ class CXoneClient:
         def position(page: Page) -> int:
             return first_page + page.number
 
-        return self._walk(paginator, url, {}, position, Interaction.from_raw, fan_out=False)
+        return self._walk(
+            paginator, url, {}, position, Interaction.from_raw, fan_out=False, cancel=cancel
+        )
 
-    def interactions(self, *, page_size: int = 100, first_page: int = 1) -> Iterator[Interaction]:
+    def interactions(
+        self, *, page_size: int = 100, first_page: int = 1, cancel: CancelEvent | None = None
+    ) -> Iterator[Interaction]:
         """Stream the interactions, in the API's order (see `interaction_pages`)."""
-        pages = self._interaction_pages(page_size, first_page)
+        pages = self._interaction_pages(page_size, first_page, cancel)
         return cast("Iterator[Interaction]", _records(pages))
 
     # --- walking --------------------------------------------------------------------------
@@ -392,14 +413,21 @@ class CXoneClient:
         parse: Callable[[Mapping[str, object]], R],
         *,
         fan_out: bool,
+        cancel: CancelEvent | None,
     ) -> Generator[RecordPage, None, None]:
         """Fetch the pages through *paginator*, type their records, count and hand out."""
         with self._lock:
             self._total = None
-        where = url()  # discovery, if need be, when the walk starts
+        with cancelled_by(cancel):  # not around a yield: the variable would leak
+            where = url()  # discovery, if need be, when the walk starts
         scheduler = self._scheduler if fan_out else None
         pages = paginator.pages(
-            self._http, where, params=params, headers=_ACCEPT_JSON, fan_out=scheduler
+            self._http,
+            where,
+            params=params,
+            headers=_ACCEPT_JSON,
+            fan_out=scheduler,
+            cancel=cancel,
         )
         with contextlib.closing(pages):
             for page in pages:

@@ -290,3 +290,53 @@ def test_queue_full_callbacks_and_maps_made_before_shutdown():
 
     run(main)
     assert [s.failed for s in seen] == [1]  # progress is reported for a failing call too
+
+
+def test_a_cancelled_error_raised_by_a_call_is_its_outcome_and_hangs_nothing():
+    """A coroutine that raises CancelledError itself fails the map, or is yielded in place."""
+
+    async def call(x: int) -> int:
+        if x == 2:
+            inner = asyncio.get_running_loop().create_future()
+            inner.cancel()  # as a pool would cancel a future this call awaits
+            await inner
+        await asyncio.sleep(0)
+        return x
+
+    async def main() -> None:
+        async with AsyncScheduler(2) as scheduler:
+            outcomes = [r async for r in scheduler.map(call, range(5), return_exceptions=True)]
+            assert outcomes[:2] == [0, 1]
+            assert isinstance(outcomes[2], asyncio.CancelledError)
+            assert outcomes[3:] == [3, 4]
+            with pytest.raises(asyncio.CancelledError):
+                async for _ in scheduler.map(call, range(5)):
+                    pass
+            assert scheduler.statistics().failed == 2
+            assert scheduler.statistics().running == 0
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_shutdown_from_another_task_ends_the_consumers_iteration():
+    """A consumer blocked on a slow map raises SchedulerClosed once another task shuts down."""
+
+    async def slow(x: int) -> int:
+        await asyncio.sleep(30)
+        return x
+
+    async def main() -> None:
+        scheduler = AsyncScheduler(2)
+
+        async def consume() -> list[int]:
+            return [r async for r in scheduler.map(slow, range(4))]
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await scheduler.shutdown()
+        with pytest.raises(SchedulerClosed, match="shut down while this map ran"):
+            await asyncio.wait_for(consumer, 1.0)
+        assert time.monotonic() - started < 1.0
+
+    run(main)

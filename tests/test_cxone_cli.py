@@ -555,3 +555,35 @@ def test_the_module_runs_main(monkeypatch, capsys):
         runpy.run_module("ratekit_cxone", run_name="__main__")
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("ratekit-cxone ")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_workers_sleeping_on_a_long_retry_after_at_once(tenant, tmp_path, stop):
+    """Workers waiting out a minute-long Retry-After: a signal exits 130 within 2 s."""
+    simulator = tenant(records=400, rate="8/minute")
+    out = tmp_path / "contacts.jsonl"
+    args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet"]
+    child = run(*args)
+    try:
+        wait_for(lambda: simulator.statistics().throttled > 0)
+        time.sleep(0.3)  # every worker is now in the cooldown, or behind it
+        sent = simulator.statistics().requests
+        signalled = time.monotonic()
+        child.send_signal(stop)
+        stdout, stderr = child.communicate(timeout=60)
+        elapsed = time.monotonic() - signalled
+    finally:
+        child.kill()
+        child.communicate()
+    assert child.returncode == 130
+    assert elapsed < 2.0
+    assert stdout == ""
+    assert one_line(stderr).startswith("ratekit-cxone: interrupted: ")
+    assert simulator.statistics().requests == sent  # nothing sent after the signal
+    kept = len(stored(out))
+    port = int(simulator.url.rsplit(":", 1)[1])
+    simulator.close()
+    fresh = tenant(records=400, port=port)  # the same tenant, without its limit
+    assert main([*args, *FAST]) == 0
+    assert stored(out) == expected(fresh, "contacts")
+    assert kept < 400

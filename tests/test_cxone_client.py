@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
@@ -19,6 +20,7 @@ import attrs
 import pytest
 from loopback import LoopbackServer, Reply, Request
 
+from ratekit import Cancelled
 from ratekit.http import DEFAULT_RETRY, AuthError, HTTPStatusError, ResponseError, TokenError
 from ratekit.retry import ConstantBackoff, RetryError
 from ratekit.testing import FakeClock
@@ -44,6 +46,8 @@ TENANT = "tenant-0001"
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 END = datetime(2024, 2, 1, tzinfo=timezone.utc)
 COMPLETED = "/api/inContactAPI/services/v34.0/contacts/completed"
+#: A window end that takes in every record a simulator holds.
+FAR = END + timedelta(days=3650)
 
 
 def jwt(claims: dict[str, object]) -> str:
@@ -725,3 +729,24 @@ def test_simulator_server_limit_is_obeyed_through_retry_after():
         assert [c.raw for c in contacts] == limited.contacts()
         assert statistics.throttled == limited.statistics().throttled > 0
         assert statistics.retries >= statistics.throttled
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_walk_stops_at_once_when_its_event_is_set(concurrency):
+    """Pages waiting on a slow tenant stop within a second of the event: Cancelled."""
+    with Simulator(records=400, slow_rate=1.0, slow_seconds=30.0) as slow:
+        stop = threading.Event()
+        got: list[Contact] = []
+
+        def walk(cxone: CXoneClient) -> None:
+            got.extend(cxone.completed_contacts(START, FAR, page_size=10, cancel=stop))
+
+        with CXoneClient(
+            from_env(slow), limiter=make_limiter("500/s", 50), concurrency=concurrency
+        ) as cxone:
+            threading.Timer(0.3, stop.set).start()
+            started = time.monotonic()
+            with pytest.raises(Cancelled):
+                walk(cxone)
+            assert time.monotonic() - started < 0.3 + 1.0
+        assert got == []

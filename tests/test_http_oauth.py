@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from urllib.parse import unquote_plus
 
+import attrs
 import pytest
 import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loopback import Reply
 
+from ratekit import Cancelled
+from ratekit._cancel import Cancellation, cancelled_by
 from ratekit.http import InsecureTransport, OAuth2Token, TokenError
 from ratekit.testing import FakeClock
 from ratekit.typing import TokenProvider
@@ -592,3 +596,66 @@ def test_secrets_appear_in_no_log_message_or_repr(server, caplog):
         for secret in (SECRET, PASSWORD, ACCESS, header):
             assert secret not in text
     assert "***" in shown[2]
+
+
+def test_a_cancelled_wait_for_another_threads_fetch_stops_at_once(server):
+    """A waiter on a slow fetch stops when its event is set; the fetch lands its token."""
+    tokens(server, delayed(granted(), 0.6))
+    provider = make(server, clock=None)
+    fetched = []
+    fetcher = threading.Thread(target=lambda: fetched.append(provider.token()))
+    fetcher.start()
+    while not server.hits("/token"):  # the fetch is in flight
+        time.sleep(0.005)
+    stop = Cancellation()
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    with cancelled_by(stop), pytest.raises(Cancelled, match="another thread's token request"):
+        provider.token()
+    assert time.monotonic() - started < 0.5
+    fetcher.join(timeout=10)
+    assert fetched == [ACCESS]
+    assert len(server.hits("/token")) == 1
+
+
+def test_a_fetch_aborted_by_its_cancellation_makes_the_waiters_fetch_anew(server):
+    """A fetch aborted by its caller's cancellation makes an uncancelled waiter fetch anew."""
+    replies = [delayed(granted("first"), 10), granted("second")]
+
+    @server.route("POST", "/token")
+    def _(request):
+        return replies.pop(0)
+
+    provider = make(server, clock=None)
+    stop = Cancellation()
+    outcome: list[object] = []
+
+    def fetch_under_cancel() -> None:
+        with cancelled_by(stop):
+            try:
+                provider.token()
+            except Cancelled as error:
+                outcome.append(error)
+
+    fetcher = threading.Thread(target=fetch_under_cancel)
+    fetcher.start()
+    while not server.hits("/token"):
+        time.sleep(0.005)
+    waiter_got: list[str] = []
+    waiter = threading.Thread(target=lambda: waiter_got.append(provider.token()))
+    waiter.start()
+    time.sleep(0.05)  # the waiter waits on the flight
+    started = time.monotonic()
+    stop.set()
+    fetcher.join(timeout=10)
+    waiter.join(timeout=10)
+    assert time.monotonic() - started < 1.0
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], Cancelled)
+    assert waiter_got == ["second"]
+    assert len(server.hits("/token")) == 2
+
+
+def delayed(reply: Reply, delay: float) -> Reply:
+    """*reply*, answered after *delay* seconds."""
+    return attrs.evolve(reply, delay=delay)

@@ -773,13 +773,14 @@ def test_a_walk_resumes_from_a_page_index(api: LoopbackServer, fan_out: bool):
 
 
 def test_start_must_be_a_page_index(api: LoopbackServer):
-    """A bad ``start`` is refused, naming it."""
+    """A bad ``start`` is refused at once, before any request, naming it."""
     paginator = OffsetPaginator(10, records_key="completedContacts")
     client = Client(base_url=api.url)
     with pytest.raises(ValueError, match="start must be at least 0, got -1"):
-        next(paginator.pages(client, "/nowhere", start=-1))
+        paginator.pages(client, "/nowhere", start=-1)
     with pytest.raises(TypeError, match=r"start must be an integer, got 1\.5"):
-        next(paginator.pages(client, "/nowhere", start=1.5))  # type: ignore[arg-type]
+        paginator.pages(client, "/nowhere", start=1.5)  # type: ignore[arg-type]
+    assert client.statistics().requests == 0
 
 
 @pytest.mark.parametrize("fan_out", [False, True])

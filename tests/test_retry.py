@@ -7,6 +7,7 @@ import email.message
 import math
 import random
 import threading
+import time
 import urllib.error
 
 import attrs
@@ -14,6 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ratekit import Cancelled, current_cancel
+from ratekit._cancel import cancelled_by
 from ratekit.retry import (
     DEFAULT_RETRY_STATUSES,
     JITTERS,
@@ -469,6 +472,74 @@ def test_keyboard_interrupt_is_never_retried_whatever_retry_on_says():
         with pytest.raises(KeyboardInterrupt):
             policy.call(Script(KeyboardInterrupt()))
     assert clock.sleeps == []
+
+
+def test_a_set_cancel_event_stops_the_loop_before_an_attempt_or_a_sleep():
+    """An event set before the call stops it before an attempt; set during one, no sleep."""
+    clock = FakeClock()
+    policy = RetryPolicy(attempts=5, backoff=ConstantBackoff(10.0), clock=clock)
+    stop = threading.Event()
+    stop.set()
+    script = Script(Refused(), "ok")
+    with pytest.raises(Cancelled, match="before its first attempt"):
+        policy.call(script, cancel=stop)
+    assert script.calls == 0
+    stop.clear()
+
+    def fails_then_cancels() -> object:
+        stop.set()
+        raise Refused
+
+    with pytest.raises(Cancelled, match="after 1 attempt,") as raised:
+        policy.call(fails_then_cancels, cancel=stop)
+    assert isinstance(raised.value.__cause__, Refused)
+    assert clock.sleeps == []
+
+
+def test_a_real_sleep_is_woken_by_the_event_at_once():
+    """On the real clock, a 30 s Retry-After sleep ends as soon as the event is set."""
+    policy = RetryPolicy(attempts=3)
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="after 1 attempt,"):
+        policy.call(Script(Response(429, {"Retry-After": "30"}), "ok"), cancel=stop)
+    assert time.monotonic() - started < 1.0
+
+
+def test_cancelled_is_never_retried_whatever_retry_on_says():
+    """A Cancelled raised by an attempt propagates at once, even with retry_on=Exception."""
+    clock = FakeClock()
+    policy = RetryPolicy(retry_on=Exception, clock=clock)
+    script = Script(Cancelled("the inner wait"), "ok")
+    with pytest.raises(Cancelled, match="the inner wait"):
+        policy.call(script)
+    assert script.calls == 1
+    assert clock.sleeps == []
+
+
+def test_the_cancel_event_reaches_the_callable():
+    """The callable runs under the event, and is given it when it has a cancel parameter."""
+    policy = RetryPolicy(clock=FakeClock())
+    stop = threading.Event()
+    seen = []
+
+    def takes_it(x: int, *, cancel: threading.Event | None = None) -> int:
+        seen.append((cancel, current_cancel()))
+        return x
+
+    def does_not() -> str:
+        seen.append((None, current_cancel()))
+        return "done"
+
+    assert policy.call(takes_it, 3, cancel=stop) == 3
+    assert policy.call(does_not, cancel=stop) == "done"
+    assert seen == [(stop, stop), (None, stop)]
+    assert current_cancel() is None
+    with cancelled_by(stop):  # given none, the current one is used
+        stop.set()
+        with pytest.raises(Cancelled):
+            policy.call(does_not)
 
 
 def test_one_exception_class_is_not_taken_for_a_predicate():

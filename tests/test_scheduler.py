@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -404,3 +405,45 @@ def test_a_map_made_before_shutdown_does_not_run_after_it():
     with pytest.raises(SchedulerClosed):
         next(results)
     assert calls == []
+
+
+def test_shutdown_from_another_thread_ends_a_blocked_consumer_with_scheduler_closed():
+    """A consumer waiting on calls that wait on the map's event raises within a second."""
+    before = set(threading.enumerate())
+    scheduler = Scheduler(3)
+    woken = []
+
+    def call(_item: int, cancel: threading.Event) -> None:
+        woken.append(cancel.wait(10))
+
+    threading.Timer(0.2, scheduler.shutdown).start()
+    started = time.monotonic()
+    with pytest.raises(SchedulerClosed, match="shut down while this map ran"):
+        list(scheduler.map(call, range(10)))
+    assert time.monotonic() - started < 1.2
+    assert woken == [True] * 3
+    assert scheduler.statistics().running == 0
+    deadline = time.monotonic() + 5
+    while not no_new_threads(before) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the Timer thread itself
+    assert no_new_threads(before)
+
+
+def test_shutdown_from_a_signal_handler_on_the_consumers_thread():
+    """SIGALRM's handler shuts down the map that the main thread is consuming: it raises."""
+    scheduler = Scheduler(2)
+
+    def call(_item: int, cancel: threading.Event) -> None:
+        cancel.wait(10)
+
+    previous = signal.signal(signal.SIGALRM, lambda *_: scheduler.shutdown())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        started = time.monotonic()
+        with pytest.raises(SchedulerClosed):
+            list(scheduler.map(call, range(10)))
+        assert time.monotonic() - started < 1.2
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert scheduler.statistics().running == 0

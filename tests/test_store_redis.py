@@ -18,7 +18,8 @@ import re
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import redis
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 _server: RedisServer | None = None
 _client: redis.Redis | None = None
+_made: list[RedisStore] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,10 +95,19 @@ def open_store() -> Iterator[Callable[..., RedisStore]]:
         store.close()
 
 
-def fresh_store(clock: FakeClock | None = None, **options: object) -> RedisStore:
+@pytest.fixture(autouse=True)
+def close_fresh_stores() -> Iterator[None]:
+    """Close the test's `fresh_store` stores after it, so that none leaves a thread behind."""
+    yield
+    while _made:
+        _made.pop().close()
+
+
+def fresh_store(clock: object = None, **options: object) -> RedisStore:
     """A store on the module's server, under a prefix no other test uses."""
     assert _client is not None
-    return RedisStore(_client, prefix=f"t{uuid.uuid4().hex[:12]}:", clock=clock, **options)  # type: ignore[arg-type]
+    _made.append(RedisStore(_client, prefix=f"t{uuid.uuid4().hex[:12]}:", clock=clock, **options))  # type: ignore[arg-type]
+    return _made[-1]
 
 
 def scaled(divisor: int) -> settings:
@@ -457,6 +468,169 @@ def test_acquire_async_waits_and_is_cancelled_by_cancelling_the_task():
     stats = real.statistics()
     assert (stats.cancelled, stats.waiting, stats.granted) == (1, 0, 1)
     assert stats.level > -0.5  # the booking (level -1) was given back
+
+
+class _HeldClock:
+    """A `FakeClock` whose asyncio sleeps end only when cancelled, and that notes its readers.
+
+    `asleep` is set once a task sleeps on it, and `readers` names every thread that read
+    the time (the store reads it for each round trip).
+    """
+
+    def __init__(self) -> None:
+        self.fake = FakeClock()
+        self.readers: set[str] = set()
+        self.asleep = asyncio.Event()
+
+    def now(self) -> float:
+        self.readers.add(threading.current_thread().name)
+        return self.fake.now()
+
+    def sleep(self, seconds: float, cancel: threading.Event | None = None) -> bool:
+        return self.fake.sleep(seconds, cancel)
+
+    async def sleep_async(self, seconds: float) -> None:
+        self.asleep.set()
+        await asyncio.get_running_loop().create_future()  # until the task is cancelled
+
+
+class _RefusingExecutor(ThreadPoolExecutor):
+    """An executor that notes every job handed to it, and refuses it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.jobs: list[object] = []
+
+    def submit(self, fn: Callable[..., object], /, *args: object, **kwargs: object) -> NoReturn:
+        self.jobs.append(fn)
+        raise AssertionError(f"the event loop's default executor was handed {fn!r}")
+
+
+def _store_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """The live threads named as the store names its own, other than *before*."""
+    return [
+        thread
+        for thread in threading.enumerate()
+        if thread.name.startswith("ratekit-redis") and thread not in before
+    ]
+
+
+def test_acquire_async_runs_its_round_trips_on_the_stores_own_threads():
+    """Booking and give-back run on "ratekit-redis" threads, not the loop's default executor."""
+    clock = _HeldClock()
+    bucket = fresh_store(clock).token_bucket("k", 1.0, 1)
+    refusing = _RefusingExecutor()
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(refusing)
+        await bucket.acquire_async()  # granted at once: one round trip
+        task = asyncio.create_task(bucket.acquire_async())  # booked, then asleep
+        await clock.asleep.wait()
+        task.cancel()  # given back: a second round trip
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert refusing.jobs == []
+    elsewhere = clock.readers - {threading.current_thread().name}
+    assert elsewhere  # the round trips read the time in other threads...
+    assert all(name.startswith("ratekit-redis_") for name in elsewhere)  # ...the store's
+    stats = bucket.statistics()
+    assert (stats.granted, stats.cancelled, stats.waiting) == (1, 1, 0)
+
+
+def test_a_task_cancelled_twice_leaves_nothing_waiting_and_gives_its_booking_back():
+    """Cancelled asleep, then again while it gives back: nothing waits, the slot is free."""
+    clock = _HeldClock()
+    store = fresh_store(clock)
+    bucket = store.token_bucket("k", 1.0, 1)
+
+    async def main() -> None:
+        assert bucket.try_acquire()
+        task = asyncio.create_task(bucket.acquire_async())  # booked for 1.0, asleep
+        await clock.asleep.wait()
+        task.cancel()  # it wakes, hands the give-back to a thread and awaits the answer...
+        await asyncio.sleep(0)
+        assert task.cancel()  # ...which cannot reach the loop before this: still running
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    store.close()  # waits for the give-back still under way
+    stats = bucket.statistics()
+    assert (stats.granted, stats.cancelled, stats.waiting) == (1, 1, 0)
+    clock.fake.advance(1.0)
+    assert bucket.try_acquire()  # the slot booked for 1.0 was given back
+
+
+def test_a_task_cancelled_as_its_booking_arrives_ends_with_it_given_back():
+    """Cancelled once booked but before it has seen it: it ends with the booking given back."""
+    clock = _HeldClock()
+    bucket = fresh_store(clock).token_bucket("k", 1.0, 1)
+
+    async def main() -> None:
+        assert bucket.try_acquire()
+        task = asyncio.create_task(bucket.acquire_async())
+        await asyncio.sleep(0)  # it hands its booking to a store thread
+        deadline = time.monotonic() + 10
+        while bucket.statistics().waiting == 0:  # blocks the loop: the task cannot see it
+            assert time.monotonic() < deadline
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    stats = bucket.statistics()
+    assert (stats.granted, stats.cancelled, stats.waiting) == (1, 1, 0)
+    assert not clock.asleep.is_set()  # it never slept
+    clock.fake.advance(1.0)
+    assert bucket.try_acquire()  # the slot booked for 1.0 was given back
+
+
+def test_tasks_cancelled_while_booking_leave_nothing_booked(own_server, open_store):
+    """Tasks cancelled with their bookings queued or in flight end with nothing booked."""
+    store = open_store(url=own_server.url, timeout=5.0)
+    bucket = store.token_bucket("k", 0.05, 1)  # one per 20 s
+    assert bucket.try_acquire()
+    own_server.pause()  # the first bookings hang in the store's threads, the others queue
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(bucket.acquire_async()) for _ in range(6)]
+        await asyncio.sleep(0)  # each has handed its booking over
+        for task in tasks:
+            task.cancel()
+        await asyncio.sleep(0)  # each has taken its cancellation in
+        own_server.resume()
+        ends = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(end, asyncio.CancelledError) for end in ends)
+
+    asyncio.run(main())
+    stats = bucket.statistics()
+    assert (stats.granted, stats.cancelled, stats.waiting) == (1, 6, 0)
+    assert stats.level > -0.5  # no booking (-1 each) was kept
+
+
+def test_close_stops_the_stores_threads():
+    """After close(), no thread the store started is alive; a later wait starts them again."""
+    before = set(threading.enumerate())
+    store = fresh_store(FakeClock())
+    bucket = store.token_bucket("k", 10.0, 1)
+
+    async def main() -> None:
+        await bucket.acquire_async()
+        await bucket.acquire_async()  # waits 0.1 on the fake clock
+
+    asyncio.run(main())
+    started = _store_threads(before)
+    assert started
+    store.close()
+    assert not any(thread.is_alive() for thread in started)
+    assert _store_threads(before) == []
+    asyncio.run(main())
+    assert _store_threads(before)
+    store.close()
+    assert _store_threads(before) == []
+    assert bucket.statistics().granted == 4
 
 
 def test_statistics_count_this_process_and_read_the_level_from_the_store():

@@ -28,6 +28,7 @@ from ratekit.http._pagination import (
     Page,
     PageNumberPaginator,
 )
+from ratekit.http._pool import cancellable_pool
 from ratekit.http._redact import MASK, redact_url
 from ratekit.typing import TokenProvider
 
@@ -54,5 +55,6 @@ __all__ = [
     "ResponseError",
     "TokenError",
     "TokenProvider",
+    "cancellable_pool",
     "redact_url",
 ]

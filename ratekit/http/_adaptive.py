@@ -6,6 +6,7 @@ import math
 from collections import deque
 from typing import TYPE_CHECKING, final
 
+from ratekit._cancel import resolve
 from ratekit._errors import AcquireCancelled
 from ratekit._leaky_bucket import DripBase
 from ratekit._validate import positive
@@ -148,6 +149,7 @@ class AdaptiveLimiter(DripBase):
             super().acquire(cost, timeout=timeout, cancel=cancel)
             return
         value = self._check_cost(cost)
+        cancel = resolve(cancel)
         started: float | None = None
         try:
             while True:

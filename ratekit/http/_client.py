@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import math
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, final
@@ -18,14 +19,18 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from ratekit._cancel import cancelled_by, resolve
 from ratekit._clock import MONOTONIC
 from ratekit._errors import (
     AuthError,
+    Cancelled,
     ConnectionFailed,
     HTTPStatusError,
     ReadTimeout,
     ResponseError,
+    RetryError,
 )
+from ratekit.http._pool import cancellable_pool
 from ratekit.http._redact import check_transport, redact_url
 from ratekit.retry import RetryPolicy, parse_retry_after
 
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ratekit.retry import RetryBudget
-    from ratekit.typing import Clock, Limiter, TokenProvider
+    from ratekit.typing import CancelEvent, Clock, Limiter, TokenProvider
 
 log = logging.getLogger("ratekit.http")
 
@@ -101,6 +106,14 @@ class _Counts:
             return ClientStatistics(self.requests, self.throttled, self.retries, self.failures)
 
 
+class _PastDeadline(Exception):
+    """A cooldown would hold a request past its retry policy's deadline."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.wait = wait
+
+
 class _Cooldown:
     """The instant until which no request may start, shared by all users of a limiter."""
 
@@ -114,13 +127,36 @@ class _Cooldown:
         with self._lock:
             self._until = max(self._until, until)
 
-    def wait(self, clock: Clock) -> None:
+    def wait(self, clock: Clock, cancel: CancelEvent | None, deadline: float) -> None:
+        """Sleep until the cooldown ends (it may be extended meanwhile).
+
+        Raises:
+            Cancelled: If *cancel* is set before it ends.
+            _PastDeadline: At once, if it ends after the instant *deadline*.
+        """
         while True:
             with self._lock:
-                remaining = self._until - clock.now()
+                until = self._until
+            remaining = until - clock.now()
             if remaining <= 0:
                 return
-            clock.sleep(remaining)
+            if until > deadline:
+                raise _PastDeadline(remaining)
+            if not clock.sleep(remaining, cancel):
+                raise Cancelled("the wait for the shared cooldown")
+
+
+@attrs.frozen
+class _Prepared:
+    """A request as `Client.request` prepared it, for each of its attempts."""
+
+    method: str
+    url: str = attrs.field(repr=False)  # may hold secrets in its query
+    body: bytes | str | None = attrs.field(repr=False)
+    headers: dict[str, str] = attrs.field(repr=False)
+    cost: float
+    cancel: CancelEvent | None
+    deadline: float  # the instant after which no attempt starts (the retry policy's)
 
 
 #: One cooldown per limiter, however many clients share it.
@@ -161,6 +197,16 @@ class Client:
     traffic resumes at the limiter's pace.  Per-request backoff, by contrast, only
     delays the request that failed, while its siblings go on tripping the limit.
 
+    **Cancellation.**  Each request takes a *cancel* event (by default the
+    `ratekit.current_cancel`, such as the event a `ratekit.Scheduler` map hands its
+    calls).  Once it is set, every wait of the request ends at once (the cooldown, the
+    limiter, the sleep between attempts, another thread's token request), a request
+    in flight is aborted (on a `cancellable_pool`, the default), no attempt starts,
+    and `ratekit.Cancelled` is raised (`ratekit.AcquireCancelled` from the limiter).
+    A cooldown never holds a request past its retry policy's *deadline*: the request
+    gives up at once with `ratekit.retry.RetryError` (reason ``"deadline"``), as the
+    request that saw the 429 does.
+
     **Auth.**  A 401 invalidates the token and the request is sent once more with a
     fresh one; a second 401 raises `ratekit.http.AuthError`.  Credentials never travel over
     plain ``http://`` except to loopback (`ratekit.http.InsecureTransport`), and URLs in
@@ -172,7 +218,8 @@ class Client:
         auth: Gives bearer tokens (`OAuth2Token` or any `ratekit.typing.TokenProvider`).
         retry: The retry policy (default `DEFAULT_RETRY`); ``None`` to never retry.
         budget: A `ratekit.retry.RetryBudget` shared with other clients, if any.
-        pool: The `urllib3.PoolManager` to use (default: one of its own).
+        pool: The `urllib3.PoolManager` to use (default: a `cancellable_pool` of its
+            own); make it with `cancellable_pool` so that cancelled requests stop.
         timeout: Seconds, or a `urllib3.Timeout` (default `DEFAULT_TIMEOUT`).
         headers: Sent with every request.
         clock: Where cooldowns are read and slept (default: the limiter's, or real).
@@ -218,7 +265,7 @@ class Client:
             retry = attrs.evolve(retry, **changes)
         self._retry = retry
         self._own_pool = pool is None
-        self._pool = urllib3.PoolManager() if pool is None else pool
+        self._pool = cancellable_pool() if pool is None else pool
         self._timeout = (
             timeout if isinstance(timeout, urllib3.Timeout) else urllib3.Timeout(total=timeout)
         )
@@ -261,6 +308,7 @@ class Client:
         body: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         cost: float = 1,
+        cancel: CancelEvent | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """Send a request under the limiter, auth and retry policy; return the response.
 
@@ -276,9 +324,14 @@ class Client:
             body: A raw body.
             headers: Extra headers for this request.
             cost: What the request acquires from the limiter.
+            cancel: An event that stops the request (see the class docstring);
+                ``None``: the `ratekit.current_cancel`, if any.
 
         Raises:
-            ratekit.retry.RetryError: When the retry policy gives up.
+            ratekit.retry.RetryError: When the retry policy gives up (reason
+                ``"deadline"`` too when a shared cooldown would outlast its deadline).
+            ratekit.Cancelled: When *cancel* is set (`ratekit.AcquireCancelled` if it
+                was during the wait for the limiter).
             ratekit.http.AuthError: On a second 401 with a fresh token.
             ratekit.http.ConnectionFailed: A connection failure the policy did not retry.
             ratekit.http.ReadTimeout: A read timeout the policy did not retry.
@@ -295,18 +348,36 @@ class Client:
             send_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         if self._auth is not None:
             check_transport(full, what="a bearer token")
-        if self._retry is None:
-            return self._attempt(method, full, data, send_headers, cost)
-        first = True
+        explicit = cancel is not None
+        cancel = resolve(cancel)
+        policy = self._retry
+        deadline = math.inf
+        if policy is not None and policy.deadline is not None:
+            deadline = self._clock.now() + policy.deadline
+        prepared = _Prepared(method, full, data, send_headers, cost, cancel, deadline)
+        if policy is None:
+            with cancelled_by(cancel if explicit else None):
+                return self._attempt(prepared, 1)
+        made = 0
 
         def attempt() -> urllib3.BaseHTTPResponse:
-            nonlocal first
-            if not first:
+            nonlocal made
+            if made:
                 self._counts.retried()
-            first = False
-            return self._attempt(method, full, data, send_headers, cost)
+            made += 1
+            try:
+                return self._attempt(prepared, made)
+            except _PastDeadline as error:
+                made -= 1  # held back: never sent
+                detail = (
+                    f"a shared cooldown of {error.wait:.6g} s would pass the deadline of "
+                    f"{policy.deadline:g} s"
+                )
+                raise RetryError(made, "deadline", detail=detail) from None
 
-        return self._retry.call(attempt)
+        if explicit:
+            return policy.call(attempt, cancel=cancel)
+        return policy.call(attempt)
 
     def url(self, url: str, params: Mapping[str, str | int | float] | None = None) -> str:
         """The URL a request for *url* goes to: joined to *base_url*, *params* encoded.
@@ -318,44 +389,25 @@ class Client:
             full = f"{full}{'&' if '?' in full else '?'}{urlencode(params)}"
         return full
 
-    def _attempt(
-        self, method: str, url: str, body: bytes | str | None, headers: dict[str, str], cost: float
-    ) -> urllib3.BaseHTTPResponse:
+    def _attempt(self, request: _Prepared, number: int) -> urllib3.BaseHTTPResponse:
         """One attempt: cooldown, limiter, auth (with one retry on 401), send, classify."""
+        cancel, deadline = request.cancel, request.deadline
         for fresh in (False, True):
-            self._cooldown.wait(self._clock)
+            self._cooldown.wait(self._clock, cancel, deadline)
             if self._limiter is not None:
-                self._limiter.acquire(cost)
+                self._limiter.acquire(request.cost, cancel=cancel)
                 # A cooldown announced while this request waited for the limiter holds it too.
-                self._cooldown.wait(self._clock)
+                self._cooldown.wait(self._clock, cancel, deadline)
             token = None
-            send = headers
+            headers = request.headers
             if self._auth is not None:
                 token = self._auth.token()
-                send = {**headers, "Authorization": f"Bearer {token}"}
-            try:
-                response = self._pool.request(
-                    method,
-                    url,
-                    body=body,
-                    headers=send,
-                    timeout=self._timeout,
-                    retries=False,
-                    redirect=False,
-                )
-            except ReadTimeoutError as error:
-                self._counts.sent(None)
-                raise ReadTimeout(f"{method} {redact_url(url)}: no response in time") from error
-            except _CONNECTION_ERRORS as error:
-                self._counts.sent(None)
-                kind = type(error).__name__
-                raise ConnectionFailed(f"{method} {redact_url(url)}: {kind}") from error
-            self._counts.sent(response.status)
-            log.debug("%s %s -> %s", method, redact_url(url), response.status)
+                headers = {**headers, "Authorization": f"Bearer {token}"}
+            response = self._send(request, headers, number)
             if response.status == 401 and token is not None and self._auth is not None:
                 self._auth.invalidate(token)
                 if fresh:
-                    raise AuthError(401, redact_url(url), "access token")
+                    raise AuthError(401, redact_url(request.url), "access token")
                 continue
             observe = getattr(self._limiter, "observe", None)
             if observe is not None:  # a limiter that learns from answers (AdaptiveLimiter)
@@ -363,6 +415,39 @@ class Client:
             self._note_cooldown(response)
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self, request: _Prepared, headers: dict[str, str], number: int
+    ) -> urllib3.BaseHTTPResponse:
+        """Send once; the transport's errors become ratekit's (`Cancelled` if aborted)."""
+        cancel = request.cancel
+        shown = f"{request.method} {redact_url(request.url)}"
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"{shown} (attempt {number})")
+        try:
+            response = self._pool.request(
+                request.method,
+                request.url,
+                body=request.body,
+                headers=headers,
+                timeout=self._timeout,
+                retries=False,
+                redirect=False,
+            )
+        except urllib3.exceptions.HTTPError as error:
+            if cancel is not None and cancel.is_set():  # aborted by the cancellation
+                self._counts.sent(None)
+                raise Cancelled(f"{shown} (attempt {number})") from error
+            if isinstance(error, ReadTimeoutError):
+                self._counts.sent(None)
+                raise ReadTimeout(f"{shown}: no response in time") from error
+            if isinstance(error, _CONNECTION_ERRORS):
+                self._counts.sent(None)
+                raise ConnectionFailed(f"{shown}: {type(error).__name__}") from error
+            raise
+        self._counts.sent(response.status)
+        log.debug("%s -> %s", shown, response.status)
+        return response
 
     def _note_cooldown(self, response: urllib3.BaseHTTPResponse) -> None:
         """Share a server's ``Retry-After`` on 429 and 503 with every user of the limiter."""
@@ -376,26 +461,51 @@ class Client:
         self.cool_down(retry_after)
         log.debug("cooling down for %.3f s: the server answered %s", retry_after, response.status)
 
-    def get(self, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:  # noqa: ANN401
+    def get(
+        self,
+        url: str,
+        *,
+        cancel: CancelEvent | None = None,
+        **kwargs: Any,  # noqa: ANN401 - the keyword arguments of `request`
+    ) -> urllib3.BaseHTTPResponse:
         """`request` with ``GET``."""
-        return self.request("GET", url, **kwargs)
+        return self.request("GET", url, cancel=cancel, **kwargs)
 
-    def post(self, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:  # noqa: ANN401
+    def post(
+        self,
+        url: str,
+        *,
+        cancel: CancelEvent | None = None,
+        **kwargs: Any,  # noqa: ANN401 - the keyword arguments of `request`
+    ) -> urllib3.BaseHTTPResponse:
         """`request` with ``POST``."""
-        return self.request("POST", url, **kwargs)
+        return self.request("POST", url, cancel=cancel, **kwargs)
 
-    def get_json(self, url: str, **kwargs: Any) -> Any:  # noqa: ANN401 - JSON is any value
+    def get_json(
+        self,
+        url: str,
+        *,
+        cancel: CancelEvent | None = None,
+        **kwargs: Any,  # noqa: ANN401 - the keyword arguments of `request`
+    ) -> Any:  # noqa: ANN401 - JSON is any value
         """``GET`` *url* and decode its JSON body (``None`` for 204 No Content).
 
         Raises:
             ratekit.http.HTTPStatusError: If the final status is not 2xx.
             ratekit.http.ResponseError: If the body is not JSON.
         """
-        return self.json("GET", url, **kwargs)
+        return self.json("GET", url, cancel=cancel, **kwargs)
 
-    def json(self, method: str, url: str, **kwargs: Any) -> Any:  # noqa: ANN401
+    def json(
+        self,
+        method: str,
+        url: str,
+        *,
+        cancel: CancelEvent | None = None,
+        **kwargs: Any,  # noqa: ANN401 - the keyword arguments of `request`
+    ) -> Any:  # noqa: ANN401 - JSON is any value
         """`request`, then check the status and decode the JSON body, as `get_json`."""
-        response = self.request(method, url, **kwargs)
+        response = self.request(method, url, cancel=cancel, **kwargs)
         shown = redact_url(self.url(url, kwargs.get("params")))
         data = response.data
         if not 200 <= response.status < 300:

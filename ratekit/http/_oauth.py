@@ -15,9 +15,11 @@ from urllib.parse import quote_plus, urlencode
 import attrs
 import urllib3
 
+from ratekit._cancel import current_cancel, waking
 from ratekit._clock import MONOTONIC
-from ratekit._errors import TokenError
+from ratekit._errors import Cancelled, TokenError
 from ratekit._validate import positive
+from ratekit.http._pool import cancellable_pool
 from ratekit.http._redact import MASK, check_transport, redact_url
 
 if TYPE_CHECKING:
@@ -247,32 +249,67 @@ class OAuth2Token:
             urllib3.exceptions.HTTPError: If the connection failed or timed out
                 (``NewConnectionError``, ``ProtocolError``, ``ReadTimeoutError``, ...);
                 it propagates unchanged, so that a retry policy can retry it.
+            ratekit.Cancelled: If the `ratekit.current_cancel` was set while this
+                call waited for another thread's request, or aborted its own.
         """
-        with self._cond:
-            if self._token is not None and (
-                self._refresh_at is None or self._clock.now() < self._refresh_at
-            ):
-                return self._token
-            flight = self._flight
-            if flight is None:
-                flight = self._flight = _Flight()
-            else:
-                # Condition.wait blocks on the fetch, not on time: the request's own
-                # timeout bounds it.
-                while not flight.done:
-                    self._cond.wait()
-                if flight.error is not None:
-                    raise flight.error
-                # Without an error, the fetch landed a token.
-                return cast("str", flight.token)
+        while True:
+            with self._cond:
+                if self._token is not None and (
+                    self._refresh_at is None or self._clock.now() < self._refresh_at
+                ):
+                    return self._token
+                flight = self._flight
+                if flight is None:
+                    flight = self._flight = _Flight()
+                    break
+            token = self._await(flight)
+            if token is not None:
+                return token
         try:
             fetched = self._fetch()
         except BaseException as error:
             # Whatever ends the fetch must also end every wait for it.
+            cancel = current_cancel()
+            if (
+                cancel is not None
+                and cancel.is_set()
+                and isinstance(error, urllib3.exceptions.HTTPError)
+            ):
+                # Aborted by a cancellation: say so, to this caller and to the waiters.
+                cancelled = Cancelled("the token request")
+                self._land(flight, error=cancelled)
+                raise cancelled from error
             self._land(flight, error=error)
             raise
         self._land(flight, fetched=fetched)
         return fetched.token
+
+    def _await(self, flight: _Flight) -> str | None:
+        """Wait for another thread's fetch: its token, or ``None`` to fetch anew.
+
+        The wait ends early, with `ratekit.Cancelled`, when the `ratekit.current_cancel`
+        is set (woken at once if it is a ratekit cancellation; a plain event is seen when
+        the fetch ends, within its timeouts).  A fetch that was itself cancelled tells
+        nothing about the token: a caller that was not cancelled fetches anew.
+        """
+        cancel = current_cancel()
+        with waking(cancel, self._wake), self._cond:
+            # Condition.wait blocks on the fetch, not on time: the request's own
+            # timeout bounds it, and a cancellation wakes it.
+            while not flight.done:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("the wait for another thread's token request")
+                self._cond.wait()
+        if isinstance(flight.error, Cancelled):
+            return None
+        if flight.error is not None:
+            raise flight.error
+        # Without an error, the fetch landed a token.
+        return cast("str", flight.token)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def invalidate(self, token: str) -> None:
         """Forget *token* if it is the cached one, so that the next `token` fetches anew.
@@ -309,7 +346,7 @@ class OAuth2Token:
         started = self._clock.now()
         if self._pool is None:
             # Only the thread that holds the flight gets here, so one pool is made.
-            self._pool = urllib3.PoolManager()
+            self._pool = cancellable_pool()
         response = self._pool.request(
             "POST",
             self._token_url,

@@ -10,6 +10,7 @@ fanned out over a `ratekit.Scheduler`, the scheduler's window of pages.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import attrs
 
+from ratekit._cancel import as_cancellation, resolve
 from ratekit._errors import HTTPStatusError, ResponseError
 from ratekit.http._client import _excerpt
 from ratekit.http._redact import redact_url
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
     from ratekit._scheduler import Scheduler
     from ratekit.http._client import Client
-    from ratekit.typing import Paginator
+    from ratekit.typing import CancelEvent, Paginator
 
 log = logging.getLogger("ratekit.http")
 
@@ -130,6 +132,7 @@ def _get(
     url: str,
     params: Mapping[str, str | int | float] | None,
     headers: Mapping[str, str] | None,
+    cancel: CancelEvent | None,
 ) -> _Answer:
     """``GET`` through the client and decode the body as `Client.json` does.
 
@@ -137,7 +140,7 @@ def _get(
     the URL the request went to, so the checks are repeated here, with the same errors.
     """
     full = client.url(url, params)
-    response = client.request("GET", url, params=params, headers=headers)
+    response = client.request("GET", url, params=params, headers=headers, cancel=cancel)
     data = response.data
     if not 200 <= response.status < 300:
         raise HTTPStatusError(response.status, "GET", redact_url(full), _excerpt(data))
@@ -199,6 +202,23 @@ def _absent(value: object) -> bool:
     return value is _MISSING or value is None or value is False or value == ""
 
 
+def _walked(  # noqa: PLR0913, PLR0917 - a walk and what it is given
+    walk: Callable[..., Generator[Page, None, None]],
+    client: Client,
+    url: str,
+    params: Mapping[str, str | int | float] | None,
+    headers: Mapping[str, str] | None,
+    cancel: CancelEvent | None,
+) -> Generator[Page, None, None]:
+    """Run *walk* with *cancel* (or the current one) as a cancellation its requests share.
+
+    A plain event is linked once for the whole walk, so that each request in flight can
+    be aborted when it is set (see `ratekit.http.cancellable_pool`).
+    """
+    with as_cancellation(resolve(cancel)) as stop:
+        yield from walk(client, url, params, headers, stop)
+
+
 def _records_of(pages: Generator[Page, None, None]) -> Generator[object, None, None]:
     # closing(): a consumer that stops early stops the walk (and any fan-out) at once.
     with contextlib.closing(pages):
@@ -234,15 +254,17 @@ class _NumberedPaginator:
         """Records of the listing before page 0 (an offset's resume point), not walked."""
         return 0
 
-    def _fetch(
+    def _fetch(  # noqa: PLR0913 - a page of a walk: the walk's parts and its index
         self,
         client: Client,
         url: str,
         params: Mapping[str, str | int | float] | None,
         headers: Mapping[str, str] | None,
         index: int,
+        *,
+        cancel: CancelEvent | None,
     ) -> Page:
-        answer = _get(client, url, {**(params or {}), **self._query(index)}, headers)
+        answer = _get(client, url, {**(params or {}), **self._query(index)}, headers, cancel)
         page = _page(index, answer, self.records_key, self.total_key)
         if len(page.records) > self.page_size:
             # Offsets would then repeat records, and neither a short page nor the total
@@ -280,6 +302,7 @@ class _NumberedPaginator:
         headers: Mapping[str, str] | None = None,
         fan_out: Scheduler | None = None,
         start: int = 0,
+        cancel: CancelEvent | None = None,
     ) -> Generator[Page, None, None]:
         """Fetch the pages of a listing, in order, one after another or fanned out.
 
@@ -308,12 +331,16 @@ class _NumberedPaginator:
             start: The index of the first page to fetch, counting from 0 whatever the
                 API's numbering: to resume a walk after the pages already processed
                 (`Page.number` of the last one, plus one).
+            cancel: An event that stops the walk: every request waiting or in flight
+                ends at once with `ratekit.Cancelled`, and a fan-out stops too (see
+                `ratekit.Scheduler.map`); ``None``: the `ratekit.current_cancel`.
 
         Returns:
             A generator of `Page` values; close it to stop early (closing also stops
             a fan-out and waits for its threads).
 
         Raises:
+            TypeError, ValueError: At once, if *start* is not a whole number from 0.
             ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
             ratekit.http.ResponseError: If a body is not JSON, has no list of records at
                 ``records_key``, or has more than ``page_size`` records.
@@ -325,9 +352,21 @@ class _NumberedPaginator:
         if start < 0:
             raise ValueError(f"start must be at least 0, got {start!r}")
 
-        def fetch(index: int) -> Page:
-            return self._fetch(client, url, params, headers, index)
+        walk = functools.partial(self._walk, fan_out=fan_out, start=start)
+        return _walked(walk, client, url, params, headers, cancel)
 
+    def _walk(  # noqa: PLR0913 - the parts of a walk, checked by `pages`
+        self,
+        client: Client,
+        url: str,
+        params: Mapping[str, str | int | float] | None,
+        headers: Mapping[str, str] | None,
+        cancel: CancelEvent | None,
+        *,
+        fan_out: Scheduler | None,
+        start: int,
+    ) -> Generator[Page, None, None]:
+        fetch = functools.partial(self._fetch, client, url, params, headers, cancel=cancel)
         page = fetch(start)
         yield page
         if self._last(page):
@@ -335,7 +374,10 @@ class _NumberedPaginator:
         if fan_out is not None and page.total is not None:
             # Exact, unlike float division.
             count = -(-max(page.total - self._skipped(), 0) // self.page_size)
-            later = fan_out.map(fetch, range(start + 1, count), ordered=True)
+            # No explicit event in the map's calls: the map's own, which *cancel* and a
+            # failure both set, is the current one in its workers.
+            in_map = functools.partial(self._fetch, client, url, params, headers, cancel=None)
+            later = fan_out.map(in_map, range(start + 1, count), ordered=True, cancel=cancel)
             with contextlib.closing(later):
                 for page in later:
                     yield page
@@ -350,7 +392,7 @@ class _NumberedPaginator:
                 return
             index += 1
 
-    def records(
+    def records(  # noqa: PLR0913 - the parts of a walk, all keyword-only
         self,
         client: Client,
         url: str,
@@ -358,6 +400,7 @@ class _NumberedPaginator:
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
         fan_out: Scheduler | None = None,
+        cancel: CancelEvent | None = None,
     ) -> Generator[object, None, None]:
         """Stream the records of every page, in order (see `pages`).
 
@@ -367,6 +410,7 @@ class _NumberedPaginator:
             params: Query parameters sent with every page.
             headers: Extra headers sent with every page.
             fan_out: A scheduler to fetch pages concurrently, when the total is known.
+            cancel: An event that stops the walk (see `pages`).
 
         Returns:
             A generator of records; close it to stop early.
@@ -375,7 +419,10 @@ class _NumberedPaginator:
             ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
             ratekit.http.ResponseError: If a page cannot be read (see `pages`).
         """
-        return _records_of(self.pages(client, url, params=params, headers=headers, fan_out=fan_out))
+        pages = self.pages(
+            client, url, params=params, headers=headers, fan_out=fan_out, cancel=cancel
+        )
+        return _records_of(pages)
 
 
 @attrs.frozen
@@ -595,6 +642,7 @@ class NextLinkPaginator:
         *,
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
+        cancel: CancelEvent | None = None,
     ) -> Generator[Page, None, None]:
         """Fetch the pages of a listing by following next links.
 
@@ -603,6 +651,8 @@ class NextLinkPaginator:
             url: The first page's URL, absolute or relative to the client's base URL.
             params: Query parameters of the first request.
             headers: Extra headers sent with every page.
+            cancel: An event that stops the walk: the request waiting or in flight ends
+                at once with `ratekit.Cancelled`; ``None``: the `ratekit.current_cancel`.
 
         Returns:
             A generator of `Page` values; close it to stop early.
@@ -614,11 +664,21 @@ class NextLinkPaginator:
                 another origin (unless *allow_other_origins*).
             BaseException: Whatever `Client.request` raises.
         """
+        return _walked(self._walk, client, url, params, headers, cancel)
+
+    def _walk(
+        self,
+        client: Client,
+        url: str,
+        params: Mapping[str, str | int | float] | None,
+        headers: Mapping[str, str] | None,
+        cancel: CancelEvent | None,
+    ) -> Generator[Page, None, None]:
         fetched: set[str] = set()
         query = params
         number = 0
         while True:
-            answer = _get(client, url, query, headers)
+            answer = _get(client, url, query, headers, cancel)
             fetched.add(answer.url)
             yield _page(number, answer, self.records_key, self.total_key)
             link = self._next(answer)
@@ -645,6 +705,7 @@ class NextLinkPaginator:
         *,
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
+        cancel: CancelEvent | None = None,
     ) -> Generator[object, None, None]:
         """Stream the records of every page, in order (see `pages`).
 
@@ -653,6 +714,7 @@ class NextLinkPaginator:
             url: The first page's URL, absolute or relative to the client's base URL.
             params: Query parameters of the first request.
             headers: Extra headers sent with every page.
+            cancel: An event that stops the walk (see `pages`).
 
         Returns:
             A generator of records; close it to stop early.
@@ -661,7 +723,7 @@ class NextLinkPaginator:
             ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
             ratekit.http.ResponseError: If a page cannot be read (see `pages`).
         """
-        return _records_of(self.pages(client, url, params=params, headers=headers))
+        return _records_of(self.pages(client, url, params=params, headers=headers, cancel=cancel))
 
 
 # --- cursors ------------------------------------------------------------------------------
@@ -716,6 +778,7 @@ class CursorPaginator:
         *,
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
+        cancel: CancelEvent | None = None,
     ) -> Generator[Page, None, None]:
         """Fetch the pages of a listing, sending each page's cursor for the next.
 
@@ -724,6 +787,8 @@ class CursorPaginator:
             url: The listing's URL, absolute or relative to the client's base URL.
             params: Query parameters sent with every page.
             headers: Extra headers sent with every page.
+            cancel: An event that stops the walk: the request waiting or in flight ends
+                at once with `ratekit.Cancelled`; ``None``: the `ratekit.current_cancel`.
 
         Returns:
             A generator of `Page` values; close it to stop early.
@@ -735,6 +800,16 @@ class CursorPaginator:
                 integer.
             BaseException: Whatever `Client.request` raises.
         """
+        return _walked(self._walk, client, url, params, headers, cancel)
+
+    def _walk(
+        self,
+        client: Client,
+        url: str,
+        params: Mapping[str, str | int | float] | None,
+        headers: Mapping[str, str] | None,
+        cancel: CancelEvent | None,
+    ) -> Generator[Page, None, None]:
         sent: set[str] = set()
         cursor: str | None = None
         previous: list[object] = []
@@ -743,7 +818,7 @@ class CursorPaginator:
             query = dict(params or {})
             if cursor is not None:
                 query[self.cursor_param] = cursor
-            answer = _get(client, url, query, headers)
+            answer = _get(client, url, query, headers, cancel)
             page = _page(number, answer, self.records_key, self.total_key)
             following = self._cursor(answer)
             if cursor is not None and following == cursor and page.records == previous:
@@ -768,6 +843,7 @@ class CursorPaginator:
         *,
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
+        cancel: CancelEvent | None = None,
     ) -> Generator[object, None, None]:
         """Stream the records of every page, in order (see `pages`).
 
@@ -776,6 +852,7 @@ class CursorPaginator:
             url: The listing's URL, absolute or relative to the client's base URL.
             params: Query parameters sent with every page.
             headers: Extra headers sent with every page.
+            cancel: An event that stops the walk (see `pages`).
 
         Returns:
             A generator of records; close it to stop early.
@@ -784,7 +861,7 @@ class CursorPaginator:
             ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
             ratekit.http.ResponseError: If a page cannot be read (see `pages`).
         """
-        return _records_of(self.pages(client, url, params=params, headers=headers))
+        return _records_of(self.pages(client, url, params=params, headers=headers, cancel=cancel))
 
 
 if TYPE_CHECKING:  # every paginator is a `ratekit.typing.Paginator` (checked by mypy)

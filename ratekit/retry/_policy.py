@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 import attrs
 
+from ratekit._cancel import cancelled_by, resolve, wants_cancel
 from ratekit._clock import MONOTONIC
-from ratekit._errors import RetryBudgetExhausted, RetryError
+from ratekit._errors import Cancelled, RetryBudgetExhausted, RetryError
 from ratekit.retry._backoff import ExponentialBackoff
 from ratekit.retry._headers import parse_retry_after
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
 
     from ratekit.retry._budget import RetryBudget
-    from ratekit.typing import BackoffPolicy, Clock
+    from ratekit.typing import BackoffPolicy, CancelEvent, Clock
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -169,6 +170,12 @@ class RetryPolicy:
     followed by an attempt is not started), or when the shared *budget* has no retry
     left (`RetryBudgetExhausted`).  Each success is deposited in the budget.
 
+    **Cancellation.**  `call` takes a *cancel* event (by default the
+    `ratekit.current_cancel`): once it is set, the sleep in progress ends at once, no
+    attempt starts, and `ratekit.Cancelled` is raised; `call_async` is cancelled by
+    cancelling its task.  A `ratekit.Cancelled` raised by an attempt is never retried,
+    whatever *retry_on* says.
+
     Args:
         attempts: The most attempts, the first included (at least 1).
         deadline: Seconds from the start of the first attempt after which no attempt
@@ -225,32 +232,63 @@ class RetryPolicy:
     def _start(self) -> _Loop:
         return _Loop(self, MONOTONIC if self.clock is None else self.clock)
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    @overload
+    def call(self, fn: Callable[[], T], /, *, cancel: CancelEvent | None = None) -> T: ...
+
+    @overload
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call ``fn(*args, **kwargs)`` under this policy; return its first good result.
+
+        Args:
+            fn: What to call.
+            *args: Its positional arguments.
+            **kwargs: Its keyword arguments, except *cancel*, which is the policy's.
+            cancel: An event that, once set, ends the sleep in progress at once and
+                starts no other attempt (`ratekit.Cancelled`); by default the
+                `ratekit.current_cancel`.  *fn* runs with it as its
+                `ratekit.current_cancel`, so that ratekit calls inside it (a limiter,
+                a client) stop too; it is passed on to *fn* as well when *fn* has a
+                ``cancel`` parameter.
 
         Raises:
             RetryError: When the policy gives up; ``__cause__`` is the last exception.
+            ratekit.Cancelled: When *cancel* is set before an attempt or during a sleep;
+                ``__cause__`` is what the last attempt raised, if it raised.
             BaseException: Whatever *fn* raises that is not retried, unchanged.
         """
+        cancel: CancelEvent | None = None
+        explicit = "cancel" in kwargs
+        if explicit:
+            cancel = kwargs["cancel"]
+            if not wants_cancel(fn, first_is_item=False):
+                del kwargs["cancel"]
+        cancel = resolve(cancel)
         loop = self._start()
-        while True:
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exception:  # noqa: BLE001 - classified, then re-raised
-                delay = loop.failed(exception, None)
-            else:
-                if not self._retries_result(result):
-                    loop.succeeded()
-                    return result
-                delay = loop.failed(None, result)
-            loop.clock.sleep(delay)
+        with cancelled_by(cancel if explicit else None):
+            while True:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(loop.cancelled_what()) from loop.last_exception
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exception:  # noqa: BLE001 - classified, then re-raised
+                    delay = loop.failed(exception, None)
+                else:
+                    if not self._retries_result(result):
+                        loop.succeeded()
+                        return result
+                    delay = loop.failed(None, result)
+                if not loop.clock.sleep(delay, cancel):
+                    raise Cancelled(loop.cancelled_what()) from loop.last_exception
 
     async def call_async(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`call` for coroutine functions: awaits *fn* and sleeps without blocking the loop.
 
-        Cancelling the task cancels the sleep or the attempt in progress, as usual.
+        Cancelling the task cancels the sleep or the attempt in progress, as usual
+        (`asyncio.CancelledError`); there is no *cancel* argument.
         """
         loop = self._start()
         while True:
@@ -295,7 +333,7 @@ class RetryPolicy:
 class _Loop:
     """One run of a retry loop: counts attempts and decides on each failure."""
 
-    __slots__ = ("_delays", "_policy", "_start", "attempt", "clock")
+    __slots__ = ("_delays", "_policy", "_start", "attempt", "clock", "last_exception")
 
     def __init__(self, policy: RetryPolicy, clock: Clock) -> None:
         self._policy = policy
@@ -303,15 +341,27 @@ class _Loop:
         self._start = clock.now()
         self._delays: Iterator[float] = policy.backoff.delays()
         self.attempt = 1
+        #: What the last attempt raised, if it raised (the cause of a cancellation).
+        self.last_exception: BaseException | None = None
 
     def succeeded(self) -> None:
         if self._policy.budget is not None:
             self._policy.budget.deposit()
 
+    def cancelled_what(self) -> str:
+        """What a cancellation stopped, for `Cancelled`'s message."""
+        made = self.attempt - 1
+        if made == 0:
+            return "the retry loop, before its first attempt,"
+        return f"the retry loop, after {made} attempt{'' if made == 1 else 's'},"
+
     def failed(self, exception: BaseException | None, result: object) -> float:
         """Return the delay before the next attempt, or raise (the policy gives up)."""
         policy = self._policy
-        if exception is not None and not policy._retries_exception(exception):
+        self.last_exception = exception
+        if exception is not None and (
+            isinstance(exception, Cancelled) or not policy._retries_exception(exception)
+        ):
             raise exception
         attempt = self.attempt
 

@@ -34,6 +34,7 @@ from pyrate_limiter import AbstractBucket, MultiprocessBucket, RateItem, Sliding
 from pyrate_limiter import Limiter as _PyrateLimiter
 from pyrate_limiter import Rate as _PyrateRate
 
+from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
 from ratekit._decision import GRANTED, Decision, LimiterStatistics, Reservation
 from ratekit._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, StoreUnavailable
@@ -471,7 +472,8 @@ class PyrateLimiter:
         Args:
             cost: How much of the limit to use (a whole number).
             timeout: The longest acceptable wait in seconds (``None``: no limit).
-            cancel: An event (such as `threading.Event`) that aborts the wait when set.
+            cancel: An event (such as `threading.Event`) that aborts the wait when set;
+                ``None``: the `ratekit.current_cancel`, if any.
 
         Raises:
             AcquireTimeout: At once, without sleeping, when the reported wait would end
@@ -484,6 +486,7 @@ class PyrateLimiter:
         """
         limit = optional_wait("timeout", timeout)
         weight = self._check_cost(cost)
+        cancel = resolve(cancel)
         if cancel is not None and cancel.is_set():
             with self._stats:
                 self._cancelled += 1

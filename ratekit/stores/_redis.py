@@ -11,13 +11,16 @@ in Redis answers exactly as the same limit held in memory would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
-from typing import TYPE_CHECKING, Literal, final
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Literal, TypeVar, final
 
 import attrs
 
+from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
 from ratekit._composite import _SEPARATOR
 from ratekit._decision import GRANTED, Decision, LimiterStatistics, Reservation
@@ -36,7 +39,8 @@ from ratekit.http._redact import MASK, redact_url
 from ._redis_script import FUNCTION, LIBRARY, SCRIPT
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from concurrent.futures import Future
     from types import TracebackType
 
     import redis
@@ -45,9 +49,21 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisLimiter", "RedisStore"]
 
+_T = TypeVar("_T")
+
 #: How long a key outlives the instant its state is back at rest, in seconds: the
 #: margin covers the rounding of that instant to milliseconds and slow clients.
 EXPIRY_MARGIN = 1.0
+
+#: How many threads a store runs the round trips of its asyncio waits on.  Each job is
+#: one round trip, bounded by the store's timeout, and none sleeps (waits are slept on
+#: the event loop), so a handful keeps up with thousands of waits per second against
+#: one (single-threaded) Redis server; more would not make it answer sooner, and while
+#: it hangs they would only tie up more threads and connections.
+_ASYNC_THREADS = 4
+
+#: The names of those threads start with this, followed by a number.
+_THREAD_PREFIX = "ratekit-redis"
 
 #: The logger that reports an unreachable store when ``fail_open`` grants without it.
 logger = logging.getLogger("ratekit.stores")
@@ -149,6 +165,7 @@ class RedisStore:
         "_inject",
         "_lock",
         "_owned",
+        "_pool",
         "_prefix",
         "_script",
         "_secrets",
@@ -200,6 +217,8 @@ class RedisStore:
         self._clock: Clock = MONOTONIC if clock is None else clock
         self._lock = threading.Lock()
         self._down = False
+        #: The threads of asyncio waits, started on first use (see `_submit`).
+        self._pool: ThreadPoolExecutor | None = None
         self._description, self._secrets = _describe(client)
         self._errors: tuple[type[BaseException], ...] = (
             redis_module.ConnectionError,
@@ -240,7 +259,17 @@ class RedisStore:
         )
 
     def close(self) -> None:
-        """Close the client if this store made it from a URL (a given client stays open)."""
+        """Stop the store's threads, and close the client if this store made it from a URL.
+
+        The threads that run the round trips of `RedisLimiter.acquire_async` finish
+        what was handed to them (each round trip is bounded by the timeout) and are
+        joined, so none outlives this call; a later asyncio wait starts them again.
+        A given client stays open.
+        """
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         if self._owned:
             self._client.close()
 
@@ -417,6 +446,19 @@ class RedisStore:
 
     # -- the round trip -----------------------------------------------------------------
 
+    def _submit(self, call: Callable[..., _T], *args: object) -> Future[_T]:
+        """Run *call* on the store's own threads, started on first use.
+
+        Not the event loop's default executor: that one also resolves host names
+        (``getaddrinfo``) and runs everybody's `asyncio.to_thread`, which a hung Redis
+        must not starve.  The job is queued under the lock, so that `close`, which
+        takes the pool under the same lock, waits for every job handed to it.
+        """
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_ASYNC_THREADS, thread_name_prefix=_THREAD_PREFIX)
+            return self._pool.submit(call, *args)
+
     def _run(self, keys: Sequence[str], args: Sequence[str]) -> list[str] | None:
         """Run the script once; ``None`` means: unreachable, and granted (fail open).
 
@@ -557,6 +599,18 @@ class _Booking:
 
     at: float
     token: str
+
+
+@attrs.define(eq=False)
+class _Handoff:
+    """A booking made in a store thread for a task that may be cancelled meanwhile.
+
+    The thread, once booked, and the task, once cancelled, each mark it under the
+    limiter's lock; whichever comes second gives the booking back, so exactly one does.
+    """
+
+    booking: _Booking | None = None
+    abandoned: bool = False
 
 
 @final
@@ -806,7 +860,8 @@ class RedisLimiter:
         Args:
             cost: How much of the limit to use.
             timeout: The longest acceptable wait in seconds (``None``: no limit).
-            cancel: An event (such as `threading.Event`) that aborts the wait when set.
+            cancel: An event (such as `threading.Event`) that aborts the wait when set;
+                ``None``: the `ratekit.current_cancel`, if any.
 
         Raises:
             AcquireTimeout: At once, if the wait would exceed *timeout*; nothing is
@@ -818,6 +873,7 @@ class RedisLimiter:
             CostTooLarge: If *cost* exceeds `capacity`.
             StoreUnavailable: If the store cannot be reached (and does not fail open).
         """
+        cancel = resolve(cancel)
         value, at, booking = self._book(cost, timeout, cancel)
         if booking is None:
             return
@@ -860,8 +916,12 @@ class RedisLimiter:
     async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
         """Wait without blocking the event loop until *cost* is granted.
 
-        The same as `acquire`; the round trips run in a worker thread.  To cancel, cancel
-        the task: what the wait had booked is given back.
+        The same as `acquire`.  The round trips run on the store's own small pool of
+        threads (stopped by `RedisStore.close`), not on the event loop's default
+        executor, so a slow or hung Redis cannot starve host name resolution or
+        `asyncio.to_thread`.  To cancel, cancel the task: it ends once what it had booked
+        is given back, or at once if cancelled again (the give-back still completes, and
+        `statistics` stays exact).
 
         Raises:
             AcquireTimeout: At once, if the wait would exceed *timeout*.
@@ -869,12 +929,19 @@ class RedisLimiter:
             CostTooLarge: If *cost* exceeds `capacity`.
             StoreUnavailable: If the store cannot be reached (and does not fail open).
         """
+        value = self._check_cost(cost)
+        optional_wait("timeout", timeout)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self._book, cost, timeout, None)
+        handoff = _Handoff()
+        job = self._store._submit(self._book_for_task, value, timeout, handoff)
         try:
-            _, at, booking = await asyncio.shield(future)
+            _, at, booking = await asyncio.wrap_future(job, loop=loop)
         except asyncio.CancelledError:
-            future.add_done_callback(self._settle_later)
+            pending = self._abandon_booking(job, handoff)
+            if pending is not None:
+                # The booking's own outcome no longer matters: this task is cancelled.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.wrap_future(pending, loop=loop))
             raise
         if booking is None:
             return
@@ -888,21 +955,59 @@ class RedisLimiter:
                 remaining = at - clock.now()
             woke = True
         finally:
-            used = woke
-            if not woke:
-                settle = loop.run_in_executor(None, self._settle, booking)
-                used = not await asyncio.shield(settle)
-            self._finish_wait(started, used=used)
+            if woke:
+                self._finish_wait(started, used=True)
+            else:
+                # The give-back's thread also ends the wait's count, so that a second
+                # cancellation, which ends only this await, cannot leave it waiting.
+                settle = self._store._submit(self._abandon, booking, started)
+                await asyncio.shield(asyncio.wrap_future(settle, loop=loop))
 
-    def _settle_later(self, future: asyncio.Future[tuple[float, float, _Booking | None]]) -> None:
-        """Give back what a booking made for a cancelled task holds, once it is known."""
-        if future.cancelled() or future.exception() is not None:
-            return
-        _, _, booking = future.result()
+    def _book_for_task(
+        self, cost: float, timeout: float | None, handoff: _Handoff
+    ) -> tuple[float, float, _Booking | None]:
+        """`_book`, in a store thread, for a task that may be cancelled meanwhile."""
+        result = self._book(cost, timeout, None)
+        booking = result[2]
         if booking is not None:
             with self._lock:
-                self._waiting -= 1
-            asyncio.get_running_loop().run_in_executor(None, self._settle, booking)
+                handoff.booking = booking
+                gone = handoff.abandoned
+            if gone:
+                self._abandon(booking, self._store.clock.now())
+        return result
+
+    def _abandon_booking(
+        self, job: Future[tuple[float, float, _Booking | None]], handoff: _Handoff
+    ) -> Future[tuple[float, float, _Booking | None]] | Future[None] | None:
+        """Give back what a task cancelled while booking holds, or will hold.
+
+        Returns:
+            The job that ends with the booking given back, or ``None`` if nothing was
+            booked.
+        """
+        if job.cancel():  # still queued: nothing was booked, nothing will be
+            with self._lock:
+                self._cancelled += 1
+            return None
+        with self._lock:
+            handoff.abandoned = True
+            booking = handoff.booking
+        if booking is None:  # not booked yet (or nothing to give back): its thread sees to it
+            return job
+        return self._store._submit(self._abandon, booking, self._store.clock.now())
+
+    def _abandon(self, booking: _Booking, started: float) -> None:
+        """End a wait whose caller is gone: give its booking back, count the wait as over.
+
+        It runs in a store thread, from start to end whatever happens to the task that
+        waited (cancelled again, its event loop closed).
+        """
+        used = False
+        try:
+            used = not self._settle(booking)
+        finally:
+            self._finish_wait(started, used=used)
 
     def statistics(self) -> LimiterStatistics:
         """Return this process's counters, with the current level read from the store.
