@@ -270,6 +270,27 @@ class ResponseError(HTTPError):
         super().__init__(f"{url} answered {status} with {reason}: {excerpt!r}")
 
 
+class TooManyRedirects(HTTPError):
+    """A request was redirected more times than its client follows.
+
+    Attributes:
+        status: The status of the last redirect.
+        url: The URL first asked for, without query values or user information.
+        max_redirects: How many redirects the client follows.
+    """
+
+    _fields = ("status", "url", "max_redirects")
+
+    def __init__(self, status: int, url: str, max_redirects: int) -> None:
+        self.status = status
+        self.url = url
+        self.max_redirects = max_redirects
+        super().__init__(
+            f"{url} was redirected more than max_redirects={max_redirects} times "
+            f"(the last answer: {status})"
+        )
+
+
 class AuthError(HTTPError):
     """The server rejected the credentials, even with a freshly fetched token.
 
@@ -328,26 +349,48 @@ class InsecureTransport(HTTPError, ValueError):
     """Credentials would travel over plain ``http://`` to a host that is not loopback."""
 
 
-class ConnectionFailed(HTTPError, ConnectionError):
-    """A request's connection could not be made, or dropped before a whole response.
+class TransportError(HTTPError):
+    """A request could not be carried out: no connection, no whole answer, no trust.
 
-    A `ConnectionError`, so that retry policies retry it by default.  The transport's own
-    exception is the ``__cause__``.
+    The base of `ConnectionFailed`, `ReadTimeout` and `TLSError`, and raised itself for
+    the rare failures of the transport that are none of them.  Its message is one line:
+    the method, the URL without query values, and what failed.  The transport's own
+    exception (urllib3's) is the ``__cause__``.
     """
 
 
-class ReadTimeout(HTTPError, TimeoutError):
+class ConnectionFailed(TransportError, ConnectionError):
+    """A request's connection could not be made, or dropped before a whole response.
+
+    Refused, reset, closed without an answer, a host name that does not resolve, a
+    connect timeout, a TLS handshake cut short.  A `ConnectionError`, so that retry
+    policies retry it by default.
+    """
+
+
+class ReadTimeout(TransportError, TimeoutError):
     """A response did not come within the read timeout.
 
     A `TimeoutError`: the server may have acted on the request, so policies retry it only
-    when asked (the `ratekit.http.Client`'s default policy does).
+    when asked (the `ratekit.http.Client`'s default policy does, for idempotent requests).
+    """
+
+
+class TLSError(TransportError):
+    """The server's TLS certificate was not accepted (untrusted, expired, another host's).
+
+    Permanent: no retry policy retries it by default, as the same certificate would be
+    refused again.  Give the client a pool that trusts the server's certificate
+    authority (``cancellable_pool(ca_certs=...)``) if it is a private one.
     """
 
 
 class StoreUnavailable(RateKitError, ConnectionError):
-    """The store that holds a shared limit (Redis, SQLite) could not be reached in time.
+    """The store that holds a shared limit (Redis, SQLite) could not be used in time.
 
-    Raised instead of granting or denying: by default a shared limiter fails closed, since
+    It could not be reached, or it refused the call (a Redis over its memory limit, a
+    read-only replica, a failed save, a permission the user lacks).  Raised instead of
+    granting or denying: by default a shared limiter fails closed, since
     it cannot know what the other processes have used.  A `ConnectionError`, so that
     retry policies retry it by default.  The store client's own exception is the
     ``__cause__``.
@@ -355,7 +398,8 @@ class StoreUnavailable(RateKitError, ConnectionError):
     Attributes:
         store: What the store is, for the message (``"Redis at 127.0.0.1:6379"``), with
             no credentials.
-        reason: What went wrong (``"timed out after 1.0 s"``, ``"connection refused"``).
+        reason: What went wrong (``"timed out after 1.0 s"``, ``"connection refused"``,
+            ``"refused writes: OOM command not allowed ..."``).
     """
 
     _fields = ("store", "reason")

@@ -33,3 +33,17 @@ def optional_wait(name: str, value: object) -> float:
     if not value >= 0:  # also catches NaN
         raise ValueError(f"{name} must be a non-negative number of seconds or None, got {value!r}")
     return float(value)
+
+
+def whole_number(name: str, value: object, least: int) -> int:
+    """Return *value* if it is an integer (not a bool) of at least *least*, else raise.
+
+    Raises:
+        TypeError: If *value* is not an integer.
+        ValueError: If it is below *least*.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, got {value!r}")
+    return value

@@ -100,6 +100,9 @@ class TokenProvider(Protocol):
     """Where an HTTP client gets its bearer tokens: `ratekit.http.OAuth2Token` and others.
 
     Implementations are thread-safe, cache their token, and never show it in ``repr``.
+    One may also have a ``secrets()`` method that returns the secrets it knows (client
+    secrets, passwords, its token), which a `ratekit.http.Client` then masks wherever a
+    server echoes them into an error body; `ratekit.http.OAuth2Token` has one.
     """
 
     def token(self) -> str:

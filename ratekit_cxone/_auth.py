@@ -8,8 +8,6 @@ import threading
 from typing import TYPE_CHECKING
 
 import attrs
-import urllib3
-from urllib3.exceptions import ReadTimeoutError
 
 from ratekit.http import (
     Client,
@@ -25,6 +23,8 @@ from ratekit_cxone._config import ENVIRONMENT, ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import urllib3
 
     from ratekit.http import ClientStatistics
     from ratekit.retry import RetryPolicy
@@ -142,8 +142,8 @@ class CXoneAuth:
         oauth = self._oauth or self._token_source()
         try:
             if self._retry is None:
-                return self._fetch(oauth)
-            return self._retry.call(self._fetch, oauth)
+                return oauth.token()
+            return self._retry.call(oauth.token)
         except TokenError as error:
             hint = self._hint(error)
             if not hint:
@@ -155,19 +155,6 @@ class CXoneAuth:
         """Forget *token* (the API rejected it): the next `token` fetches a new one."""
         if self._oauth is not None:
             self._oauth.invalidate(token)
-
-    def _fetch(self, oauth: OAuth2Token) -> str:
-        """One token request, its transport errors turned into ratekit's own."""
-        try:
-            return oauth.token()
-        except ReadTimeoutError as error:
-            raise ReadTimeout(f"POST {self._shown_token_url()}: no response in time") from error
-        except urllib3.exceptions.HTTPError as error:
-            kind = type(error).__name__
-            raise ConnectionFailed(f"POST {self._shown_token_url()}: {kind}") from error
-
-    def _shown_token_url(self) -> str:
-        return "the token endpoint"
 
     def _token_source(self) -> OAuth2Token:
         """The `OAuth2Token`, made at the first call (subclasses may discover it)."""
@@ -216,7 +203,7 @@ class PlatformAuth(CXoneAuth):
     (once), the tenant id being the configured one or the token's ``tenantId`` claim.
     """
 
-    __slots__ = ("_api_base", "_tenant_id", "_token_url")
+    __slots__ = ("_api_base", "_tenant_id")
 
     def __init__(
         self,
@@ -228,7 +215,6 @@ class PlatformAuth(CXoneAuth):
         clock: Clock,
     ) -> None:
         super().__init__(config, pool=pool, retry=retry, timeout=timeout, clock=clock)
-        self._token_url: str | None = None
         self._tenant_id = config.tenant_id
         self._api_base = None if config.api_base is None else config.api_base.rstrip("/")
 
@@ -236,9 +222,6 @@ class PlatformAuth(CXoneAuth):
     def issuer(self) -> str:
         """The issuer, without a trailing slash."""
         return self._config.issuer.rstrip("/")
-
-    def _shown_token_url(self) -> str:
-        return redact_url(self._token_url or f"{self.issuer}/auth/token")
 
     def _make_oauth(self) -> OAuth2Token:
         url = f"{self.issuer}/.well-known/openid-configuration"
@@ -248,10 +231,10 @@ class PlatformAuth(CXoneAuth):
                 f"the issuer {redact_url(self.issuer)} has no OpenID configuration "
                 f"(GET {redact_url(url)} answered 404): check {_names('issuer')}"
             )
-        self._token_url = _field(document, "token_endpoint", url)
+        token_url = _field(document, "token_endpoint", url)
         config = self._config
         return OAuth2Token(
-            self._token_url,
+            token_url,
             client_id=config.client_id or "",
             client_secret=config.client_secret or "",
             grant="password",
@@ -327,9 +310,6 @@ class TutorialAuth(CXoneAuth):
     def tenant_url(self) -> str:
         """The tenant URL, without a trailing slash."""
         return (self._config.tenant_url or "").rstrip("/")
-
-    def _shown_token_url(self) -> str:
-        return redact_url(f"{self.tenant_url}/oauth/token")
 
     def _make_oauth(self) -> OAuth2Token:
         config = self._config

@@ -1,8 +1,9 @@
 """The ``ratekit-cxone`` command: ``export``, ``simulate`` and ``demo``.
 
 Exit codes: 0 done; 1 the demo's check failed; 2 a usage or configuration error (an
-output that cannot take the export included); 3 the credentials were rejected; 4 the
-API failed after retries (or was unreachable); 130 interrupted by Ctrl-C or SIGTERM (an
+output that cannot take the export included, and a server certificate that is not
+trusted); 3 the credentials were rejected; 4 the API failed after retries (or was
+unreachable, or answered what cannot be read); 130 interrupted by Ctrl-C or SIGTERM (an
 export keeps its progress: run the same command again to resume).  Expected errors
 print one line on standard error, ``ratekit-cxone: error: ...``; standard output
 carries only what a command is asked to print.
@@ -25,7 +26,14 @@ from typing import TYPE_CHECKING, Literal, NoReturn, TextIO
 
 import attrs
 
-from ratekit.http import DEFAULT_RETRY, AuthError, HTTPError, InsecureTransport, TokenError
+from ratekit.http import (
+    DEFAULT_RETRY,
+    AuthError,
+    HTTPError,
+    InsecureTransport,
+    TLSError,
+    TokenError,
+)
 from ratekit.retry import RetryError
 from ratekit_cxone._client import MAX_CONTACTS_PAGE, MAX_INTERACTIONS_PAGE, CXoneClient
 from ratekit_cxone._config import ConfigError, CXoneConfig
@@ -493,6 +501,8 @@ def _failure(error: BaseException) -> tuple[int, str] | None:
     """The exit code and message of an expected error; ``None`` for an unexpected one."""
     if isinstance(error, (ConfigError, OutputError, InsecureTransport)):
         return EXIT_USAGE, str(error)
+    if isinstance(error, TLSError):  # the URL, or the trust of its certificate, is wrong
+        return EXIT_USAGE, f"{error}; check the URL, or the certificate authorities trusted"
     # Rejected credentials; an unreadable token answer is the API's failure, not theirs.
     if isinstance(error, AuthError) or (
         isinstance(error, TokenError) and error.error != "invalid_response"

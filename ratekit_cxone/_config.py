@@ -11,7 +11,7 @@ import attrs
 
 from ratekit import RateKitError
 from ratekit.http import MASK
-from ratekit.http._redact import is_loopback, redact_url
+from ratekit.http._redact import is_loopback, origin, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -228,12 +228,16 @@ class CXoneConfig:
 def _url_problems(value: str) -> list[str]:
     try:
         parts = urlsplit(value)
-        host = parts.hostname
     except ValueError:
         return [f"is not a URL: {redact_url(value)!r}"]
-    if parts.scheme not in {"http", "https"} or not host:
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
         return [f"must be an https:// URL, got {redact_url(value)!r}"]
-    if parts.scheme == "http" and not is_loopback(host):
+    try:
+        # Judged by the parser that connects: where parsers disagree, it is no URL.
+        where = origin(value)
+    except ValueError as error:
+        return [f"is not a URL that can be used ({error}): {redact_url(value)!r}"]
+    if where.scheme == "http" and not is_loopback(where.host):
         return [f"must use https:// (plain http:// only to loopback), got {redact_url(value)!r}"]
     if parts.query or parts.fragment or parts.username or parts.password:
         return [f"must be a base URL without query, fragment or user, got {redact_url(value)!r}"]

@@ -7,9 +7,11 @@ profile and everything else the fast ``default`` one.
 from __future__ import annotations
 
 import os
+import ssl
 from typing import TYPE_CHECKING
 
 import pytest
+import trustme
 from hypothesis import HealthCheck, settings
 from loopback import LoopbackServer, serve
 
@@ -36,3 +38,21 @@ settings.load_profile(_profile)
 def server() -> Iterator[LoopbackServer]:
     """A real HTTP server on loopback, scripted by the test (see loopback.py)."""
     yield from serve()
+
+
+@pytest.fixture
+def tls_server() -> Iterator[tuple[LoopbackServer, trustme.CA]]:
+    """A loopback server over TLS, its certificate from a test CA; yields (server, CA).
+
+    No client trusts the CA unless told to (``authority.configure_trust(context)``).
+    """
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    server = LoopbackServer()
+    server.serve_tls(context)
+    server.start()
+    try:
+        yield server, authority
+    finally:
+        server.stop()

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Iterator, Mapping
 
 
@@ -115,6 +116,11 @@ class LoopbackServer:
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
+
+    def serve_tls(self, context: ssl.SSLContext) -> None:
+        """Speak TLS with *context* (before `start`): the URL becomes ``https://``."""
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self.url = self.url.replace("http://", "https://")
 
     def start(self) -> LoopbackServer:
         self._thread.start()

@@ -2,25 +2,31 @@
 
 `RedisServer` starts one with no persistence, waits until it answers ``PING``, and can
 stop, pause (SIGSTOP: it accepts connections but never answers) and restart it on the
-same port.  The worker functions at the end run in child processes
-(``multiprocessing`` with ``spawn``), so they live here, in a plain importable module.
+same port.  The `Refusal` classes make a running server refuse calls (out of memory, a
+replica, a failed save...) and accept them again.  The worker functions at the end run
+in child processes (``multiprocessing`` with ``spawn``), so they live here, in a plain
+importable module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
+import redis
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 #: How long a starting server may take to answer PING, in seconds (generous, for CI).
 START_TIMEOUT = 20.0
@@ -131,6 +137,180 @@ def serve(*extra: str) -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+# -- a server that is up but refuses calls --------------------------------------------------
+
+#: The user that `Refusal.prepare` adds, for the client under test, and its password.
+USER, PASSWORD = "limits", "pw-Refus4l-3x"
+
+#: How long a server may take to enter or leave a refusal, in seconds (generous, for CI).
+SETTLE_TIMEOUT = 10.0
+
+
+class Refusal:
+    """A way to make a running server refuse the calls of `USER`, and to end it.
+
+    The calls that `refuse` makes it refuse get an error reply at once; `allow` makes
+    it accept them again, with the data it held.  Connect as `USER` (see `url`).
+    """
+
+    #: What the server says, as a regular expression: its error code and first sentence.
+    said: ClassVar[str] = ""
+
+    def __init__(self, server: RedisServer, admin: redis.Redis) -> None:
+        self.server = server
+        self.admin = admin
+
+    @classmethod
+    def prepare(cls, admin: redis.Redis) -> None:
+        """Add `USER`, with every right, and make the server's periodic work brisk."""
+        admin.execute_command("ACL", "SETUSER", USER, "on", f">{PASSWORD}", "~*", "+@all")
+        admin.config_set("hz", 100)  # a failed save is noticed within 10 ms, not 100
+
+    @staticmethod
+    def url(server: RedisServer) -> str:
+        """The URL of database 0 for `USER`."""
+        return f"redis://{USER}:{PASSWORD}@127.0.0.1:{server.port}/0"
+
+    def refuse(self) -> None:
+        """Make the server refuse calls."""
+        raise NotImplementedError
+
+    def allow(self) -> None:
+        """Make it accept them again."""
+        raise NotImplementedError
+
+    def until(self, done: Callable[[], bool]) -> None:
+        """Wait until *done()* holds, for at most `SETTLE_TIMEOUT` seconds."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while not done():
+            assert time.monotonic() < deadline, f"{type(self).__name__} did not settle"
+            time.sleep(0.002)
+
+
+class OutOfMemory(Refusal):
+    """Over ``maxmemory``, with the ``noeviction`` policy: writes are refused."""
+
+    said = re.escape("OOM command not allowed when used memory > 'maxmemory'")
+
+    def refuse(self) -> None:
+        self.admin.config_set("maxmemory-policy", "noeviction")
+        self.admin.config_set("maxmemory", 1)
+
+    def allow(self) -> None:
+        self.admin.config_set("maxmemory", 0)
+
+
+class FailedSave(Refusal):
+    """An RDB save failed (its directory is gone, so it cannot start again): writes stop."""
+
+    said = "MISCONF Redis is configured to save RDB snapshots, .+"
+
+    def refuse(self) -> None:
+        self.admin.config_set("save", "3600 1")  # writes stop only with a save policy
+        shutil.rmtree(self.server.directory)
+        self.admin.bgsave()
+        self.until(lambda: self._last_save() == (0, "err"))
+
+    def _last_save(self) -> tuple[int, str]:
+        info = self.admin.info("persistence")
+        return int(info["rdb_bgsave_in_progress"]), str(info["rdb_last_bgsave_status"])
+
+    def allow(self) -> None:
+        self.admin.config_set("stop-writes-on-bgsave-error", "no")
+
+
+class ReadOnlyReplica(Refusal):
+    """A replica (of a master that is not there): writes are refused."""
+
+    said = re.escape("READONLY You can't write against a read only replica")
+
+    def refuse(self) -> None:
+        self.admin.replicaof("127.0.0.1", str(free_port()))
+
+    def allow(self) -> None:
+        self.admin.replicaof("NO", "ONE")
+
+
+class NotEnoughReplicas(Refusal):
+    """``min-replicas-to-write`` and no replica: writes are refused."""
+
+    said = re.escape("NOREPLICAS Not enough good replicas to write")
+
+    def refuse(self) -> None:
+        self.admin.config_set("min-replicas-to-write", 1)
+
+    def allow(self) -> None:
+        self.admin.config_set("min-replicas-to-write", 0)
+
+
+class BusyScript(Refusal):
+    """Another client's script runs past ``busy-reply-threshold``: every call is refused."""
+
+    said = re.escape("BUSY Redis is busy running a script")
+
+    def refuse(self) -> None:
+        self.admin.config_set("busy-reply-threshold", 10)  # in ms
+        self.looping = redis.Redis.from_url(self.server.url, socket_connect_timeout=5)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        self.until(self._busy)
+
+    def _loop(self) -> None:
+        with contextlib.suppress(redis.RedisError):  # killed, or the server stopped
+            self.looping.eval("while true do end", 0)
+
+    def _busy(self) -> bool:
+        try:
+            self.admin.ping()
+        except redis.ResponseError as error:
+            if not str(error).startswith("BUSY "):
+                raise
+            return True
+        return False
+
+    def allow(self) -> None:
+        self.admin.script_kill()
+        self.thread.join(timeout=SETTLE_TIMEOUT)
+        self.looping.close()
+
+
+class KeysDenied(Refusal):
+    """An ACL lets `USER` read keys but not write them: calls that name keys are refused."""
+
+    said = "NOPERM .+"  # the wording changed in Redis 7.2
+
+    def refuse(self) -> None:
+        self.admin.execute_command("ACL", "SETUSER", USER, "resetkeys", "%R~*")
+
+    def allow(self) -> None:
+        self.admin.execute_command("ACL", "SETUSER", USER, "resetkeys", "~*")
+
+
+class WritesDenied(Refusal):
+    """An ACL denies `USER` every write command: a script's writes are refused."""
+
+    # Redis 7.0 and 7.1 say ERR, later versions NOPERM.
+    said = r"(ERR The user executing the script can't run this command or subcommand|NOPERM .+)"
+
+    def refuse(self) -> None:
+        self.admin.execute_command("ACL", "SETUSER", USER, "-@write")
+
+    def allow(self) -> None:
+        self.admin.execute_command("ACL", "SETUSER", USER, "+@all")
+
+
+#: Every kind of refusal above.
+REFUSALS: tuple[type[Refusal], ...] = (
+    OutOfMemory,
+    FailedSave,
+    ReadOnlyReplica,
+    NotEnoughReplicas,
+    BusyScript,
+    KeysDenied,
+    WritesDenied,
+)
 
 
 # -- workers for the multiprocess tests (run in spawned children) -----------------------

@@ -14,8 +14,7 @@ import threading
 import time
 
 import pytest
-import trustme
-from loopback import LoopbackServer, Reply
+from loopback import Reply
 
 import ratekit
 from ratekit import (
@@ -183,22 +182,6 @@ def test_requests_in_flight_are_aborted_when_the_map_fails(server):
         list(scheduler.map(client.get_json, ["/slow", "/slow", "/bad", "/slow"]))
     assert time.monotonic() - started < PROMPT
     assert client.statistics().failures == 3  # the three aborted
-
-
-@pytest.fixture
-def tls_server():
-    """A loopback server over TLS, with a certificate from a test CA; yields (server, CA)."""
-    authority = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-    server = LoopbackServer()
-    server._httpd.socket = context.wrap_socket(server._httpd.socket, server_side=True)
-    server.url = server.url.replace("http://", "https://")
-    server.start()
-    try:
-        yield server, authority
-    finally:
-        server.stop()
 
 
 def test_requests_in_flight_over_tls_are_aborted_too(tls_server):

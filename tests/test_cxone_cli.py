@@ -587,3 +587,24 @@ def test_a_signal_stops_workers_sleeping_on_a_long_retry_after_at_once(tenant, t
     assert main([*args, *FAST]) == 0
     assert stored(out) == expected(fresh, "contacts")
     assert kept < 400
+
+
+def test_an_untrusted_certificate_exits_2_in_one_line(clean_env, tls_server, tmp_path, capsys):
+    """An issuer whose certificate is not trusted: exit 2, one line, no traceback."""
+    server, _authority = tls_server
+    for name, value in {
+        "CXONE_ISSUER": server.url,
+        "CXONE_CLIENT_ID": "id",
+        "CXONE_CLIENT_SECRET": "sim-client-secret",
+        "CXONE_ACCESS_KEY_ID": "key",
+        "CXONE_ACCESS_KEY_SECRET": "sim-access-secret",
+    }.items():
+        clean_env.setenv(name, value)
+    code = main(["export", "--out", str(tmp_path / "o.jsonl"), *WINDOW, "--quiet"])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2
+    assert line.startswith("ratekit-cxone: error: GET https://127.0.0.1:")
+    assert "certificate was refused" in line
+    assert "sim-client-secret" not in line
+    assert server.requests == []  # the handshake failed: nothing was sent
+    assert list(tmp_path.iterdir()) == []

@@ -275,3 +275,12 @@ def test_make_limiter_refuses_bad_input_by_name(rate, burst, match):
     """Bad --rate/--burst values raise ConfigError naming rate or burst."""
     with pytest.raises(ConfigError, match=match):
         make_limiter(rate, burst)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://evil.example\\@127.0.0.1/", "http://127.0.0.1:8080@evil.example/"]
+)
+def test_a_url_that_parsers_read_apart_is_refused(url):
+    """A tenant URL that only urllib.parse reads as loopback is refused, naming the variable."""
+    with pytest.raises(ConfigError, match="CXONE_TENANT_URL"):
+        CXoneConfig.from_env("interactions", {**TUTORIAL, "CXONE_TENANT_URL": url})

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import threading
 import time
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from loopback import LoopbackServer, Reply, Request
 
 from ratekit import AcquireCancelled, AcquireTimeout, Scheduler, SlidingWindow, all_of
 from ratekit.http import AdaptiveLimiter, Client
+from ratekit.retry import DEFAULT_MAX_RETRY_AFTER
 from ratekit.testing import FakeClock
 from ratekit.typing import CancelEvent, Limiter
 
@@ -87,12 +91,142 @@ def test_headers_set_the_rate_and_an_empty_quota_holds_until_reset():
         ({"settle": 1.5}, "settle"),
         ({"settle": 0}, "settle"),
         ({"window": -1}, "window"),
+        ({"max_hold": -1}, "max_hold"),
+        ({"max_hold": math.nan}, "max_hold"),
     ],
 )
 def test_bad_settings_name_the_argument(kwargs, match):
     """Bad settings raise ValueError naming the argument."""
     with pytest.raises(ValueError, match=match):
         AdaptiveLimiter(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit-Remaining": "0", "RateLimit-Reset": "4102444800"},  # 2100, a Unix time
+        {"RateLimit": '"p";r=0;t=4102444800000'},  # the same in milliseconds
+        {"RateLimit": "limit=10, remaining=0, reset=999999999"},  # 31.7 years of seconds
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "4102444800"},
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "86400"},
+        {"RateLimit-Remaining": "0", "RateLimit-Reset": "1" + "0" * 300},
+    ],
+)
+def test_a_reset_far_ahead_holds_requests_for_max_hold_at_most(headers):
+    """A spent quota whose reset is years (or a day) away holds requests for max_hold."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(1.0, clock=clock)
+    limiter.observe(429, headers)
+    decision = limiter.try_acquire()
+    assert not decision
+    assert decision.retry_after == DEFAULT_MAX_RETRY_AFTER == 300.0
+    limiter.acquire()
+    assert clock.sleeps == [300.0]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit-Remaining": "0", "RateLimit-Reset": "1600000000"},  # 2020
+        {"RateLimit": '"p";r=0;t=1600000000000'},
+        {"RateLimit": "remaining=0, reset=1000000000"},  # 2001
+    ],
+)
+def test_a_reset_at_a_past_unix_time_does_not_hold(headers):
+    """A spent quota whose reset is a Unix time already past holds nothing."""
+    limiter = AdaptiveLimiter(1.0, clock=FakeClock())
+    limiter.observe(200, headers)
+    assert limiter.try_acquire()
+
+
+def test_max_hold_sets_the_longest_hold():
+    """max_hold bounds the hold a reset asks for; None lifts the bound; 0 means no hold."""
+    day = {"RateLimit-Remaining": "0", "RateLimit-Reset": "86400"}
+    short = AdaptiveLimiter(clock=FakeClock(), max_hold=10)
+    short.observe(200, {"RateLimit-Remaining": "0", "RateLimit-Reset": "30"})
+    assert short.try_acquire().retry_after == 10.0
+    short.observe(200, {"RateLimit-Remaining": "0", "RateLimit-Reset": "3"})
+    assert short.try_acquire().retry_after == 10.0  # a shorter reset does not shorten a hold
+    unbounded = AdaptiveLimiter(clock=FakeClock(), max_hold=None)
+    unbounded.observe(200, day)
+    assert unbounded.try_acquire().retry_after == 86400.0
+    never = AdaptiveLimiter(clock=FakeClock(), max_hold=0)
+    never.observe(200, day)
+    assert never.try_acquire()
+
+
+def test_max_hold_must_be_a_number():
+    """A max_hold that is not a number raises TypeError naming it."""
+    with pytest.raises(TypeError, match=r"^max_hold must be a number"):
+        AdaptiveLimiter(max_hold="300")  # type: ignore[arg-type]
+
+
+#: Header values a hostile or broken server may send for a reset: Unix times in seconds
+#: and milliseconds (past, present and far ahead), decades of seconds, negative, NaN and
+#: infinite numbers, numbers too large for a float, and text.
+hostile_resets = st.one_of(
+    st.integers(min_value=0, max_value=4 * 10**9).map(str),
+    st.integers(min_value=10**12, max_value=4 * 10**12).map(str),
+    st.integers(min_value=-(10**20), max_value=10**400).map(str),
+    st.floats().map(repr),
+    st.decimals(min_value=0, max_value=10**15, places=3).map(lambda d: format(d, "f")),
+    st.sampled_from(["nan", "inf", "-inf", "-0", "1e9", ""]),
+    st.text(max_size=12),
+)
+#: Every field a reset is read from, with {remaining} and {reset} to fill in.
+RESET_FIELDS = [
+    {"RateLimit": '"p";r={remaining};t={reset}'},
+    {"RateLimit-Policy": '"p";q=10;w=60', "RateLimit": '"p";r={remaining};t={reset}'},
+    {"RateLimit": "limit=10, remaining={remaining}, reset={reset}"},
+    {"RateLimit-Remaining": "{remaining}", "RateLimit-Reset": "{reset}"},
+    {"X-RateLimit-Remaining": "{remaining}", "X-RateLimit-Reset": "{reset}"},
+    {"X-Rate-Limit-Remaining": "{remaining}", "X-Rate-Limit-Reset": "{reset}"},
+    {"X-RateLimit-Remaining": "{remaining}", "X-RateLimit-Reset-After": "{reset}"},
+]
+
+
+@given(
+    fields=st.sampled_from(RESET_FIELDS),
+    reset=hostile_resets,
+    remaining=st.sampled_from(["0", "0.0", "1", "250"]),
+    status=st.sampled_from([200, 429, 503]),
+    max_hold=st.one_of(st.just(DEFAULT_MAX_RETRY_AFTER), st.floats(min_value=0, max_value=1e4)),
+)
+def test_no_reset_holds_requests_longer_than_max_hold(fields, reset, remaining, status, max_hold):
+    """Whatever a reset header says, the next request waits max_hold at most, and no error."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(1.0, max_hold=max_hold, clock=clock)
+    headers = {
+        name: value.replace("{remaining}", remaining).replace("{reset}", reset)
+        for name, value in fields.items()
+    }
+    limiter.observe(status, headers)
+    assert 0.1 <= limiter.rate <= 1000.0  # the default floor and ceiling
+    limiter.acquire()
+    assert all(0 < sleep <= max_hold for sleep in clock.sleeps)
+    assert clock.now() <= max_hold
+
+
+@pytest.mark.parametrize(
+    ("reset", "sleeps"),
+    [
+        ("4102444800", [300.0, 300.0]),  # 2100: each request is held for max_hold
+        ("1600000000", [1.0, 1.0]),  # 2020, past: no hold, only the rate's spacing
+    ],
+)
+def test_a_client_is_not_held_for_years_by_a_unix_time_reset(server: LoopbackServer, reset, sleeps):
+    """A server sending RateLimit-Reset as a Unix time holds a client minutes at most."""
+
+    def spent(_request: Request) -> Reply:
+        return Reply(200, {"RateLimit-Remaining": "0", "RateLimit-Reset": reset})
+
+    server.route("GET", "/api")(spent)
+    clock = FakeClock()
+    client = Client(AdaptiveLimiter(1.0, clock=clock), base_url=server.url, retry=None)
+    for _ in range(3):
+        assert client.get("/api").status == 200
+    assert len(server.hits("/api")) == 3
+    assert clock.sleeps == sleeps
 
 
 def test_learns_a_servers_limit_quickly_with_few_429s(server: LoopbackServer):

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 import logging
+import re
+import socket
+import ssl
 import threading
 import time
 from urllib.parse import unquote_plus
 
 import attrs
 import pytest
+import trustme
 import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from loopback import Reply
+from loopback import LoopbackServer, Reply
 
+import ratekit
 from ratekit import Cancelled
 from ratekit._cancel import Cancellation, cancelled_by
-from ratekit.http import InsecureTransport, OAuth2Token, TokenError
+from ratekit.http import (
+    Client,
+    ConnectionFailed,
+    InsecureTransport,
+    OAuth2Token,
+    ReadTimeout,
+    TLSError,
+    TokenError,
+    cancellable_pool,
+)
+from ratekit.retry import RetryError
 from ratekit.testing import FakeClock
 from ratekit.typing import TokenProvider
 
@@ -390,21 +407,293 @@ def test_a_failed_fetch_fails_every_waiter_and_the_next_call_retries(server):
     assert len(server.hits("/token")) == 3
 
 
-def test_connection_errors_propagate_and_the_next_call_retries(server):
-    """A dropped connection raises urllib3's error unchanged; the failure is not cached."""
+def test_a_dropped_connection_is_connection_failed_and_the_next_call_retries(server):
+    """A dropped connection raises ConnectionFailed (urllib3's as its cause), not cached."""
     tokens(server, Reply(drop=True), granted())
     oauth = make(server)
-    with pytest.raises(urllib3.exceptions.ProtocolError):
+    with pytest.raises(ConnectionFailed, match="closed the connection") as caught:
         oauth.token()
+    assert isinstance(caught.value.__cause__, urllib3.exceptions.ProtocolError)
     assert oauth.token() == ACCESS
 
 
 def test_the_timeout_bounds_the_request(server):
-    """A token endpoint slower than the timeout raises urllib3's ReadTimeoutError."""
+    """A token endpoint slower than the timeout raises ReadTimeout, naming the URL."""
     # Dropped rather than answered late, so that the server writes to no closed socket.
     tokens(server, Reply(drop=True, delay=0.5))
-    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+    with pytest.raises(ReadTimeout) as caught:
         make(server, timeout=0.05).token()
+    # Whichever comes first: urllib3's read timeout, or the deadline of the whole request.
+    assert re.fullmatch(
+        rf"POST {re.escape(server.url)}/token: no (response in time|whole answer within 0.05 s)",
+        str(caught.value),
+    )
+
+
+@pytest.fixture
+def down():
+    """A loopback token endpoint that refuses connections until it is revived."""
+    endpoint = Down()
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
+
+
+class Down:
+    """A `LoopbackServer` whose port is bound but not listening (refused) until `revive`."""
+
+    def __init__(self) -> None:
+        self.server = LoopbackServer()
+        self.server._httpd.socket.close()
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.server._httpd.socket = self._socket
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self._up = False
+
+    def revive(self) -> None:
+        """Listen, and answer token requests from now on."""
+        tokens(self.server, granted())
+        self._socket.listen()
+        self.server.start()
+        self._up = True
+
+    def close(self) -> None:
+        if self._up:
+            self.server.stop()
+        else:
+            self._socket.close()
+
+
+class OnSleep:
+    """A fake clock that runs *action* when slept on the *count*-th time (between attempts)."""
+
+    def __init__(self, action, count: int) -> None:
+        self.fake = FakeClock()
+        self._action = action
+        self._count = count
+        self.sleeps = 0
+
+    def now(self) -> float:
+        return self.fake.now()
+
+    def sleep(self, seconds, cancel=None):
+        self.sleeps += 1
+        if self.sleeps == self._count:
+            self._action()
+        return self.fake.sleep(seconds, cancel)
+
+    async def sleep_async(self, seconds):
+        await self.fake.sleep_async(seconds)
+
+
+def test_a_refused_connection_is_connection_failed_naming_the_url(down):
+    """A closed port: ConnectionFailed, a ratekit error naming the URL, no query value."""
+    oauth = OAuth2Token(f"{down.url}/token?tenant=t-9", client_id="c", client_secret=SECRET)
+    with pytest.raises(ConnectionFailed) as caught:
+        oauth.token()
+    assert isinstance(caught.value, ratekit.RateKitError)
+    assert str(caught.value) == f"POST {down.url}/token?tenant=***: connection refused"
+    assert isinstance(caught.value.__cause__, urllib3.exceptions.NewConnectionError)
+
+
+def test_a_client_retries_a_refused_token_endpoint_until_it_comes_back(server, down):
+    """Client's default policy retries ConnectionFailed from the token; it then succeeds."""
+    server.route("GET", "/items")(lambda request: Reply.json(request.headers["authorization"]))
+    clock = OnSleep(down.revive, count=2)
+    oauth = OAuth2Token(f"{down.url}/token", client_id="c", client_secret=SECRET, clock=clock)
+    with Client(None, base_url=server.url, auth=oauth, clock=clock) as client:
+        assert client.get_json("/items") == f"Bearer {ACCESS}"
+        assert client.statistics().retries == 2
+    assert clock.sleeps == 2
+    assert len(down.server.hits("/token")) == 1
+
+
+def test_a_client_gives_up_on_a_token_endpoint_that_stays_down(server, down):
+    """A token endpoint that stays down: RetryError after 5 attempts, ConnectionFailed cause."""
+    clock = FakeClock()
+    oauth = OAuth2Token(f"{down.url}/token", client_id="c", client_secret=SECRET, clock=clock)
+    client = Client(None, base_url=server.url, auth=oauth, clock=clock)
+    with client, pytest.raises(RetryError) as caught:
+        client.get_json("/items")
+    assert caught.value.attempts == 5
+    assert isinstance(caught.value.__cause__, ConnectionFailed)
+    assert server.hits("/items") == []
+
+
+def test_an_untrusted_certificate_is_a_tls_error_never_retried(server, tls_server):
+    """A certificate from a CA the pool does not trust: TLSError, one connection per call."""
+    endpoint, _ = tls_server  # its CA is not given to the pool
+    tokens(endpoint, granted())
+    trust = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    trustme.CA().configure_trust(trust)  # another CA: the server's is not trusted
+    pool = cancellable_pool(ssl_context=trust)
+    url = f"{endpoint.url}/token?tenant=t-9"
+    oauth = OAuth2Token(url, client_id="c", client_secret=SECRET, pool=pool, clock=FakeClock())
+    with pytest.raises(TLSError) as caught:
+        oauth.token()
+    message = str(caught.value)
+    assert message.startswith(f"POST {endpoint.url}/token?tenant=***: ")
+    assert "the server's TLS certificate was refused" in message
+    assert SECRET not in message
+    connections = pool.connection_from_url(url)
+    assert connections.num_connections == 1
+    with Client(None, base_url=server.url, auth=oauth, clock=FakeClock()) as client:
+        with pytest.raises(TLSError):
+            client.get_json("/items")
+        assert client.statistics().retries == 0
+    assert connections.num_connections == 2
+    assert endpoint.requests == []
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_a_body_that_is_not_the_gzip_it_claims_is_an_invalid_response(server, status):
+    """A body in the gzip it claims is read; one that is not: invalid_response, its status."""
+    gzipped = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    body = json.dumps({"access_token": "first", "expires_in": 3600}).encode()
+    tokens(server, Reply(200, gzipped, gzip.compress(body)), Reply(status, gzipped, b"{oops"))
+    oauth = make(server)
+    assert oauth.token() == "first"
+    oauth.invalidate("first")
+    with pytest.raises(TokenError, match="Content-Encoding") as caught:
+        oauth.token()
+    assert (caught.value.error, caught.value.status) == ("invalid_response", status)
+
+
+# A failed early refresh
+
+
+#: A refresh that fails: the endpoint is overloaded, drops the connection, or is too slow.
+FAILURES = {
+    "503": Reply.json({"error": "temporarily_unavailable"}, status=503),
+    "dropped": Reply(drop=True),
+    "timeout": Reply(drop=True, delay=2.0),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_a_failed_early_refresh_keeps_the_valid_token(server, failure):
+    """Within the margin, a refresh that fails returns the cached token, which still lives."""
+    clock = FakeClock()
+    tokens(server, granted("first", 3600), failure)
+    oauth = make(server, clock=clock, margin=60, timeout=0.5)
+    assert oauth.token() == "first"
+    clock.advance_to(3550)  # 50 s to live
+    assert oauth.token() == "first"
+    assert len(server.hits("/token")) == 2
+    assert oauth.expires_at == 3600
+
+
+@pytest.mark.parametrize(
+    ("failure", "error"),
+    [(FAILURES["503"], TokenError), (FAILURES["dropped"], ConnectionFailed)],
+    ids=["503", "dropped"],
+)
+def test_a_failed_refresh_raises_once_the_token_has_expired(server, failure, error):
+    """The cached token is kept until it expires; from then on, the failure raises."""
+    clock = FakeClock()
+    tokens(server, granted("first", 3600), failure)
+    oauth = make(server, clock=clock, margin=60)
+    oauth.token()
+    clock.advance_to(3590)
+    assert oauth.token() == "first"
+    clock.advance_to(3600)
+    with pytest.raises(error):
+        oauth.token()
+    with pytest.raises(error):
+        oauth.token()
+    assert len(server.hits("/token")) == 4
+
+
+def test_a_failed_early_refresh_is_tried_again_after_a_pause(server, caplog):
+    """After a failed refresh, calls use the cached token for 10 s, then one tries again."""
+    caplog.set_level(logging.DEBUG, logger="ratekit.http")
+    clock = FakeClock()
+    tokens(server, granted("first", 3600), FAILURES["503"], granted("second", 3600))
+    oauth = make(server, clock=clock, margin=60)
+    oauth.token()
+    clock.advance_to(3540)
+    assert [oauth.token() for _ in range(5)] == ["first"] * 5
+    clock.advance_to(3549.999)
+    assert oauth.token() == "first"
+    assert len(server.hits("/token")) == 2
+    clock.advance_to(3550)
+    assert oauth.token() == "second"
+    assert len(server.hits("/token")) == 3
+    assert oauth.expires_at == 3550 + 3600
+    (record,) = [r for r in caplog.records if "refresh failed" in r.getMessage()]
+    assert record.levelno == logging.DEBUG
+    assert "expires in 60 s" in record.getMessage()
+    assert "tried again in 10 s" in record.getMessage()
+
+
+def test_a_failing_endpoint_sees_at_most_six_refreshes_before_expiry(server):
+    """Called every 0.5 s through the margin, a failing endpoint gets 6 requests, not 120."""
+    clock = FakeClock()
+    tokens(server, granted("first", 3600), FAILURES["503"])
+    oauth = make(server, clock=clock, margin=60)
+    oauth.token()
+    clock.advance_to(3540)
+    while clock.now() < 3600:
+        assert oauth.token() == "first"
+        clock.advance(0.5)
+    assert len(server.hits("/token")) == 1 + 6
+
+
+def test_waiters_get_the_cached_token_when_the_early_refresh_fails(server):
+    """A crowd inside the margin: one refresh fails, and every thread gets the cached token."""
+    clock = CountingClock()
+    tokens(server, granted("first", 100))
+    oauth = make(server, clock=clock, margin=60)
+    oauth.token()
+    clock.fake.advance(50)
+    clock.reads = 0
+
+    @server.route("POST", "/token")
+    def _(request):
+        clock.wait_for_reads(17)  # every caller looked, and found the refresh in flight
+        return delayed(Reply.json({"error": "busy"}, status=503), 0.2)
+
+    assert crowd(oauth.token) == ["first"] * 16
+    assert len(server.hits("/token")) == 2
+
+
+@pytest.mark.parametrize(("error", "status"), [("invalid_client", 401), ("invalid_grant", 400)])
+def test_refused_credentials_keep_the_valid_token_with_a_warning(server, caplog, error, status):
+    """A refresh refused for bad credentials keeps the token until expiry, and warns."""
+    caplog.set_level(logging.DEBUG, logger="ratekit.http")
+    clock = FakeClock()
+    echo = f"no such secret: {SECRET}"
+    refusal = Reply.json({"error": error, "error_description": echo}, status=status)
+    tokens(server, granted("first", 3600), refusal)
+    oauth = make(server, clock=clock, margin=60)
+    oauth.token()
+    clock.advance_to(3545)
+    assert oauth.token() == "first"
+    (record,) = [r for r in caplog.records if "refresh failed" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert error in record.getMessage()
+    assert SECRET not in caplog.text
+    assert ACCESS not in caplog.text
+    clock.advance_to(3600)
+    with pytest.raises(TokenError) as caught:
+        oauth.token()
+    assert (caught.value.error, caught.value.status) == (error, status)
+
+
+def test_an_invalidated_token_is_not_kept_when_the_refresh_fails(server):
+    """After a 401 invalidated the cached token, a failing refresh raises: none is left."""
+    clock = FakeClock()
+    tokens(server, granted("first", 3600), FAILURES["503"])
+    oauth = make(server, clock=clock, margin=60)
+    oauth.token()
+    clock.advance_to(3550)
+    assert oauth.token() == "first"
+    oauth.invalidate("first")
+    with pytest.raises(TokenError) as caught:
+        oauth.token()
+    assert caught.value.status == 503
 
 
 # Invalidation

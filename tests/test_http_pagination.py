@@ -634,6 +634,128 @@ def test_other_origins_are_followed_when_allowed(server: LoopbackServer):
         assert list(paginator.records(client, "/a")) == [1, 2]
 
 
+# --- next links that parsers read apart ---------------------------------------------------
+
+#: The bearer token of the walks below.
+TOKEN = "t-next-link-1"  # noqa: S105
+
+
+class Bearer:
+    """A token provider with one token, for a client that sends it with every request."""
+
+    def token(self) -> str:
+        return TOKEN
+
+    def invalidate(self, token: str) -> None:
+        """A fixed token cannot be renewed."""
+
+
+@pytest.fixture
+def other() -> Iterator[LoopbackServer]:
+    """A second loopback server, on a port of its own: where a confusing next link leads."""
+    yield from serve()
+
+
+def test_a_backslash_next_link_never_takes_the_token_to_another_server(
+    server: LoopbackServer, other: LoopbackServer
+):
+    """A link that is A to urllib.parse and B to urllib3 raises; B receives no request."""
+    link = f"http://127.0.0.1:{other.port}\\@127.0.0.1:{server.port}/b"
+    route(server, "/a", lambda _: Reply.json({"_links": {"next": link}, "data": [1]}))
+    route(server, "/b", lambda _: Reply.json({"data": [2]}))
+    # What urllib3 would ask B for, answered as a page would be.
+    route(other, f"/%5C@127.0.0.1:{server.port}/b", lambda _: Reply.json({"data": [3]}))
+    with Client(base_url=server.url, auth=Bearer(), retry=None) as client:
+        stream = NextLinkPaginator(records_key="data").records(client, "/a")
+        assert next(stream) == 1
+        with pytest.raises(ResponseError, match="a next link with a backslash") as info:
+            next(stream)
+    assert other.requests == []
+    assert [hit.headers["authorization"] for hit in server.requests] == [f"Bearer {TOKEN}"]
+    # The message names the server that urllib3 would have connected to.
+    assert f"http://127.0.0.1:{other.port}/%5C@127.0.0.1:{server.port}/b" in str(info.value)
+
+
+# Next links from the page at http://127.0.0.1:{a}/a, with the other server at {b}, and
+# how each is judged: a match for the ResponseError's reason, or None if it is followed.
+CONFUSING_LINKS = [
+    # A backslash: urllib3 and browsers end the host at it, urllib.parse does not.
+    ("http://127.0.0.1:{b}\\@127.0.0.1:{a}/b", "with a backslash"),  # B to urllib3
+    ("http://127.0.0.1:{a}\\@127.0.0.1:{b}/b", "with a backslash"),  # B to urllib.parse
+    ("/\\127.0.0.1:{b}/b", "with a backslash"),  # B to a browser (//127.0.0.1:{b}/b)
+    ("http:\\\\127.0.0.1:{b}/b", "with a backslash"),  # B to a browser
+    # User information, the host after the last "@" to both parsers.
+    ("http://127.0.0.1:{a}@127.0.0.1:{b}/b", "with user information"),
+    ("http://user@127.0.0.1:{a}/b", "with user information"),
+    ("http://127.0.0.1:{b}%5C@127.0.0.1:{a}/b", "with user information"),
+    ("http://127.0.0.1:{b};@127.0.0.1:{a}/b", "with user information"),
+    # Whitespace and controls: urllib.parse drops tabs and newlines, and leading blanks
+    # (CVE-2023-24329); urllib3 keeps them.
+    ("http://127.0.0.1:{b}\t/b", "with whitespace or a control character"),
+    ("http://127.0.\n0.1:{a}/b", "with whitespace or a control character"),
+    ("http://127.0.0.1:{a}/b\r\n", "with whitespace or a control character"),
+    (" http://127.0.0.1:{b}/b", "with whitespace or a control character"),
+    ("\x00http://127.0.0.1:{b}/b", "with whitespace or a control character"),
+    # Hosts that urllib3 cannot parse, or that its releases read differently.
+    ("http://%31%32%37.0.0.1:{a}/b", r"another origin \(a host written with percent-"),
+    ("http://127\u30020\u30020\u30021:{a}/b", r"another origin \(a URL that urllib3 cannot"),
+    ("http://[::1:{a}/b", "that is not a URL"),
+    # Other hosts, however close to this one they look.
+    ("http://[::1]:{a}/b", "to another origin"),
+    ("http://[::ffff:127.0.0.1]:{a}/b", "to another origin"),
+    ("http://127.0.0.1.:{a}/b", "to another origin"),  # a trailing dot
+    ("http://localhost:{a}/b", "to another origin"),
+    ("http://127.1:{a}/b", "to another origin"),
+    ("http://127.0.0.1.evil.example:{a}/b", "to another origin"),
+    ("https://127.0.0.1:{a}/b", "to another origin"),
+    ("http://127.0.0.1:{b}#@127.0.0.1:{a}/b", "to another origin"),
+    ("http://127.0.0.1:{b}?@127.0.0.1:{a}/b", "to another origin"),
+    ("//127.0.0.1:{b}/b", "to another origin"),
+    # This server, written otherwise: followed.
+    ("HTTP://127.0.0.1:{a}/b", None),
+    ("http://127.0.0.1:0{a}/b", None),
+    ("//127.0.0.1:{a}/b", None),
+    ("http://127.0.0.1:{a}/b#part", None),
+]
+
+
+@pytest.mark.parametrize(("template", "refusal"), CONFUSING_LINKS)
+def test_next_links_are_judged_as_urllib3_connects(
+    server: LoopbackServer, other: LoopbackServer, template: str, refusal: str | None
+):
+    """Each confusing link is refused for its reason, or followed to this server; B sees nothing."""
+    link = template.format(a=server.port, b=other.port)
+    route(server, "/a", lambda _: Reply.json({"_links": {"next": link}, "data": [1]}))
+    route(server, "/b", lambda _: Reply.json({"data": [2]}))
+    with Client(base_url=server.url, auth=Bearer(), retry=None) as client:
+        stream = NextLinkPaginator(records_key="data").records(client, "/a")
+        assert next(stream) == 1
+        if refusal is None:
+            assert list(stream) == [2]
+        else:
+            with pytest.raises(ResponseError, match=refusal):
+                next(stream)
+    assert other.requests == []
+    assert len(server.hits("/b")) == (refusal is None)
+    assert [hit.path for hit in server.requests] == ["/a"] + ["/b"] * (refusal is None)
+
+
+def test_ambiguous_next_links_are_refused_even_when_other_origins_are_allowed(
+    server: LoopbackServer, other: LoopbackServer
+):
+    """allow_other_origins follows other hosts, never links that parsers read apart."""
+    link = f"http://127.0.0.1:{other.port}\\@127.0.0.1:{server.port}/b"
+    route(server, "/a", lambda _: Reply.json({"_links": {"next": link}, "data": [1]}))
+    route(other, f"/%5C@127.0.0.1:{server.port}/b", lambda _: Reply.json({"data": [3]}))
+    paginator = NextLinkPaginator(records_key="data", allow_other_origins=True)
+    with (
+        Client(base_url=server.url, auth=Bearer(), retry=None) as client,
+        pytest.raises(ResponseError, match="a next link with a backslash"),
+    ):
+        list(paginator.records(client, "/a"))
+    assert other.requests == []
+
+
 # --- cursors ------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from email.utils import format_datetime
+from email.utils import format_datetime, mktime_tz, parsedate_tz
 
 import attrs
 import pytest
@@ -31,6 +31,38 @@ BEFORE_EXAMPLE = EXAMPLE - timedelta(seconds=37)
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 LONG_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+LONG_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+#: The zone names email.utils.parsedate_tz knows, and their offsets from GMT in hours.
+ZONE_HOURS = {
+    "GMT": 0,
+    "UT": 0,
+    "UTC": 0,
+    "Z": 0,
+    "": 0,  # no zone at all
+    "AST": -4,
+    "ADT": -3,
+    "EST": -5,
+    "EDT": -4,
+    "CST": -6,
+    "CDT": -5,
+    "MST": -7,
+    "MDT": -6,
+    "PST": -8,
+    "PDT": -7,
+}
 
 
 def imf_fixdate(when: datetime) -> str:
@@ -104,7 +136,6 @@ def test_delta_seconds_are_read(value, seconds):
         ".5",
         "0x10",
         "1 2",
-        "1,000",
         "\u0661\u0662",  # Arabic-Indic digits, which float() would accept
         "\uff13",  # a fullwidth 3
         "soon",
@@ -217,34 +248,154 @@ def test_dates_that_do_not_exist_are_invalid(value):
 
 
 @pytest.mark.parametrize(
-    "value",
+    ("value", "seconds"),
     [
-        "sun, 06 nov 1994 08:49:37 gmt",  # names are case-sensitive
-        "Sun, 06 Nov 1994 08:49:37 UTC",
-        "Sun, 06 Nov 1994 08:49:37 +0000",
-        "Sun, 06 Nov 1994 08:49:37",
-        "Sun, 6 Nov 1994 08:49:37 GMT",
-        "Sun, 06 Nov 94 08:49:37 GMT",
-        "Sun, 06 Nov 1994 08:49 GMT",
-        "Sun, 06 Nov 1994 8:49:37 GMT",
-        "Sun, 06  Nov 1994 08:49:37 GMT",
-        "Sun 06 Nov 1994 08:49:37 GMT",
-        "06 Nov 1994 08:49:37 GMT",
-        "Sunday, 06 Nov 1994 08:49:37 GMT",
-        "Sun, 06-Nov-94 08:49:37 GMT",
-        "Sunday, 06-Nov-1994 08:49:37 GMT",
-        "Sun Nov 6 08:49:37 1994",
-        "Sun Nov  6 08:49:37 94",
-        "Sun Nov  6 08:49:37 1994 GMT",
-        "Sun, 06 Nov 1994 08:49:37 GMT; later",
-        "Xyz, 06 Nov 1994 08:49:37 GMT",
-        "Sun, 06 Foo 1994 08:49:37 GMT",
-        "1994-11-06T08:49:37Z",
+        ("sun, 06 nov 1994 08:49:37 gmt", 37.0),  # names in any case
+        ("SUN, 06 NOV 1994 08:49:37 GMT", 37.0),
+        ("sunday, 06-nov-94 08:49:37 gmt", 37.0),
+        ("sun nov  6 08:49:37 1994", 37.0),
+        ("Sun, 6 Nov 1994 08:49:37 GMT", 37.0),  # a one-digit day
+        ("Sun, 06 Nov 1994 08:49:37 UTC", 37.0),  # other names and offsets for GMT
+        ("Sun, 06 Nov 1994 08:49:37 UT", 37.0),
+        ("Sun, 06 Nov 1994 08:49:37 Z", 37.0),
+        ("Sun, 06 Nov 1994 08:49:37 +0000", 37.0),
+        ("Sun, 06 Nov 1994 08:49:37 -0000", 37.0),
+        ("Sun, 06 Nov 1994 08:49:37", 37.0),  # no zone: GMT
+        ("Sun, 06 Nov 1994 09:49:37 +0100", 37.0),  # other zones
+        ("Sun, 06 Nov 1994 03:49:37 -0500", 37.0),
+        ("Sun, 06 Nov 1994 03:49:37 EST", 37.0),
+        ("Sun, 06 Nov 1994 00:49:37 PST", 37.0),
+        ("Sun, 06 Nov 94 08:49:37 GMT", 37.0),  # a two-digit year in another form
+        ("Sun Nov  6 08:49:37 94", 37.0),
+        ("Sun, 06-Nov-94 08:49:37 GMT", 37.0),
+        ("Sunday, 06-Nov-1994 08:49:37 GMT", 37.0),
+        ("Sun, 06 Nov 1994 08:49 GMT", 0.0),  # no seconds: 08:49:00, which is now
+        ("Sun, 06 Nov 1994 08:50 GMT", 60.0),
+        ("Sun, 06 Nov 1994 8:49:37 GMT", 37.0),
+        ("Sun, 06 Nov 1994 08.49.37 GMT", 37.0),
+        ("Sun, 06  Nov 1994 08:49:37 GMT", 37.0),  # free spacing
+        ("Sun 06 Nov 1994 08:49:37 GMT", 37.0),
+        ("Sun,06 Nov 1994 08:49:37 GMT", 37.0),
+        ("06 Nov 1994 08:49:37 GMT", 37.0),  # no weekday, or any word in its place
+        ("Sunday, 06 Nov 1994 08:49:37 GMT", 37.0),
+        ("Xyz, 06 Nov 1994 08:49:37 GMT", 37.0),
+        ("Nov 06 1994 08:49:37 GMT", 37.0),  # month first
+        ("Sun Nov  6 08:49:37 1994 GMT", 37.0),
+        ("Sun, 06 Nov 1994 08:49:37 GMT; later", 37.0),  # words after the zone
+        (b"sun, 6 nov 1994 08:49:37 +0000", 37.0),
     ],
 )
-def test_only_the_exact_date_forms_are_accepted(value):
-    """Anything outside RFC 9110's three forms, however close, gives None."""
-    assert parse_retry_after(value, BEFORE_EXAMPLE) is None
+def test_dates_that_parsedate_tz_reads_are_accepted(value, seconds):
+    """Any date email.utils.parsedate_tz reads, as urllib3 does, gives the seconds to it."""
+    assert parse_retry_after(value, BEFORE_EXAMPLE) == seconds
+
+
+@pytest.mark.parametrize(
+    ("readable", "garbage"),
+    [
+        ("06 Nov 1994 08:49:37 GMT", "06 Foo 1994 08:49:37 GMT"),  # no such month
+        ("06 Nov 1994 08:49:37 UTC", "1994-11-06T08:49:37Z"),  # ISO 8601
+        ("sun, 6 nov 1994 08:49:37", "sun, 6 nov 1994"),  # no time
+        ("sun, 6 nov 1994 08:49:37", "sun, 6 nov 08:49:37"),  # no year
+        ("sun, 6 nov 1994 08:49:37", "sun, 6 nov 1994 08:49:37:00"),
+        ("sun, 6 nov 1994 08:49:37", "sun, 6 nov 1994 08h49m37s"),
+        ("sun, 6 nov 1994 08:49:37", "sun, 6 1994 08:49:37"),  # no month
+        ("Sun, 6 Nov 1994 08:49:37 GMT", "tomorrow at noon"),
+    ],
+)
+def test_what_parsedate_tz_cannot_read_is_invalid(readable, garbage):
+    """A date the other forms allow is read; what parsedate_tz cannot read gives None."""
+    assert parse_retry_after(readable, BEFORE_EXAMPLE) == 37.0
+    assert parse_retry_after(garbage, BEFORE_EXAMPLE) is None
+
+
+@pytest.mark.parametrize(
+    ("existing", "missing"),
+    [
+        ("sun, 28 feb 1994 08:49:37 gmt", "sun, 30 feb 1994 08:49:37 gmt"),
+        ("Sun, 30 Nov 1994 08:49:37 +0000", "Sun, 31 Nov 1994 08:49:37 +0000"),
+        ("Sun, 6 Nov 1994 23:00:00 GMT", "Sun, 6 Nov 1994 25:00:00 GMT"),
+        ("Sun, 6 Nov 1994 08:59:00 GMT", "Sun, 6 Nov 1994 08:60:00 GMT"),
+        ("Sun, 6 Nov 1994 08:49:59 GMT", "Sun, 6 Nov 1994 08:49:61 GMT"),
+        ("Sun, 6 Nov 1994 08:49:01 GMT", "Sun, 6 Nov 1994 08:49:-1 GMT"),  # parsedate_tz reads -1
+        ("Sun, 6 Nov 9999 08:49:37 GMT", "Sun, 6 Nov 99999 08:49:37 GMT"),  # beyond datetime
+        ("Fri, 31 Dec 9999 23:59:59 +0100", "Fri, 31 Dec 9999 23:59:59 -0100"),  # in UTC too
+        ("Sun, 6 Nov 1994 08:49:37 +2359", "Sun, 6 Nov 1994 08:49:37 +99999999999999999999"),
+    ],
+)
+def test_other_forms_of_dates_that_do_not_exist_are_invalid(existing, missing):
+    """In the other forms too, a date that exists is read and one that does not gives None."""
+    assert parse_retry_after(existing, BEFORE_EXAMPLE, cap=HUGE_CAP) is not None
+    assert parse_retry_after(missing, BEFORE_EXAMPLE, cap=HUGE_CAP) is None
+
+
+def test_leap_second_is_accepted_in_the_other_forms():
+    """Second 60 is the next minute's first in the forms parsedate_tz reads, too."""
+    now = datetime(2016, 12, 31, 23, 59, 0, tzinfo=UTC)
+    assert parse_retry_after("sat, 31 dec 2016 23:59:60 gmt", now) == 60.0
+    assert parse_retry_after("Sun, 1 Jan 2017 00:59:60 +0100", now) == 60.0
+
+
+def test_two_digit_years_of_the_other_forms_keep_the_fifty_year_rule():
+    """A year parsedate_tz reads as two digits is within 50 years of now, not in 1969-2068."""
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    # parsedate_tz alone would read 1970 (past): 2070 is less than 50 years ahead.
+    in_2070 = (datetime(2070, 1, 1, tzinfo=UTC) - now).total_seconds()
+    assert parse_retry_after("Wed, 01 Jan 70 00:00:00 GMT", now, cap=HUGE_CAP) == in_2070
+    assert parse_retry_after("wednesday, 01-jan-70 00:00:00 gmt", now, cap=HUGE_CAP) == in_2070
+    # More than 50 years ahead, 2075-01-01 00:00:01 is 1975, as in the RFC 850 form.
+    assert parse_retry_after("Wednesday, 01-Jan-75 00:00:01 UTC", now, cap=HUGE_CAP) == 0.0
+    # Late in a century, parsedate_tz alone would read 2005, 75 years back.
+    late = datetime(2080, 1, 1, tzinfo=UTC)
+    in_2105 = (datetime(2105, 1, 1, tzinfo=UTC) - late).total_seconds()
+    assert parse_retry_after("Thu, 1 Jan 05 00:00:00 GMT", late, cap=HUGE_CAP) == in_2105
+    # A year written in full is that year, even one that two digits would name.
+    assert parse_retry_after("thu, 01 jan 1970 00:00:00 +0000", now, cap=HUGE_CAP) == 0.0
+    in_2068 = (datetime(2068, 1, 1, tzinfo=UTC) - now).total_seconds()
+    assert parse_retry_after("sun, 1 jan 2068 00:00:00 gmt", now, cap=HUGE_CAP) == in_2068
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("30, 30", 30.0),
+        ("30,60", 30.0),
+        ("30 , 60", 30.0),
+        (", 30", 30.0),  # an empty member is skipped
+        ("1,000", 1.0),  # two members, not a thousands separator
+        ("0.5, soon", 0.5),
+        (b"7, 7", 7.0),
+        ("Sun, 06 Nov 1994 08:49:37 GMT, Sun, 06 Nov 1994 08:49:37 GMT", 37.0),
+        ("Sun, 06 Nov 1994 08:49:37 GMT,Sun, 06 Nov 1994 08:49:37 GMT", 37.0),
+        ("Sun, 06 Nov 1994 08:49:37 GMT, 600", 37.0),
+        ("30, Sun, 06 Nov 1994 08:49:37 GMT", 30.0),
+        ("Sunday, 06-Nov-94 08:49:37 GMT, Sunday, 06-Nov-94 08:49:37 GMT", 37.0),
+        ("Sun Nov  6 08:49:37 1994, Sun Nov  6 08:49:37 1994", 37.0),
+        # Read whole, parsedate_tz would take "+0100," for no zone: an hour off.
+        ("Sun, 06 Nov 1994 09:49:37 +0100, Sun, 06 Nov 1994 09:49:37 +0100", 37.0),
+        ("sun, 6 nov 1994 08:49:37 gmt, sun, 6 nov 1994 08:49:37 gmt", 37.0),
+        # No first member is readable: the whole value is one date with another comma.
+        ("Sun, 06 Nov 1994, 08:49:37 GMT", 37.0),
+    ],
+)
+def test_a_repeated_header_gives_its_first_value(value, seconds):
+    """Values joined with commas, as a header sent twice arrives, give the first one."""
+    assert parse_retry_after(value, BEFORE_EXAMPLE) == seconds
+
+
+@pytest.mark.parametrize(
+    ("first_readable", "first_garbage"),
+    [
+        ("30, soon", "soon, 30"),
+        ("30, -1", "-1, 30"),
+        ("30, ,", ", , "),
+        ("30, Sun", "Sun, 30"),
+    ],
+)
+def test_the_first_of_repeated_values_decides(first_readable, first_garbage):
+    """Joined values read as their first: readable gives its wait, garbage gives None."""
+    assert parse_retry_after(first_readable, BEFORE_EXAMPLE) == 30.0
+    assert parse_retry_after(first_garbage, BEFORE_EXAMPLE) is None
 
 
 def test_weekday_is_not_checked_against_the_date():
@@ -346,7 +497,11 @@ offsets = st.integers(min_value=-49 * 365 * 86400, max_value=49 * 365 * 86400).m
 paddings = st.sampled_from(["", " ", "\t", "  "])
 
 
-@given(value=st.text(), cap=caps)
+#: Text made of what dates are made of, to reach the deep paths of the date parsers.
+date_like = st.text(alphabet=" \t,:-+.0123456789adeghjlmnorstuvyzADEGHJMNOSTUZ", max_size=40)
+
+
+@given(value=st.one_of(st.text(), date_like), cap=caps)
 def test_retry_after_never_raises_on_text(value, cap):
     """Any text gives None or a wait from 0 to the cap."""
     result = parse_retry_after(value, BEFORE_EXAMPLE, cap=cap)
@@ -387,6 +542,88 @@ def test_date_round_trip(formatter, now, offset):
     when = (now + offset).astimezone(UTC).replace(microsecond=0)
     expected = max(0.0, (when - now).total_seconds())
     assert parse_retry_after(formatter(when), now, cap=HUGE_CAP) == expected
+
+
+def cased(name: str) -> st.SearchStrategy[str]:
+    """*name* as written, in lower case, in capitals, or capitalised."""
+    return st.sampled_from([name, name.lower(), name.upper(), name.capitalize()])
+
+
+@st.composite
+def other_form_dates(draw):
+    """``(now, instant, text)``: the instant as a date that parsedate_tz reads, in some zone.
+
+    Names in any case, one- or two-digit days, named or numeric zones (or none), with or
+    without a weekday, in day-month, month-day, asctime and RFC 850 orders.
+    """
+    now = draw(aware_nows).replace(microsecond=0)
+    when = (now + draw(offsets)).astimezone(UTC)
+    name = draw(st.sampled_from([*ZONE_HOURS, None]))
+    if name is None:
+        minutes = draw(st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59))
+        zone = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    else:
+        minutes, zone = ZONE_HOURS[name] * 60, draw(cased(name))
+    local = when + timedelta(minutes=minutes)
+    day = draw(st.sampled_from([str(local.day), f"{local.day:02d}"]))
+    month = draw(cased(draw(st.sampled_from([MONTHS, LONG_MONTHS]))[local.month - 1]))
+    short_day = draw(cased(DAY_NAMES[local.weekday()]))
+    weekday = draw(
+        st.sampled_from(
+            ["", f"{short_day}, ", f"{short_day},", f"{LONG_DAY_NAMES[local.weekday()]}, "]
+        )
+    )
+    hour = draw(st.sampled_from([str(local.hour), f"{local.hour:02d}"]))
+    time = f"{hour}:{local.minute:02d}:{local.second:02d}"
+    year = f"{local.year:04d}"
+    layout = draw(
+        st.sampled_from(
+            [
+                f"{weekday}{day} {month} {year} {time} {zone}",
+                f"{weekday}{month} {day} {year} {time} {zone}",
+                f"{short_day} {month} {day} {time} {year} {zone}",
+                # parsedate_tz splits day-month-year only when a zone follows.
+                f"{weekday}{day}-{month}-{year} {time} {zone or 'GMT'}",
+            ]
+        )
+    )
+    return now, when, layout.strip()
+
+
+@given(case=other_form_dates())
+def test_other_form_round_trip(case):
+    """A date in any form parsedate_tz reads gives the seconds to it, as urllib3 computes them."""
+    now, when, text = case
+    expected = max(0.0, (when - now).total_seconds())
+    as_urllib3 = max(0.0, mktime_tz(parsedate_tz(text)) - now.timestamp())
+    assert parse_retry_after(text, now, cap=HUGE_CAP) == expected == as_urllib3
+
+
+#: The now against which the repeated values below are read.
+REPEAT_NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+retry_after_values = st.one_of(
+    st.integers(min_value=0, max_value=10**6).map(str),
+    st.decimals(min_value=0, max_value=10**6, places=3).map(lambda d: format(d, "f")),
+    st.builds(
+        lambda offset, formatter: formatter(REPEAT_NOW + offset),
+        offsets,
+        st.sampled_from([imf_fixdate, rfc850_date, asctime_date]),
+    ),
+    other_form_dates().map(lambda case: case[2]),
+)
+
+
+@given(
+    first=retry_after_values,
+    rest=st.lists(st.one_of(retry_after_values, st.text(max_size=20)), min_size=1, max_size=3),
+    separator=st.sampled_from([", ", ",", " , ", ",\t"]),
+)
+def test_repeated_header_reads_as_its_first_value(first, rest, separator):
+    """Any readable value with others joined after it by commas reads as that value alone."""
+    alone = parse_retry_after(first, REPEAT_NOW, cap=HUGE_CAP)
+    assert alone is not None
+    joined = separator.join([first, *rest])
+    assert parse_retry_after(joined, REPEAT_NOW, cap=HUGE_CAP) == alone
 
 
 # --- RateLimitPolicy and RateLimitInfo --------------------------------------------------
@@ -695,10 +932,12 @@ def test_older_separate_fields():
     )
 
 
-def test_older_reset_is_always_seconds():
-    """RateLimit-Reset is delta seconds in the drafts, even when large."""
+def test_older_reset_may_be_a_unix_time():
+    """RateLimit-Reset of at least 1e9 is a Unix time, as X-RateLimit-Reset is."""
     info = parse_rate_limit_headers({"RateLimit-Reset": "1700000000"}, now=1700000000.0)
-    assert info == RateLimitInfo((RateLimitPolicy(reset=1700000000),))
+    assert info == RateLimitInfo((RateLimitPolicy(reset=0),))
+    later = parse_rate_limit_headers({"RateLimit-Reset": "1700000060"}, now=1700000000.0)
+    assert later == RateLimitInfo((RateLimitPolicy(reset=60),))
 
 
 def test_older_dictionary_takes_precedence_over_separate_fields():
@@ -876,6 +1115,60 @@ def test_x_repeated_values_take_the_first():
     )
 
 
+# --- parse_rate_limit_headers: Unix-time resets in every field --------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit-Policy": '"p";q=10', "RateLimit": '"p";r=0;t=1700000100'},
+        {"RateLimit": '"p";r=0;t=1700000100000'},
+        {"RateLimit": "remaining=0, reset=1700000100"},
+        {"RateLimit-Remaining": "0", "RateLimit-Reset": "1700000100"},
+        {"RateLimit-Remaining": "0", "RateLimit-Reset": "1700000100000"},
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1700000100"},
+    ],
+)
+def test_every_reset_field_may_be_a_unix_time(headers):
+    """A reset of at least 1e9 is a Unix time in every field (1e12: milliseconds)."""
+    info = parse_rate_limit_headers(headers, now=NOW)
+    assert info is not None
+    assert (info.reset, info.wait) == (100.0, 100.0)
+
+
+def test_unix_time_resets_are_not_capped():
+    """A Unix-time reset far ahead gives its true distance; one in the past gives 0."""
+    ahead = parse_rate_limit_headers({"RateLimit-Reset": "4102444800"}, now=NOW)  # 2100
+    assert ahead == RateLimitInfo((RateLimitPolicy(reset=4102444800 - NOW),))
+    past = parse_rate_limit_headers({"RateLimit": '"p";r=0;t=1600000000'}, now=NOW)
+    assert past == RateLimitInfo((RateLimitPolicy(name="p", remaining=0, reset=0),))
+
+
+#: Every reset field except X-RateLimit-Reset, which test_x_epoch_reset_round_trip covers:
+#: (header name, value with a {} for the reset).
+OTHER_RESET_FIELDS = [
+    ("RateLimit", '"p";r=0;t={}'),
+    ("RateLimit", "remaining=0, reset={}"),
+    ("RateLimit-Reset", "{}"),
+    ("X-RateLimit-Reset-After", "{}"),
+]
+
+
+@pytest.mark.parametrize(("name", "template"), OTHER_RESET_FIELDS)
+@given(
+    now=st.integers(min_value=10**9 + 10**6, max_value=4 * 10**9),
+    delta=st.integers(min_value=-(10**6), max_value=10**7),
+    milliseconds=st.booleans(),
+)
+def test_epoch_reset_round_trip_in_every_field(name, template, now, delta, milliseconds):
+    """In every reset field, a Unix time in seconds or milliseconds is seconds from now."""
+    epoch = now + delta
+    text = template.format(epoch * 1000 if milliseconds else epoch)
+    info = parse_rate_limit_headers({name: text}, now=float(now))
+    assert info is not None
+    assert info.reset == max(0, delta)
+
+
 # --- parse_rate_limit_headers: families, names and containers ---------------------------
 
 
@@ -1020,6 +1313,14 @@ sf_numbers = st.one_of(
     st.decimals(min_value=0, max_value=10**12, places=3).map(lambda d: (format(d, "f"), float(d))),
 )
 optional_numbers = st.one_of(st.none(), sf_numbers)
+#: (text, value) pairs of resets below 1e9, which every reset field reads as seconds.
+sf_delta_resets = st.one_of(
+    st.integers(min_value=0, max_value=10**9 - 1).map(lambda n: (str(n), float(n))),
+    st.decimals(min_value=0, max_value=10**9 - 1, places=3).map(
+        lambda d: (format(d, "f"), float(d))
+    ),
+)
+optional_resets = st.one_of(st.none(), sf_delta_resets)
 policy_names = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E))
 
 
@@ -1034,7 +1335,7 @@ def draft10_headers(draw):
             (draw(sf_numbers), draw(optional_numbers)) if index < described else (None, None)
         )
         remaining = draw(sf_numbers) if index >= described else draw(optional_numbers)
-        reset = draw(optional_numbers)
+        reset = draw(optional_resets)
         if quota is not None:
             params = f";q={quota[0]}" + (f";w={window[0]}" if window else "")
             policy_items.append(f"{sf_string(name)}{params}")
@@ -1068,7 +1369,7 @@ def test_draft10_round_trip(case):
     assert parse_rate_limit_headers(headers) == expected
 
 
-counters = st.tuples(optional_numbers, optional_numbers, optional_numbers).filter(
+counters = st.tuples(optional_numbers, optional_numbers, optional_resets).filter(
     lambda values: any(value is not None for value in values)
 )
 
@@ -1107,10 +1408,7 @@ def test_older_separate_fields_round_trip(values):
     assert parse_rate_limit_headers(headers) == expected_policy(*values)
 
 
-delta_resets = st.integers(min_value=0, max_value=10**9 - 1)
-
-
-@given(values=counters.filter(lambda values: values[2] is None or values[2][1] < 1e9))
+@given(values=counters)
 def test_x_fields_round_trip(values):
     """X-RateLimit-Limit, -Remaining and a delta -Reset come back equal."""
     names = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")

@@ -25,7 +25,20 @@ import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis_server import RedisServer, serve, share_worker
+from redis._parsers.base import BaseParser
+from redis_server import (
+    PASSWORD,
+    REFUSALS,
+    FailedSave,
+    NotEnoughReplicas,
+    OutOfMemory,
+    ReadOnlyReplica,
+    RedisServer,
+    Refusal,
+    WritesDenied,
+    serve,
+    share_worker,
+)
 from specs import (
     Built,
     Spec,
@@ -51,7 +64,7 @@ from ratekit import (
     all_of,
 )
 from ratekit.stores import StoreUnavailable
-from ratekit.stores._redis import EXPIRY_MARGIN, RedisStore
+from ratekit.stores._redis import EXPIRY_MARGIN, RedisLimiter, RedisStore, _refusal
 from ratekit.testing import FakeClock
 from ratekit.typing import Limiter
 
@@ -898,7 +911,7 @@ def test_fail_open_grants_while_down_and_warns_once(own_server, caplog, open_sto
     with caplog.at_level(logging.WARNING, logger="ratekit.stores"):
         assert bucket.try_acquire()  # an empty server: the bucket is full
         assert not bucket.try_acquire()  # limits apply again
-    assert any("reachable again" in record.getMessage() for record in caplog.records)
+    assert any("available again" in record.getMessage() for record in caplog.records)
 
 
 @pytest.fixture
@@ -927,3 +940,200 @@ def test_secrets_stay_out_of_reprs_and_errors(locked_server, open_store):
     with pytest.raises(ValueError, match="url must be a Redis URL") as bad:
         RedisStore(url=f"http://user:{secret}@example.com/")
     assert secret not in str(bad.value)
+
+
+# -- a server that is up but refuses calls --------------------------------------------------
+
+#: The refusals of writes; the others refuse every call.
+_WRITES_ONLY = (OutOfMemory, FailedSave, ReadOnlyReplica, NotEnoughReplicas)
+
+
+def _name(kind: type[Refusal]) -> str:
+    return kind.__name__
+
+
+def _reason(kind: type[Refusal]) -> str:
+    """What `StoreUnavailable.reason` says for *kind*, as a regular expression."""
+    refused = "writes" if issubclass(kind, _WRITES_ONLY) else "the call"
+    return f"refused {refused}: {kind.said}"
+
+
+@pytest.fixture
+def admin(own_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client with every right on the test's own server, to which it adds `Refusal`'s user."""
+    client = redis.Redis.from_url(own_server.url, socket_timeout=5, socket_connect_timeout=5)
+    Refusal.prepare(client)
+    yield client
+    client.close()
+
+
+def _every_call(limiter: RedisLimiter) -> dict[str, Callable[[], object]]:
+    """Each way to ask *limiter* for one unit, by name; none of them waits."""
+    return {
+        "try_acquire": limiter.try_acquire,
+        "acquire": lambda: limiter.acquire(timeout=0),
+        "reserve": lambda: limiter.reserve(max_wait=0),
+        "acquire_async": lambda: asyncio.run(limiter.acquire_async(timeout=0)),
+    }
+
+
+@pytest.mark.parametrize("kind", REFUSALS, ids=_name)
+def test_a_server_that_refuses_calls_fails_closed_saying_what_it_refused(
+    kind, own_server, admin, open_store
+):
+    """Up but refusing: every call raises StoreUnavailable quoting the server; then it works."""
+    store = open_store(url=Refusal.url(own_server), timeout=5.0)
+    bucket = store.token_bucket("k", 0.001, 10)  # no refill to speak of
+    assert bucket.try_acquire()  # and the library is loaded
+    refusal = kind(own_server, admin)
+    refusal.refuse()
+    name = f"Redis at 127.0.0.1:{own_server.port}/0"
+    for call, ask in _every_call(bucket).items():
+        with pytest.raises(StoreUnavailable) as error:
+            ask()
+        assert re.fullmatch(_reason(kind), error.value.reason), (call, error.value.reason)
+        assert str(error.value) == f"{name} is unavailable: {error.value.reason}"
+        assert isinstance(error.value.__cause__, redis.ResponseError)  # what the server said
+        assert PASSWORD not in str(error.value)
+    refusal.allow()
+    assert bucket.try_acquire()
+    assert bucket.statistics().granted == 2
+
+
+@pytest.mark.parametrize("kind", REFUSALS, ids=_name)
+def test_fail_open_grants_while_the_server_refuses_with_one_warning(
+    kind, own_server, admin, open_store, caplog
+):
+    """With fail_open, refused calls are granted with one warning; once allowed, limits apply."""
+    store = open_store(url=Refusal.url(own_server), timeout=5.0, fail_open=True)
+    bucket = store.token_bucket("k", 0.001, 3)  # no refill to speak of
+    assert bucket.try_acquire(2)
+    refusal = kind(own_server, admin)
+    refusal.refuse()
+    name = f"Redis at 127.0.0.1:{own_server.port}/0"
+    with caplog.at_level(logging.WARNING, logger="ratekit.stores"):
+        for _ in range(2):
+            calls = _every_call(bucket)
+            assert calls["try_acquire"]()
+            calls["acquire"]()
+            assert calls["reserve"]().ok
+            calls["acquire_async"]()
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    expected = f"{re.escape(name)} is unavailable: {_reason(kind)}; granting every call .*"
+    assert re.fullmatch(expected, warnings[0]), warnings[0]
+    refusal.allow()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ratekit.stores"):
+        assert bucket.try_acquire()  # the last unit: the grants while refused took nothing
+        assert not bucket.try_acquire()  # the limit applies again
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{name} is available again; limits apply again"
+    ]
+    assert bucket.statistics().granted == 10
+
+
+@pytest.mark.parametrize(
+    "kind",
+    # Not WritesDenied: its user may not load functions, so it runs the script for good.
+    [kind for kind in REFUSALS if kind is not WritesDenied],
+    ids=_name,
+)
+def test_a_refusal_while_the_library_is_missing_leaves_functions_in_use(
+    kind, own_server, admin, open_store
+):
+    """Refused while it would load the library: unavailable; once allowed, FCALL as before."""
+    store = open_store(url=Refusal.url(own_server), timeout=5.0)
+    bucket = store.token_bucket("k", 0.001, 10)
+    assert bucket.try_acquire()
+    admin.function_flush()
+    refusal = kind(own_server, admin)
+    refusal.refuse()
+    with pytest.raises(StoreUnavailable, match=kind.said):
+        bucket.try_acquire()
+    refusal.allow()
+    admin.config_resetstat()
+    assert bucket.try_acquire()
+    assert bucket.try_acquire()
+    calls = _calls(admin)
+    assert calls["fcall"] == 2
+    assert "evalsha" not in calls
+    assert len(_libraries(admin)) == 1
+
+
+def test_errors_that_are_bugs_propagate_even_when_failing_open(caplog):
+    """A key of another type, or state the script cannot read: redis's error, never a grant."""
+    assert _client is not None
+    store = fresh_store(fail_open=True)
+    other, corrupt = store.token_bucket("other", 1.0, 1), store.token_bucket("corrupt", 1.0, 3)
+    _client.set(other.keys[0], "a string")
+    assert corrupt.try_acquire()
+    _client.hset(corrupt.keys[0], "w", "garbage")
+    with caplog.at_level(logging.WARNING, logger="ratekit.stores"):
+        with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE "):
+            other.try_acquire()
+        with pytest.raises(redis.ResponseError, match=r"^user_function:\d+: "):
+            corrupt.try_acquire()
+    assert caplog.records == []
+
+
+#: Error replies, and what StoreUnavailable's reason says for each (None: a bug, raised).
+_REPLIES = [
+    (
+        "OOM command not allowed when used memory > 'maxmemory'. script: 289f, on @user_script:5.",
+        "refused writes: OOM command not allowed when used memory > 'maxmemory'",
+    ),
+    (  # before Redis 7, wrapped by the script
+        (
+            "ERR Error running script (call to f_289f): @user_script:5: @user_script: 5: -READONLY "
+            "You can't write against a read only replica."
+        ),
+        "refused writes: READONLY You can't write against a read only replica",
+    ),
+    (
+        (
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
+            "persist to disk. Commands that may modify the data set are disabled."
+        ),
+        (
+            "refused writes: MISCONF Redis is configured to save RDB snapshots, but it's currently "
+            "unable to persist to disk"
+        ),
+    ),
+    (
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        (
+            "refused the call: MASTERDOWN Link with MASTER is down and replica-serve-stale-data is "
+            "set to 'no'"
+        ),
+    ),
+    ("CLUSTERDOWN The cluster is down", "refused the call: CLUSTERDOWN The cluster is down"),
+    (
+        "LOADING Redis is loading the dataset in memory",
+        "refused the call: LOADING Redis is loading the dataset in memory",
+    ),
+    (
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "refused the call: TRYAGAIN Multiple keys request during rehashing of slot",
+    ),
+    ("NOAUTH Authentication required.", "refused the call: NOAUTH Authentication required"),
+    ("BUSY " + "x" * 300, "refused the call: BUSY " + "x" * 152 + "..."),
+    ("WRONGTYPE Operation against a key holding the wrong kind of value", None),
+    ("ERR user_function:17: attempt to compare nil with number", None),
+    ("ERR Error running script (call to f_289f): @user_script:5: attempt to call", None),
+    ("CROSSSLOT Keys in request don't hash to the same slot", None),
+    ("MOVED 3999 127.0.0.1:6381", None),
+    ("BUSYKEY Target key name already exists.", None),
+    ("NOSCRIPT No matching script. Please use EVAL.", None),
+    ("ratekit: unknown operation 'x'", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    _REPLIES,
+    ids=[f"{index}-{reply.split()[0]}" for index, (reply, _) in enumerate(_REPLIES)],
+)
+def test_error_replies_are_refusals_quoted_in_short_or_bugs(reply, reason):
+    """Each error reply, as redis-py raises it, is a refusal (quoted in short) or a bug."""
+    assert _refusal(BaseParser.parse_error(reply)) == reason

@@ -10,12 +10,16 @@ from ratekit._errors import (
     InsecureTransport,
     ReadTimeout,
     ResponseError,
+    TLSError,
     TokenError,
+    TooManyRedirects,
+    TransportError,
 )
 from ratekit.http._adaptive import AdaptiveLimiter
 from ratekit.http._client import (
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
+    IDEMPOTENT_METHODS,
     TRANSIENT_ERRORS,
     Client,
     ClientStatistics,
@@ -30,11 +34,16 @@ from ratekit.http._pagination import (
 )
 from ratekit.http._pool import cancellable_pool
 from ratekit.http._redact import MASK, redact_url
+from ratekit.http._redirects import DEFAULT_MAX_REDIRECTS
+from ratekit.http._transport import DEFAULT_MAX_BODY
 from ratekit.typing import TokenProvider
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
+    "IDEMPOTENT_METHODS",
     "MASK",
     "TRANSIENT_ERRORS",
     "AdaptiveLimiter",
@@ -53,8 +62,11 @@ __all__ = [
     "PageNumberPaginator",
     "ReadTimeout",
     "ResponseError",
+    "TLSError",
     "TokenError",
     "TokenProvider",
+    "TooManyRedirects",
+    "TransportError",
     "cancellable_pool",
     "redact_url",
 ]

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, final
 from ratekit._cancel import resolve
 from ratekit._errors import AcquireCancelled
 from ratekit._leaky_bucket import DripBase
-from ratekit._validate import positive
-from ratekit.retry import parse_rate_limit_headers
+from ratekit._validate import optional_wait, positive
+from ratekit.retry import DEFAULT_MAX_RETRY_AFTER, parse_rate_limit_headers
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,8 +45,11 @@ class AdaptiveLimiter(DripBase):
       *increase* requests per second for each second of successes, never above
       *ceiling*;
     - rate-limit headers, when the server sends them (`parse_rate_limit_headers`), set
-      the rate to what is left of the window (remaining over the seconds to reset),
-      and a remaining of 0 holds every request until the reset.
+      the rate to what is left of the window (remaining over the seconds to reset,
+      within *floor* and *ceiling*, so a reset however far only slows it to *floor*),
+      and a remaining of 0 holds every request until the reset, but for no longer than
+      *max_hold*: a reset further away is, most likely, the server's mistake (a Unix
+      time where seconds were meant), and a client that obeyed it would look hung.
 
     **Blocking calls wait for the next free slot, not for a slot booked ahead.**  The
     other strategies book each waiter's slot when it arrives, which is exact when the
@@ -67,12 +70,17 @@ class AdaptiveLimiter(DripBase):
         window: Seconds after a cut during which further 429s do not cut again.
         settle: The share of what the server served that a cut settles at (0.95: 5%
             below, a margin for jitter); lower it to trade speed for fewer 429s.
+        max_hold: The longest, in seconds, that a spent quota holds requests until its
+            reset; ``None`` for no limit.  The default,
+            `ratekit.retry.DEFAULT_MAX_RETRY_AFTER` (5 minutes), is also the longest a
+            client obeys ``Retry-After`` under its default retry policy.
         clock: Where time comes from (default: the real clock).
 
     Raises:
-        ValueError: If a rate is not positive and finite, *floor* exceeds *ceiling*, or
-            *decrease* or *settle* is not between 0 and 1 (the message names the
-            argument).
+        ValueError: If a rate is not positive and finite, *floor* exceeds *ceiling*,
+            *decrease* or *settle* is not between 0 and 1, or *max_hold* is negative or
+            NaN (the message names the argument).
+        TypeError: If a setting is not a number.
     """
 
     __slots__ = (
@@ -81,6 +89,7 @@ class AdaptiveLimiter(DripBase):
         "_floor",
         "_increase",
         "_last_cut",
+        "_max_hold",
         "_settle",
         "_slow_start",
         "_successes",
@@ -97,6 +106,7 @@ class AdaptiveLimiter(DripBase):
         decrease: float = 0.8,
         window: float = 1.0,
         settle: float = 0.95,
+        max_hold: float | None = DEFAULT_MAX_RETRY_AFTER,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(1.0, clock)  # the rate is set below, once its bounds are known
@@ -113,6 +123,7 @@ class AdaptiveLimiter(DripBase):
         self._settle = positive("settle", settle)
         if self._settle > 1:
             raise ValueError(f"settle must be between 0 and 1, got {settle!r}")
+        self._max_hold = optional_wait("max_hold", max_hold)
         self._slow_start = True
         self._last_cut = -math.inf
         self._successes: deque[float] = deque()  # instants of the successes in the window
@@ -214,8 +225,8 @@ class AdaptiveLimiter(DripBase):
         with self._lock:
             now = self._now()
             if info is not None and info.remaining is not None and info.reset is not None:
-                if info.remaining <= 0:
-                    self._tat = max(self._tat, now + info.reset)  # hold until the reset
+                if info.remaining <= 0:  # hold until the reset, or for max_hold at most
+                    self._tat = max(self._tat, now + min(info.reset, self._max_hold))
                 elif info.reset > 0:
                     self._per_second = self._clamp(info.remaining / info.reset)
                 return

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json as jsonlib
 import logging
 import math
+import re
 import threading
 import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any, final
-from urllib.parse import urlencode, urljoin
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import attrs
 import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
 
 from ratekit._cancel import cancelled_by, resolve
 from ratekit._clock import MONOTONIC
@@ -29,32 +27,51 @@ from ratekit._errors import (
     ReadTimeout,
     ResponseError,
     RetryError,
+    TooManyRedirects,
+    TransportError,
 )
+from ratekit._validate import positive, whole_number
 from ratekit.http._pool import cancellable_pool
-from ratekit.http._redact import check_transport, redact_url
+from ratekit.http._redact import check_transport, mask_secrets, redact_url
+from ratekit.http._redirects import DEFAULT_MAX_REDIRECTS, next_hop
+from ratekit.http._transport import (
+    DEFAULT_MAX_BODY,
+    BodyTooLarge,
+    Undecodable,
+    send,
+    sent_nothing,
+)
 from ratekit.retry import RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from ratekit.retry import RetryBudget
     from ratekit.typing import CancelEvent, Clock, Limiter, TokenProvider
 
 log = logging.getLogger("ratekit.http")
 
-#: Connect and read timeouts, in seconds, unless a client is given others.
+#: Connect and read timeouts, in seconds, unless a client is given others; a whole
+#: request may take their sum, 40 s.
 DEFAULT_TIMEOUT = urllib3.Timeout(connect=10.0, read=30.0)
+
+#: The methods that can be repeated without harm (RFC 9110 section 9.2.2), which the
+#: client retries whatever the failure, as urllib3's ``Retry`` does.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 #: How many characters of an error response a message shows.
 _EXCERPT = 200
+
+#: Characters past the excerpt that are masked with it, for a secret across the cut.
+_EXCERPT_MARGIN = 512
+
+#: Header names whose values are credentials, to mask where a server echoes them.
+_SECRET_HEADER = re.compile(r"auth|cookie|key|token|secret|password|session", re.IGNORECASE)
 
 #: What the client's default policy retries: failed or dropped connections, and read
 #: timeouts (the server may have acted on a timed-out request: derive a policy without
 #: `ReadTimeout` for calls that must not be repeated).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailed, ReadTimeout)
-
-#: The transport's exceptions, as the client raises them.
-_CONNECTION_ERRORS = (NewConnectionError, ConnectTimeoutError, ProtocolError)
 
 #: The client's default retry policy: five attempts within two minutes, retrying 429,
 #: 502, 503, 504 and `TRANSIENT_ERRORS`, with ``Retry-After`` obeyed up to 5 minutes.
@@ -127,6 +144,11 @@ class _Cooldown:
         with self._lock:
             self._until = max(self._until, until)
 
+    def holds(self, now: float) -> bool:
+        """Whether a cooldown is on at *now*."""
+        with self._lock:
+            return now < self._until
+
     def wait(self, clock: Clock, cancel: CancelEvent | None, deadline: float) -> None:
         """Sleep until the cooldown ends (it may be extended meanwhile).
 
@@ -157,6 +179,7 @@ class _Prepared:
     cost: float
     cancel: CancelEvent | None
     deadline: float  # the instant after which no attempt starts (the retry policy's)
+    sent: list[bool] = attrs.field(factory=lambda: [False], repr=False)  # may have reached it
 
 
 #: One cooldown per limiter, however many clients share it.
@@ -178,8 +201,79 @@ def _cooldown_for(limiter: object) -> _Cooldown:
         return cooldown
 
 
-def _excerpt(data: bytes) -> str:
-    return data[:_EXCERPT].decode("utf-8", "replace")
+def _encode_body(
+    json: object,
+    fields: Mapping[str, str] | None,
+    body: bytes | str | None,
+    headers: dict[str, str],
+) -> bytes | str | None:
+    """The body to send: *json* encoded, else *fields* as a form, else *body* as is."""
+    if json is not None:
+        headers.setdefault("Content-Type", "application/json")
+        return jsonlib.dumps(json)
+    if fields is not None:
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        return urlencode(fields)
+    return body
+
+
+def _unless_acted_on(policy: RetryPolicy, request: _Prepared) -> RetryPolicy:
+    """*policy*, narrowed to the failures after which the server cannot have acted.
+
+    For a request that must not be repeated once carried out: what *policy* retries,
+    but only a response that turned it away (`_refused`) or an error raised before it
+    could reach the server.
+    """
+
+    def exception_is_safe(error: BaseException) -> bool:
+        return not request.sent[0] and policy._retries_exception(error)
+
+    def result_is_safe(result: object) -> bool:
+        return _refused(result) and policy._retries_result(result)
+
+    return attrs.evolve(policy, retry_on=exception_is_safe, retry_result=result_is_safe)
+
+
+def _excerpt(data: bytes, secrets: Iterable[str | None] = ()) -> str:
+    """The beginning of a body, for a message, with every secret in *secrets* masked.
+
+    Masked before it is cut, so that a secret across the cut is masked too.
+    """
+    text = data[: _EXCERPT + _EXCERPT_MARGIN].decode("utf-8", "replace")
+    return mask_secrets(text, secrets)[:_EXCERPT]
+
+
+def _query_values(url: str) -> list[str]:
+    """The values of *url*'s query: they may be keys and tokens."""
+    return [value for _, value in parse_qsl(urlsplit(url).query, keep_blank_values=False)]
+
+
+def _header_secrets(headers: Mapping[str, str]) -> list[str]:
+    """The values of headers that carry credentials, and what a Basic one encodes."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if not _SECRET_HEADER.search(name):
+            continue
+        found.append(value)
+        scheme, _, credentials = value.partition(" ")
+        if credentials:
+            found.append(credentials)
+        if scheme.lower() == "basic":
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                decoded = base64.b64decode(credentials, validate=True).decode()
+                found.extend([decoded, *decoded.split(":", 1)])
+    return found
+
+
+def _refused(result: object) -> bool:
+    """Whether a response proves that the server did not act on the request.
+
+    A 429, or a 503 with ``Retry-After``: the server turned the request away before
+    doing anything with it (RFC 6585 section 4, RFC 9110 section 15.6.4).
+    """
+    status = getattr(result, "status", None)
+    headers = getattr(result, "headers", {})
+    return status == 429 or (status == 503 and headers.get("Retry-After") is not None)
 
 
 @final
@@ -187,15 +281,37 @@ class Client:
     """An HTTP client for a rate-limited API, over one thread-safe `urllib3.PoolManager`.
 
     Each request, in turn: waits out any cooldown the server announced, acquires its
-    cost from *limiter*, attaches a bearer token from *auth*, is sent with connect and
-    read timeouts, and is retried by *retry* when its outcome asks for it (429, 502,
-    503, 504 and failed connections, by default).
+    cost from *limiter*, attaches a bearer token from *auth*, is sent and read whole
+    within *timeout*, follows redirects, and is retried by *retry* when its outcome asks
+    for it (429, 502, 503, 504 and failed connections, by default) and when retrying it
+    is safe (below).
 
     **Shared cooldown.**  A 429, or a 503 with ``Retry-After``, pauses every request of
     every client that shares the limiter until the announced instant, not only the
     request that saw it: a server that says "wait 30 s" means the whole client.  Then
-    traffic resumes at the limiter's pace.  Per-request backoff, by contrast, only
-    delays the request that failed, while its siblings go on tripping the limit.
+    traffic resumes at the limiter's pace: a request whose turn at the limiter came
+    during the cooldown takes another turn after it, so that the requests held do not
+    all leave at once (the turn it had is spent).  Per-request backoff, by contrast,
+    only delays the request that failed, while its siblings go on tripping the limit.
+
+    **Retries by method.**  Only requests that can be repeated without harm are retried
+    whatever the failure: ``GET``, ``HEAD``, ``OPTIONS``, ``PUT``, ``DELETE`` and
+    ``TRACE`` (idempotent, RFC 9110 section 9.2.2), and any request with an
+    ``Idempotency-Key`` header or ``idempotent=True``.  Others (``POST``, ``PATCH``)
+    are retried only when the server cannot have acted on them: a 429, a 503 with
+    ``Retry-After``, a connection that could not be made.  A ``POST`` that timed out
+    or got a 502 is not sent again: the server may have carried it out.
+
+    **Timeouts and size.**  A request, its answer's headers and its whole body must
+    come within *timeout* (its ``total``, or connect plus read, for a `urllib3.Timeout`),
+    however slowly the server sends: past it, the request ends with
+    `ratekit.http.ReadTimeout` (its socket shut down, on a `cancellable_pool`).  A body
+    larger than *max_body* bytes ends it with `ratekit.http.ResponseError`.
+
+    **Redirects.**  Up to *max_redirects* are followed (``0``: none, the 3xx is
+    returned); a 303, and a ``POST`` redirected by 301 or 302, becomes a ``GET``.  The
+    bearer token, and ``Authorization`` and ``Cookie`` headers, go only to the origin
+    of the URL asked for; a redirect from ``https`` to ``http`` is refused.
 
     **Cancellation.**  Each request takes a *cancel* event (by default the
     `ratekit.current_cancel`, such as the event a `ratekit.Scheduler` map hands its
@@ -207,10 +323,13 @@ class Client:
     gives up at once with `ratekit.retry.RetryError` (reason ``"deadline"``), as the
     request that saw the 429 does.
 
-    **Auth.**  A 401 invalidates the token and the request is sent once more with a
-    fresh one; a second 401 raises `ratekit.http.AuthError`.  Credentials never travel over
-    plain ``http://`` except to loopback (`ratekit.http.InsecureTransport`), and URLs in
-    logs and errors are shown without query values.
+    **Auth and secrets.**  A 401 invalidates the token and the request is sent once
+    more with a fresh one; a second 401 raises `ratekit.http.AuthError`.  Credentials
+    never travel over plain ``http://`` except to loopback
+    (`ratekit.http.InsecureTransport`).  URLs in logs and errors are shown without
+    query values, and excerpts of error bodies are shown with every secret the client
+    knows masked (the tokens it sent, credentials in its headers, query values, and
+    what *auth* lists in a ``secrets()`` method, as `OAuth2Token` does).
 
     Args:
         limiter: Paces the requests (any `ratekit.typing.Limiter`); ``None``: no pacing.
@@ -220,9 +339,15 @@ class Client:
         budget: A `ratekit.retry.RetryBudget` shared with other clients, if any.
         pool: The `urllib3.PoolManager` to use (default: a `cancellable_pool` of its
             own); make it with `cancellable_pool` so that cancelled requests stop.
-        timeout: Seconds, or a `urllib3.Timeout` (default `DEFAULT_TIMEOUT`).
+        timeout: Seconds for a whole request, or a `urllib3.Timeout` (default
+            `DEFAULT_TIMEOUT`: 10 s to connect, 30 s for each read, 40 s in all).
         headers: Sent with every request.
         clock: Where cooldowns are read and slept (default: the limiter's, or real).
+        max_redirects: The most redirects one request follows (``0``: none).
+        max_body: The most bytes a response body may have.
+
+    Raises:
+        ValueError: If *timeout*, *max_redirects* or *max_body* is out of range.
     """
 
     __slots__ = (
@@ -233,10 +358,13 @@ class Client:
         "_counts",
         "_headers",
         "_limiter",
+        "_max_body",
+        "_max_redirects",
         "_own_pool",
         "_pool",
         "_retry",
         "_timeout",
+        "_tokens",
     )
 
     def __init__(  # noqa: PLR0913 - the settings of a client, all keyword-only
@@ -251,6 +379,8 @@ class Client:
         timeout: float | urllib3.Timeout = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         clock: Clock | None = None,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self._limiter = limiter
         self._base_url = base_url
@@ -266,12 +396,17 @@ class Client:
         self._retry = retry
         self._own_pool = pool is None
         self._pool = cancellable_pool() if pool is None else pool
-        self._timeout = (
-            timeout if isinstance(timeout, urllib3.Timeout) else urllib3.Timeout(total=timeout)
-        )
+        if isinstance(timeout, urllib3.Timeout):
+            self._timeout = timeout
+        else:
+            self._timeout = urllib3.Timeout(total=positive("timeout", timeout))
         self._headers = dict(headers or {})
+        self._max_redirects = whole_number("max_redirects", max_redirects, 0)
+        self._max_body = whole_number("max_body", max_body, 1)
         self._cooldown = _cooldown_for(limiter)
         self._counts = _Counts()
+        # The last bearer tokens sent, to mask them in what servers echo back.
+        self._tokens: deque[str] = deque(maxlen=4)
         if auth is not None and base_url:
             check_transport(base_url, what="a bearer token")
 
@@ -309,11 +444,13 @@ class Client:
         headers: Mapping[str, str] | None = None,
         cost: float = 1,
         cancel: CancelEvent | None = None,
+        idempotent: bool | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """Send a request under the limiter, auth and retry policy; return the response.
 
         The response is returned whatever its status, once the retry policy no longer
-        retries it (its body is read).  Use `get_json` for status checks and decoding.
+        retries it, with its whole body read (``response.data``, decoded).  Use
+        `get_json` for status checks and decoding.
 
         Args:
             method: The HTTP method.
@@ -326,6 +463,9 @@ class Client:
             cost: What the request acquires from the limiter.
             cancel: An event that stops the request (see the class docstring);
                 ``None``: the `ratekit.current_cancel`, if any.
+            idempotent: Whether the request may be repeated whatever happened to it;
+                ``None``: by its method, or an ``Idempotency-Key`` header (see the
+                class docstring).
 
         Raises:
             ratekit.retry.RetryError: When the retry policy gives up (reason
@@ -333,21 +473,24 @@ class Client:
             ratekit.Cancelled: When *cancel* is set (`ratekit.AcquireCancelled` if it
                 was during the wait for the limiter).
             ratekit.http.AuthError: On a second 401 with a fresh token.
-            ratekit.http.ConnectionFailed: A connection failure the policy did not retry.
-            ratekit.http.ReadTimeout: A read timeout the policy did not retry.
-            ratekit.http.InsecureTransport: If a token would go over plain http.
+            ratekit.http.TransportError: A failure of the transport that the policy did
+                not retry: `ConnectionFailed`, `ReadTimeout` (the whole request took
+                too long), `TLSError` (the certificate was refused).
+            ratekit.http.ResponseError: A body past *max_body*, or one that is not in
+                the content coding it claims; a redirect that cannot be followed.
+            ratekit.http.TooManyRedirects: Past *max_redirects*.
+            ratekit.http.InsecureTransport: If a token would go over plain http, or a
+                redirect leads from https to http.
         """
         full = self.url(url, params)
         send_headers = {**self._headers, **(headers or {})}
-        data: bytes | str | None = body
-        if json is not None:
-            data = jsonlib.dumps(json)
-            send_headers.setdefault("Content-Type", "application/json")
-        elif fields is not None:
-            data = urlencode(fields)
-            send_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        data = _encode_body(json, fields, body, send_headers)
         if self._auth is not None:
             check_transport(full, what="a bearer token")
+        if idempotent is None:
+            idempotent = method.upper() in IDEMPOTENT_METHODS or any(
+                name.lower() == "idempotency-key" for name in send_headers
+            )
         explicit = cancel is not None
         cancel = resolve(cancel)
         policy = self._retry
@@ -358,6 +501,8 @@ class Client:
         if policy is None:
             with cancelled_by(cancel if explicit else None):
                 return self._attempt(prepared, 1)
+        if not idempotent:
+            policy = _unless_acted_on(policy, prepared)
         made = 0
 
         def attempt() -> urllib3.BaseHTTPResponse:
@@ -389,62 +534,120 @@ class Client:
             full = f"{full}{'&' if '?' in full else '?'}{urlencode(params)}"
         return full
 
+    def _secrets(self, url: str, headers: Mapping[str, str] | None = None) -> list[str]:
+        """Every secret the client knows that a request to *url* may have carried."""
+        found = [*self._tokens, *_query_values(url)]
+        found += _header_secrets({**self._headers, **(headers or {})})
+        listed = getattr(self._auth, "secrets", None)
+        if callable(listed):
+            found += [secret for secret in listed() if isinstance(secret, str)]
+        return found
+
+    def _admit(self, request: _Prepared) -> None:
+        """Wait out any cooldown, then take a turn at the limiter after it."""
+        while True:
+            self._cooldown.wait(self._clock, request.cancel, request.deadline)
+            if self._limiter is None:
+                return
+            self._limiter.acquire(request.cost, cancel=request.cancel)
+            if not self._cooldown.holds(self._clock.now()):
+                return
+            # A cooldown began while this request waited for its turn, which came
+            # inside it: take another after it, rather than leave with everyone else.
+
     def _attempt(self, request: _Prepared, number: int) -> urllib3.BaseHTTPResponse:
-        """One attempt: cooldown, limiter, auth (with one retry on 401), send, classify."""
-        cancel, deadline = request.cancel, request.deadline
-        for fresh in (False, True):
-            self._cooldown.wait(self._clock, cancel, deadline)
-            if self._limiter is not None:
-                self._limiter.acquire(request.cost, cancel=cancel)
-                # A cooldown announced while this request waited for the limiter holds it too.
-                self._cooldown.wait(self._clock, cancel, deadline)
+        """One attempt: cooldown, limiter, auth (with one retry on 401), send, redirects."""
+        method, url, body, headers = request.method, request.url, request.body, request.headers
+        home = url
+        same_origin = True
+        fresh = redirects = 0
+        while True:
+            self._admit(request)
             token = None
-            headers = request.headers
-            if self._auth is not None:
+            send = headers
+            if self._auth is not None and same_origin:
                 token = self._auth.token()
-                headers = {**headers, "Authorization": f"Bearer {token}"}
-            response = self._send(request, headers, number)
+                if token not in self._tokens:
+                    self._tokens.append(token)
+                send = {**headers, "Authorization": f"Bearer {token}"}
+            response = self._send(
+                request, method=method, url=url, body=body, headers=send, number=number
+            )
             if response.status == 401 and token is not None and self._auth is not None:
                 self._auth.invalidate(token)
                 if fresh:
-                    raise AuthError(401, redact_url(request.url), "access token")
+                    raise AuthError(401, redact_url(url), "access token")
+                fresh += 1
                 continue
             observe = getattr(self._limiter, "observe", None)
             if observe is not None:  # a limiter that learns from answers (AdaptiveLimiter)
                 observe(response.status, response.headers)
             self._note_cooldown(response)
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
+            hop = None
+            if self._max_redirects:
+                location = response.headers.get("Location")
+                hop = next_hop(
+                    response.status,
+                    location,
+                    method=method,
+                    url=url,
+                    body=body,
+                    headers=headers,
+                    home=home,
+                )
+            if hop is None:
+                return response
+            redirects += 1
+            if redirects > self._max_redirects:
+                raise TooManyRedirects(response.status, redact_url(home), self._max_redirects)
+            log.debug("%s %s redirects to %s", method, redact_url(url), redact_url(hop.url))
+            method, url, body, headers = hop.method, hop.url, hop.body, hop.headers
+            same_origin = hop.same_origin
+            fresh = 0
 
-    def _send(
-        self, request: _Prepared, headers: dict[str, str], number: int
+    def _send(  # noqa: PLR0913 - one hop of an attempt
+        self,
+        request: _Prepared,
+        *,
+        method: str,
+        url: str,
+        body: bytes | str | None,
+        headers: dict[str, str],
+        number: int,
     ) -> urllib3.BaseHTTPResponse:
         """Send once; the transport's errors become ratekit's (`Cancelled` if aborted)."""
         cancel = request.cancel
-        shown = f"{request.method} {redact_url(request.url)}"
+        shown = f"{method} {redact_url(url)}"
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"{shown} (attempt {number})")
+        request.sent[0] = True
         try:
-            response = self._pool.request(
-                request.method,
-                request.url,
-                body=request.body,
+            response = send(
+                self._pool,
+                method,
+                url,
+                body=body,
                 headers=headers,
                 timeout=self._timeout,
-                retries=False,
-                redirect=False,
+                max_body=self._max_body,
+                cancel=cancel,
             )
-        except urllib3.exceptions.HTTPError as error:
-            if cancel is not None and cancel.is_set():  # aborted by the cancellation
-                self._counts.sent(None)
-                raise Cancelled(f"{shown} (attempt {number})") from error
-            if isinstance(error, ReadTimeoutError):
-                self._counts.sent(None)
-                raise ReadTimeout(f"{shown}: no response in time") from error
-            if isinstance(error, _CONNECTION_ERRORS):
-                self._counts.sent(None)
-                raise ConnectionFailed(f"{shown}: {type(error).__name__}") from error
+        except (TransportError, Cancelled) as error:
+            self._counts.sent(None)
+            if sent_nothing(error):
+                request.sent[0] = False
+            if isinstance(error, Cancelled):
+                raise Cancelled(f"{shown} (attempt {number})") from error.__cause__
             raise
+        except BodyTooLarge as large:
+            self._counts.sent(large.status)
+            excerpt = _excerpt(large.head, self._secrets(url, headers))
+            reason = f"a body of more than max_body={self._max_body} bytes"
+            raise ResponseError(large.status, redact_url(url), excerpt, reason) from None
+        except Undecodable as bad:
+            self._counts.sent(bad.status)
+            reason = "a body that is not in the content coding it claims"
+            raise ResponseError(bad.status, redact_url(url), "", reason) from None
         self._counts.sent(response.status)
         log.debug("%s -> %s", shown, response.status)
         return response
@@ -506,14 +709,17 @@ class Client:
     ) -> Any:  # noqa: ANN401 - JSON is any value
         """`request`, then check the status and decode the JSON body, as `get_json`."""
         response = self.request(method, url, cancel=cancel, **kwargs)
-        shown = redact_url(self.url(url, kwargs.get("params")))
+        full = self.url(url, kwargs.get("params"))
+        shown = redact_url(full)
         data = response.data
         if not 200 <= response.status < 300:
-            raise HTTPStatusError(response.status, method, shown, _excerpt(data))
+            excerpt = _excerpt(data, self._secrets(full, kwargs.get("headers")))
+            raise HTTPStatusError(response.status, method, shown, excerpt)
         if response.status == 204 or not data.strip():
             return None
         try:
             return jsonlib.loads(data)
         except (ValueError, UnicodeDecodeError) as error:
             reason = f"a body that is not JSON ({error.__class__.__name__})"
-            raise ResponseError(response.status, shown, _excerpt(data), reason) from None
+            excerpt = _excerpt(data, self._secrets(full, kwargs.get("headers")))
+            raise ResponseError(response.status, shown, excerpt, reason) from None

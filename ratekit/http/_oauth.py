@@ -17,10 +17,17 @@ import urllib3
 
 from ratekit._cancel import current_cancel, waking
 from ratekit._clock import MONOTONIC
-from ratekit._errors import Cancelled, TokenError
+from ratekit._errors import (
+    Cancelled,
+    ConnectionFailed,
+    ReadTimeout,
+    TokenError,
+    TransportError,
+)
 from ratekit._validate import positive
 from ratekit.http._pool import cancellable_pool
 from ratekit.http._redact import MASK, check_transport, redact_url
+from ratekit.http._transport import BodyTooLarge, Undecodable, send
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -35,6 +42,13 @@ _SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
 
 #: The longest piece of server text (an error code or description) that a message shows.
 _MAX_TEXT = 300
+
+#: The most bytes a token response may have: a token, an id token, a few fields.
+_MAX_TOKEN_BODY = 1024 * 1024
+
+#: A failing early refresh is tried at most this many times before the cached token
+#: expires: after a failure, the next try waits this fraction of the refresh window.
+_REFRESH_TRIES = 6
 
 _GRANTS = ("client_credentials", "password")
 _CLIENT_AUTHS = ("basic", "body")
@@ -74,10 +88,24 @@ class OAuth2Token:
     When a new token is needed, exactly one thread fetches it while the others wait for
     its outcome, so a crowd of threads causes one request, not one each.
 
+    A failed early refresh does not discard a token that is still valid.  When the
+    refresh that is due in the last *margin* seconds fails (no connection, a timeout, a
+    429 or 5xx, an unreadable answer, a refused certificate, even refused credentials),
+    the cached token is returned, to the caller and to the waiting threads, and the
+    failure is logged: at WARNING when it will not pass by itself (refused credentials,
+    an unreadable answer, a refused certificate), at DEBUG otherwise.  The refresh is
+    tried again by the first call a sixth of the refresh window later (the window runs
+    from when the refresh is due to expiry: 10 s later with the default margin), so a
+    failing endpoint sees at most six requests before the token expires, not one per
+    call.  A failure raises only when no valid token is left: the token has expired, or
+    it was invalidated (after a 401).  Refused credentials (``invalid_client``,
+    ``invalid_grant``) keep the token too: the server that issued it decides whether it
+    is still good, and says so with a 401 that invalidates it.
+
     Secrets stay out of sight: the client secret and the password are shown as ``***``
     in ``repr``, the token URL without query values, and none of them, nor the token,
-    appears in log records (logger ``ratekit.http``, level DEBUG) or in exception
-    messages.  Credentials are refused over plain ``http://`` except to loopback.
+    appears in log records (logger ``ratekit.http``) or in exception messages.
+    Credentials are refused over plain ``http://`` except to loopback.
 
     Args:
         token_url: The token endpoint.
@@ -116,6 +144,7 @@ class OAuth2Token:
         "_grant",
         "_headers",
         "_margin",
+        "_pause",
         "_pool",
         "_refresh_at",
         "_response",
@@ -171,6 +200,8 @@ class OAuth2Token:
         self._token: str | None = None
         self._expires_at: float | None = None
         self._refresh_at: float | None = None
+        # How long a failed early refresh holds back the next one (see the class).
+        self._pause = 0.0
         self._response: Mapping[str, object] = MappingProxyType({})
         self._flight: _Flight | None = None
 
@@ -215,6 +246,16 @@ class OAuth2Token:
             parts.append(f"scopes={self._scope!r}")
         return f"OAuth2Token({', '.join(parts)})"
 
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets this provider knows: its client secret, password and token.
+
+        For `ratekit.http.Client`, which masks them in the excerpts of error bodies (a
+        server may echo what it was sent); never shown, logged or put in a message.
+        """
+        with self._cond:
+            token = () if self._token is None else (self._token,)
+        return (*self._secrets, *token)
+
     @property
     def expires_at(self) -> float | None:
         """When the cached token expires, as a reading of the clock; ``None`` if unknown.
@@ -241,14 +282,21 @@ class OAuth2Token:
 
         If another thread is already fetching, wait for its outcome instead of sending a
         second request: its token is returned, or its error raised, in every waiting
-        thread.  A failure is not remembered; the next call tries again.
+        thread.  A failure is not remembered; the next call tries again.  An early
+        refresh that fails returns the cached token while it is valid (see the class).
 
         Raises:
             TokenError: If the endpoint refused (its RFC 6749 ``error`` code, description
-                and HTTP status), or its answer could not be read (``"invalid_response"``).
-            urllib3.exceptions.HTTPError: If the connection failed or timed out
-                (``NewConnectionError``, ``ProtocolError``, ``ReadTimeoutError``, ...);
-                it propagates unchanged, so that a retry policy can retry it.
+                and HTTP status), or its answer could not be read (``"invalid_response"``:
+                no token in it, or a body not in the ``Content-Encoding`` it claims).
+            ratekit.http.ConnectionFailed: If no connection could be made, or it was
+                lost before the whole answer came; `ratekit.http.Client` retries it by
+                its default policy.
+            ratekit.http.ReadTimeout: If the answer did not come within *timeout*.
+            ratekit.http.TLSError: If the endpoint's TLS certificate was refused.
+            ratekit.http.TransportError: The base of the three above, raised itself for
+                the transport's rarer failures.  Its message names the token URL without
+                query values; urllib3's exception is the ``__cause__``.
             ratekit.Cancelled: If the `ratekit.current_cancel` was set while this
                 call waited for another thread's request, or aborted its own.
         """
@@ -269,19 +317,11 @@ class OAuth2Token:
             fetched = self._fetch()
         except BaseException as error:
             # Whatever ends the fetch must also end every wait for it.
-            cancel = current_cancel()
-            if (
-                cancel is not None
-                and cancel.is_set()
-                and isinstance(error, urllib3.exceptions.HTTPError)
-            ):
-                # Aborted by a cancellation: say so, to this caller and to the waiters.
-                cancelled = Cancelled("the token request")
-                self._land(flight, error=cancelled)
-                raise cancelled from error
-            self._land(flight, error=error)
-            raise
-        self._land(flight, fetched=fetched)
+            kept = self._fail(flight, error)
+            if kept is None:
+                raise
+            return kept
+        self._land(flight, fetched)
         return fetched.token
 
     def _await(self, flight: _Flight) -> str | None:
@@ -321,24 +361,58 @@ class OAuth2Token:
             if self._token is not None and token == self._token:
                 self._token = self._expires_at = self._refresh_at = None
 
-    def _land(
-        self,
-        flight: _Flight,
-        *,
-        fetched: _Fetched | None = None,
-        error: BaseException | None = None,
-    ) -> None:
+    def _land(self, flight: _Flight, fetched: _Fetched) -> None:
+        """Cache the *fetched* token and hand it to the threads that wait for *flight*."""
         with self._cond:
-            if fetched is not None:
-                self._token = fetched.token
-                self._expires_at = fetched.expires_at
-                self._refresh_at = fetched.refresh_at
-                self._response = fetched.response
-                flight.token = fetched.token
-            flight.error = error
-            flight.done = True
-            self._flight = None
-            self._cond.notify_all()
+            self._token = fetched.token
+            self._expires_at = fetched.expires_at
+            self._refresh_at = fetched.refresh_at
+            if fetched.expires_at is not None and fetched.refresh_at is not None:
+                self._pause = (fetched.expires_at - fetched.refresh_at) / _REFRESH_TRIES
+            self._response = fetched.response
+            flight.token = fetched.token
+            self._end(flight)
+
+    def _fail(self, flight: _Flight, error: BaseException) -> str | None:
+        """End *flight*, which failed with *error*: the cached token if still valid, else None.
+
+        Only the endpoint's failures and refusals keep the token: a cancellation, or an
+        error of the program, is raised as it is.
+        """
+        now = self._clock.now()
+        with self._cond:
+            token, expires_at = self._token, self._expires_at
+            if not (
+                isinstance(error, (TransportError, TokenError))
+                and token is not None
+                and expires_at is not None
+                and now < expires_at
+            ):
+                flight.error = error
+                self._end(flight)
+                return None
+            # Held back for a while, not retried by every call: that would hammer an
+            # endpoint that is down, once per request, until the token expires.
+            self._refresh_at = min(now + self._pause, expires_at)
+            retry_in = self._refresh_at - now
+            flight.token = token
+            self._end(flight)
+        level = logging.DEBUG if _transient(error) else logging.WARNING
+        log.log(
+            level,
+            "the token refresh failed; the cached token, which expires in %.6g s, is kept "
+            "and the refresh tried again in %.6g s: %s",
+            expires_at - now,
+            retry_in,
+            error,
+        )
+        return token
+
+    def _end(self, flight: _Flight) -> None:
+        """Mark *flight* done and wake its waiters (with the lock held)."""
+        flight.done = True
+        self._flight = None
+        self._cond.notify_all()
 
     def _fetch(self) -> _Fetched:
         log.debug("fetching a token from %s (grant %s)", self._shown_url, self._grant)
@@ -347,17 +421,26 @@ class OAuth2Token:
         if self._pool is None:
             # Only the thread that holds the flight gets here, so one pool is made.
             self._pool = cancellable_pool()
-        response = self._pool.request(
-            "POST",
-            self._token_url,
-            body=self._body,
-            headers=self._headers,
-            timeout=self._timeout,
-            # No retries: the caller's policy decides.  No redirects: the credentials
-            # must not follow a redirect to another host.
-            retries=False,
-            redirect=False,
-        )
+        try:
+            response = send(
+                self._pool,
+                "POST",
+                self._token_url,
+                body=self._body,
+                headers=self._headers,
+                timeout=self._timeout,
+                max_body=_MAX_TOKEN_BODY,
+                cancel=current_cancel(),
+            )
+        except Cancelled as error:
+            # Aborted by a cancellation: say so, to this caller and to the waiters.
+            raise Cancelled("the token request") from error.__cause__
+        except Undecodable as bad:
+            reason = "the body is not in the coding that its Content-Encoding claims"
+            raise TokenError("invalid_response", reason, bad.status) from None
+        except BodyTooLarge as large:
+            reason = f"the body is larger than {_MAX_TOKEN_BODY} bytes"
+            raise TokenError("invalid_response", reason, large.status) from None
         fetched = self._read(response.status, response.data, started)
         if fetched.expires_at is None:
             log.debug("token fetched, no expiry given: kept until invalidated")
@@ -443,6 +526,13 @@ def _scope(scopes: Sequence[str] | str | None) -> str:
         if not isinstance(name, str) or name.split() != [name]:
             raise ValueError(f"scopes must be non-empty names without spaces, got {name!r}")
     return " ".join(cast("list[str]", names))
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether a failed token request may well succeed if sent again."""
+    if isinstance(error, (ConnectionFailed, ReadTimeout)):
+        return True
+    return isinstance(error, TokenError) and (error.status == 429 or error.status >= 500)
 
 
 def _json_object(data: bytes) -> dict[str, object] | None:

@@ -16,14 +16,15 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin
 
 import attrs
+from urllib3.util import parse_url
 
 from ratekit._cancel import as_cancellation, resolve
 from ratekit._errors import HTTPStatusError, ResponseError
 from ratekit.http._client import _excerpt
-from ratekit.http._redact import redact_url
+from ratekit.http._redact import _BLANK_OR_CONTROL, Origin, origin, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -36,9 +37,6 @@ log = logging.getLogger("ratekit.http")
 
 #: What `_dig` returns when a path leads nowhere (a JSON ``null`` is ``None``, not this).
 _MISSING: Any = object()
-
-#: Default ports, so that ``https://host`` and ``https://host:443`` are one origin.
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # One parameter of a link-value (RFC 8288 section 3): ``; name``, ``; name=token`` or
 # ``; name="quoted \"string\""``.  Quoted values may hold commas and semicolons, which is
@@ -122,9 +120,11 @@ class _Answer:
     data: bytes
     body: object
     link: str | None  # the Link header
+    secrets: list[str] = attrs.field(repr=False)  # what the client masks in excerpts
 
     def error(self, reason: str) -> ResponseError:
-        return ResponseError(self.status, redact_url(self.url), _excerpt(self.data), reason)
+        excerpt = _excerpt(self.data, self.secrets)
+        return ResponseError(self.status, redact_url(self.url), excerpt, reason)
 
 
 def _get(
@@ -142,16 +142,19 @@ def _get(
     full = client.url(url, params)
     response = client.request("GET", url, params=params, headers=headers, cancel=cancel)
     data = response.data
+    secrets = client._secrets(full, headers)
     if not 200 <= response.status < 300:
-        raise HTTPStatusError(response.status, "GET", redact_url(full), _excerpt(data))
+        excerpt = _excerpt(data, secrets)
+        raise HTTPStatusError(response.status, "GET", redact_url(full), excerpt)
     body: object = None
     if response.status != 204 and data.strip():
         try:
             body = json.loads(data)
         except ValueError as error:  # UnicodeDecodeError included
             reason = f"a body that is not JSON ({error.__class__.__name__})"
-            raise ResponseError(response.status, redact_url(full), _excerpt(data), reason) from None
-    return _Answer(full, response.status, data, body, response.headers.get("Link"))
+            excerpt = _excerpt(data, secrets)
+            raise ResponseError(response.status, redact_url(full), excerpt, reason) from None
+    return _Answer(full, response.status, data, body, response.headers.get("Link"), secrets)
 
 
 def _dig(body: object, path: str) -> Any:  # noqa: ANN401 - any JSON value
@@ -577,13 +580,50 @@ def _next_in_link_header(header: str | None) -> str | None:
     return None
 
 
-def _origin(url: str) -> tuple[str, str | None, int | None]:
-    parts = urlsplit(url)
+def _next_url(link: str, page: str, *, other_origins: bool) -> tuple[str, str | None]:
+    """Where the next link *link* of the page at *page* leads, and why not to follow it.
+
+    Returns:
+        The absolute URL, without its fragment (which names a part of a page, not
+        another page), and ``None`` or the reason not to follow it.
+    """
     try:
-        port = parts.port
-    except ValueError:  # an invalid port: an origin that matches no valid one
-        port = -1
-    return parts.scheme.lower(), parts.hostname, port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        url = urldefrag(urljoin(page, link)).url
+    except ValueError:  # such as an IPv6 literal without its "]"
+        return link, f"a next link that is not a URL, {redact_url(link)}"
+    refusal = _refusal(link, url, page, other_origins=other_origins)
+    return url, None if refusal is None else f"a next link {refusal}, {redact_url(url)}"
+
+
+def _refusal(link: str, url: str, page: str, *, other_origins: bool) -> str | None:
+    """Why the next link *link*, which leads to *url*, is not to be followed, if it is not.
+
+    The link is judged as urllib3 will connect by it (`ratekit.http._redact.origin`),
+    and refused, whatever *other_origins* says, where parsers disagree on it: a
+    backslash (a slash to browsers, the end of the host to urllib3, part of the host to
+    `urllib.parse`), whitespace or a control character (dropped by `urllib.parse`, not
+    by urllib3), or user information.  With a credential on every request, a link that
+    one parser reads as this server's and another as someone else's would send it to
+    the other one.  A URL that `origin` does not judge counts as another origin.
+    """
+    if "\\" in link:
+        return "with a backslash"
+    if _BLANK_OR_CONTROL.search(link):
+        return "with whitespace or a control character"
+    with contextlib.suppress(ValueError):  # not a URL urllib3 parses: judged below
+        if parse_url(url).auth != parse_url(page).auth:
+            return "with user information"
+    if other_origins:
+        return None
+    try:
+        there = origin(url)
+    except ValueError as error:
+        return f"to another origin ({error})"
+    try:
+        here: Origin | None = origin(page)
+    except ValueError:  # a page urllib3 fetched, at a URL that `origin` does not judge
+        here = None
+    return None if there == here else "to another origin"
 
 
 @attrs.frozen(kw_only=True)
@@ -603,7 +643,11 @@ class NextLinkPaginator:
 
     **Other origins.**  A next link to another scheme, host or port raises
     `ratekit.http.ResponseError` unless *allow_other_origins*, as the client would send
-    its bearer token there.
+    its bearer token there.  Hosts are compared as urllib3 connects to them (so
+    ``example.com.`` and ``example.com`` are two origins, see `docs/http.md`), and a
+    next link with a backslash, whitespace, a control character or user information
+    raises whatever *allow_other_origins* says: parsers disagree on where such a link
+    leads.
 
     Args:
         records_key: Where the records are: a key, a dotted path such as
@@ -660,8 +704,8 @@ class NextLinkPaginator:
         Raises:
             ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
             ratekit.http.ResponseError: If a body is not JSON or has no list of records at
-                ``records_key``, if a next link is not a string, or if it leads to
-                another origin (unless *allow_other_origins*).
+                ``records_key``, if a next link is not a string, if it leads to
+                another origin (unless *allow_other_origins*), or if it is ambiguous.
             BaseException: Whatever `Client.request` raises.
         """
         return _walked(self._walk, client, url, params, headers, cancel)
@@ -684,10 +728,9 @@ class NextLinkPaginator:
             link = self._next(answer)
             if link is None:
                 return
-            # A fragment names a part of a page, not another page.
-            url = urldefrag(urljoin(answer.url, link)).url
-            if not self.allow_other_origins and _origin(url) != _origin(answer.url):
-                raise answer.error(f"a next link to another origin, {redact_url(url)}")
+            url, refusal = _next_url(link, answer.url, other_origins=self.allow_other_origins)
+            if refusal is not None:
+                raise answer.error(refusal)
             if url in fetched:
                 log.warning(
                     "%s links to %s, which was already fetched: stopping",

@@ -6,10 +6,12 @@ ignored (``None``), never raised.  Only bad arguments from the calling program r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_tz
 from typing import TYPE_CHECKING
 
 import attrs
@@ -35,6 +37,9 @@ _DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # case a caller hands over a raw header line.
 _OWS_CHARS = " \t\r\n"
 
+# A leading word before a comma: a weekday, whose comma belongs to the date.
+_WORD = re.compile(r"[A-Za-z]+")
+
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH = rf"(?P<month>{'|'.join(_MONTHS)})"
 _DAY_NAME = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
@@ -42,8 +47,9 @@ _DAY_NAME_LONG = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 _TIME_OF_DAY = r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
 
 # The three forms of RFC 9110 section 5.6.7, exactly as its grammar spells them (names
-# are case-sensitive there).  email.utils.parsedate_to_datetime is not used: it accepts
-# far more (time zones, missing seconds, free spacing), which a header parser should not.
+# are case-sensitive there).  They are read first and, when one matches, alone: its
+# four-digit year is the year, even 0000 (no such year: invalid), where
+# email.utils.parsedate_tz would read any year below 100 as a two-digit one.
 _IMF_FIXDATE = re.compile(
     rf"{_DAY_NAME}, (?P<day>[0-9]{{2}}) {_MONTH} (?P<year>[0-9]{{4}}) {_TIME_OF_DAY} GMT"
 )
@@ -57,6 +63,14 @@ _ASCTIME_DATE = re.compile(
 # Seconds run to 60 in the grammar, for a leap second.
 _LAST_SECOND = 60
 
+# email.utils.parsedate_tz turns a year below 100 into 1969-2068 (the POSIX rule) without
+# saying so; a year in this range may have been written with two digits.
+_PARSEDATE_SHORT_YEARS = range(1969, 2069)
+
+# The words parsedate_tz takes a date apart into: split at whitespace and commas, and an
+# RFC 850 date's day-month-year at its hyphens.
+_DATE_WORD_SEPARATORS = re.compile(r"[\s,-]+")
+
 
 def parse_retry_after(
     value: str | bytes | None,
@@ -66,19 +80,39 @@ def parse_retry_after(
 ) -> float | None:
     """Read a ``Retry-After`` header value as the number of seconds to wait.
 
-    Two forms are accepted (RFC 9110 section 10.2.3), with optional surrounding whitespace:
+    The value, without its optional surrounding whitespace, is read as the first of:
 
-    - delta-seconds: plain ASCII digits with an optional fractional part, such as
-      ``"3"`` or ``"0.503"``.  No sign, exponent, underscore, ``inf`` or ``nan``.
-    - an HTTP-date in any of the three forms of RFC 9110 section 5.6.7: IMF-fixdate
-      (``Sun, 06 Nov 1994 08:49:37 GMT``), the obsolete RFC 850 form
-      (``Sunday, 06-Nov-94 08:49:37 GMT``) and asctime (``Sun Nov  6 08:49:37 1994``).
-      The weekday must be spelled right but is not checked against the date; a day,
-      month or time that does not exist (30 February, 25:00:00) makes the value invalid.
-      An RFC 850 two-digit year is the one year with those digits that puts the date
-      after *now* minus 50 years and no more than 50 years after *now*: a date more than
-      50 years ahead is read as the most recent past year with those digits, as RFC 9110
-      requires, and late in a century the next century's first years count as near.
+    - delta-seconds (RFC 9110 section 10.2.3): plain ASCII digits with an optional
+      fractional part, such as ``"3"`` or ``"0.503"``.  No sign, exponent, underscore,
+      ``inf`` or ``nan``.
+    - an HTTP-date in one of the three forms of RFC 9110 section 5.6.7, exactly as its
+      grammar spells them: IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``), the obsolete
+      RFC 850 form (``Sunday, 06-Nov-94 08:49:37 GMT``) and asctime
+      (``Sun Nov  6 08:49:37 1994``).  Their four-digit years are taken as written.
+    - any other date that `email.utils.parsedate_tz` reads, as urllib3's
+      ``Retry.parse_retry_after`` reads it: names in any case
+      (``sun, 06 nov 1994 08:49:37 gmt``), a one-digit day (``Sun, 6 Nov 1994``), no
+      weekday or any word with a comma in its place, no seconds, a zone such as ``UTC``,
+      ``EST``, ``+0000`` or ``-0500`` or none (GMT), day and month in either order, and
+      the other variations of RFC 5322 dates.  Words after the zone are ignored, as
+      `parsedate_tz` ignores them.
+
+    No weekday is checked against its date.  A day, month or time that does not exist
+    (30 February, 25:00:00, second 61) makes a date invalid; second 60, a leap second, is
+    the next minute's first.  A two-digit year (in the RFC 850 form, or any year that
+    `parsedate_tz` reads as below 100, which it alone would put in 1969-2068) is the one
+    year with those digits that puts the date after *now* minus 50 years and no more
+    than 50 years after *now*: a date more than 50 years ahead is read as the most recent
+    past year with those digits, as RFC 9110 requires, and late in a century the next
+    century's first years count as near.
+
+    A header sent more than once arrives as one value, its lines joined with commas
+    (RFC 9110 section 5.3), such as ``"30, 30"`` or two dates joined with ``", "``.  Its
+    first member counts: the text up to the first comma, or the second if the first
+    follows a leading word (a weekday, as in IMF-fixdate), with empty members skipped.
+    Only if that member is unreadable is the whole value tried as one date (for a
+    date with other commas, ``Sun, 06 Nov 1994, 08:49:37 GMT``).  So ``"1,000"`` is one
+    second, the first of two members.
 
     An HTTP-date is a wall-clock time, so the wait is measured from *now*, which defaults
     to the system's wall clock.  A date in the past means no wait (``0.0``).
@@ -107,15 +141,12 @@ def parse_retry_after(
     if value is None:
         return None
     text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip(_OWS_CHARS)
-    if _DELTA_SECONDS.fullmatch(text):
-        # Too many digits for a float gives inf, which the cap turns into the cap.
-        return min(float(text), limit)
-    current = datetime.fromtimestamp(wall_time(), timezone.utc) if now is None else now
-    date = _http_date(text, current)
-    if date is None:
-        return None
-    seconds = (date - current).total_seconds()
-    return min(max(0.0, seconds), limit)
+    member = _first_member(text)
+    seconds = _seconds_until(member, now)
+    if seconds is None and member != text:
+        seconds = _seconds_until(text, now)
+    # Too many digits for a float give inf, which the cap turns into the cap.
+    return None if seconds is None else min(max(0.0, seconds), limit)
 
 
 def _check_cap(cap: object) -> float:
@@ -126,6 +157,27 @@ def _check_cap(cap: object) -> float:
     return float(cap)
 
 
+def _first_member(text: str) -> str:
+    """The first member of a value whose lines were joined with commas (RFC 9110 5.3).
+
+    It ends at the first comma, or at the second when the first follows a leading word
+    (a weekday: IMF-fixdate has a comma of its own); empty members are skipped.
+    """
+    head, comma, tail = text.lstrip(_OWS_CHARS + ",").partition(",")
+    if comma and _WORD.fullmatch(head.rstrip(_OWS_CHARS)):
+        head = f"{head},{tail.partition(',')[0]}"
+    return head.strip(_OWS_CHARS)
+
+
+def _seconds_until(text: str, now: datetime | None) -> float | None:
+    """The seconds one ``Retry-After`` value asks for (negative if past), or ``None``."""
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(text)
+    current = datetime.fromtimestamp(wall_time(), timezone.utc) if now is None else now
+    date = _http_date(text, current)
+    return None if date is None else (date - current).total_seconds()
+
+
 def _http_date(text: str, now: datetime) -> datetime | None:
     """Return the instant an HTTP-date names, or ``None`` if it is not a valid one."""
     for pattern in (_IMF_FIXDATE, _RFC850_DATE, _ASCTIME_DATE):
@@ -133,28 +185,75 @@ def _http_date(text: str, now: datetime) -> datetime | None:
         if match is not None:
             break
     else:
-        return None
+        return _lenient_date(text, now)
     month = _MONTHS.index(match["month"]) + 1
     day, hour, minute, second = (int(match[name]) for name in ("day", "hour", "minute", "second"))
-    year = int(match["year"])
-    if second > _LAST_SECOND:
+    rest = (month, day, hour, minute, second)
+    year: int | None = int(match["year"])
+    if pattern is _RFC850_DATE:
+        year = _two_digit_year(int(match["year"]), rest, now)
+    return _instant(year, rest)
+
+
+def _lenient_date(text: str, now: datetime) -> datetime | None:
+    """Return the instant a date that `parsedate_tz` reads names, or ``None``."""
+    # parsedate_tz returns None for what it cannot read; it raises for no str.
+    fields = parsedate_tz(text)
+    if fields is None:
+        return None
+    year, rest = fields[0], fields[1:6]
+    # parsedate_tz gives 0 for a missing zone, and for -0000 ("zone unknown").
+    offset = fields[9] or 0
+    if year in _PARSEDATE_SHORT_YEARS and _short_year(text, year):
+        return _instant(_two_digit_year(year % 100, rest, now), rest, offset)
+    return _instant(year, rest, offset)
+
+
+def _short_year(text: str, year: int) -> bool:
+    """Whether `parsedate_tz` read *year* from a number below 100, which it expanded.
+
+    The year was written in full if one of the date's words, as `parsedate_tz` splits
+    them, is that number (it takes a year only from a word that starts with a digit).
+    """
+    for word in _DATE_WORD_SEPARATORS.split(text):
+        if word[:1].isdigit():
+            with contextlib.suppress(ValueError):  # a time, or too many digits for int()
+                if int(word) == year:
+                    return False
+    return True
+
+
+def _instant(
+    year: int | None, rest: tuple[int, int, int, int, int], offset: int = 0
+) -> datetime | None:
+    """The instant of a UTC date and time, less *offset* seconds.
+
+    *rest* is the month, day, hour, minute and second.  ``None`` if the year is
+    ``None``, a field is out of its range, or the instant is beyond what `datetime` holds.
+    """
+    month, day, hour, minute, second = rest
+    if year is None or not 0 <= second <= _LAST_SECOND:
         return None
     try:
-        if pattern is _RFC850_DATE:
-            year = _rfc850_year(year, (month, day, hour, minute, second), now)
         # Adding the seconds, rather than passing them, lets a leap second (60) through.
         return datetime(year, month, day, hour, minute, tzinfo=timezone.utc) + timedelta(
-            seconds=second
+            seconds=second - offset
         )
     except (ValueError, OverflowError):
-        # A day or time that does not exist, or a year outside what datetime holds
-        # (including a now so close to its limits that it cannot be moved to UTC).
         return None
 
 
-def _rfc850_year(two_digits: int, rest: tuple[int, int, int, int, int], now: datetime) -> int:
-    """Expand a two-digit year so that the date falls within 50 years of *now*, either way."""
-    utc = now.astimezone(timezone.utc)
+def _two_digit_year(
+    two_digits: int, rest: tuple[int, int, int, int, int], now: datetime
+) -> int | None:
+    """Expand a two-digit year so that the date falls within 50 years of *now*, either way.
+
+    ``None`` if *now* is so close to the limits of `datetime` that it cannot be moved to UTC.
+    """
+    try:
+        utc = now.astimezone(timezone.utc)
+    except OverflowError:
+        return None
     year = utc.year - utc.year % 100 + two_digits
     fifty_years_on = (utc.year + 50, utc.month, utc.day, utc.hour, utc.minute, utc.second)
     # Compared field by field, so "50 years" is calendar years, 29 February included.
@@ -292,6 +391,9 @@ class RateLimitInfo:
           pass; ``None`` if none of the exhausted policies tells its reset.
         - Otherwise ``0.0`` if any policy tells its remaining (a request may go now).
         - Otherwise ``None``: the headers do not say.
+
+        It is not capped (nor are the resets it comes from): cap it before sleeping on
+        it, as `parse_rate_limit_headers` explains.
         """
         exhausted = [p for p in self.policies if p.remaining is not None and p.remaining <= 0]
         if exhausted:
@@ -302,11 +404,13 @@ class RateLimitInfo:
         return None
 
 
-# X-RateLimit-Reset carries either seconds from now or a Unix time, with nothing to say
-# which.  A delta of 1e9 s is 31.7 years: no API announces a window that long, while every
-# Unix time since 2001-09-09 is above 1e9 (GitHub's, Twitter's and Discord's resets are all
-# of this kind).  Epochs in milliseconds passed 1e12 on the same day, and no epoch in
-# seconds reaches 1e12 before the year 33658, so that threshold tells those two apart.
+# A reset may be seconds from now or a Unix time, with nothing to say which: the drafts
+# and X-RateLimit-Reset-After mean seconds, but servers send Unix times in every field
+# (X-RateLimit-Reset of GitHub, Twitter and Discord; "RateLimit-Reset: 1772366460" read as
+# seconds would be 56 years).  A delta of 1e9 s is 31.7 years: no API announces a window
+# that long, while every Unix time since 2001-09-09 is above 1e9.  Epochs in milliseconds
+# passed 1e12 on the same day, and no epoch in seconds reaches 1e12 before the year 33658,
+# so that threshold tells those two apart.  One rule, in `_reset`, for every reset field.
 _EPOCH_SECONDS_FROM = 1e9
 _EPOCH_MILLISECONDS_FROM = 1e12
 
@@ -334,11 +438,21 @@ def parse_rate_limit_headers(
        current limit, or the only one when no limit is given, gets the remaining and
        reset; the others keep just their quota and window.
     3. ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (also
-       spelled ``X-Rate-Limit-*``), and ``X-RateLimit-Reset-After`` (seconds), which is
-       preferred to ``X-RateLimit-Reset`` when both are sent.  ``X-RateLimit-Reset`` may
-       be seconds from now or a Unix time: a value of at least 1e9 (2001-09-09 as a Unix
-       time, 31.7 years as a delta) is a Unix time in seconds, and one of at least 1e12
-       a Unix time in milliseconds; smaller values are seconds from now.
+       spelled ``X-Rate-Limit-*``), and ``X-RateLimit-Reset-After``, which is preferred
+       to ``X-RateLimit-Reset`` when both are sent.
+
+    Every reset (``t``, ``reset``, ``RateLimit-Reset``, ``X-RateLimit-Reset``,
+    ``X-RateLimit-Reset-After``) may be seconds from now or a Unix time, by one rule: a
+    value of at least 1e9 (2001-09-09 as a Unix time, 31.7 years as a delta) is a Unix
+    time in seconds, and one of at least 1e12 a Unix time in milliseconds; smaller
+    values are seconds from now.  A Unix time in the past gives a reset of ``0.0``.
+
+    Resets are not capped: a long one is the truth for a daily quota, and the rate it
+    implies (remaining over reset) is only the slower for it.  Whoever turns a reset
+    into a wait caps it, as `parse_retry_after` caps ``Retry-After``:
+    `ratekit.http.AdaptiveLimiter` holds requests no longer than its ``max_hold``, and a
+    `RetryPolicy` obeys a wait that its ``retry_after`` function reads from these headers
+    no longer than its ``max_retry_after``.
 
     Numbers are read leniently (decimals are accepted, whitespace is free around ``;``,
     ``=`` and ``,``, unknown parameters such as ``qu`` or ``pk`` are skipped), but a field
@@ -362,7 +476,9 @@ def parse_rate_limit_headers(
     if now is not None and not 0 <= now < math.inf:
         raise ValueError(f"now must be a non-negative finite Unix time in seconds, got {now!r}")
     fields = _join_fields(headers)
-    policies = _ietf_policies(fields) or _older_policies(fields) or _x_policies(fields, now)
+    policies = (
+        _ietf_policies(fields, now) or _older_policies(fields, now) or _x_policies(fields, now)
+    )
     return RateLimitInfo(policies) if policies else None
 
 
@@ -380,7 +496,7 @@ def _has_number(policy: RateLimitPolicy) -> bool:
     )
 
 
-def _ietf_policies(fields: dict[str, str]) -> list[RateLimitPolicy]:
+def _ietf_policies(fields: dict[str, str], now: float | None) -> list[RateLimitPolicy]:
     quotas: dict[str, tuple[float | None, float | None]] = {}
     for value, params in _parse_list(fields.get("ratelimit-policy")):
         if isinstance(value, str) and value not in quotas:
@@ -389,7 +505,8 @@ def _ietf_policies(fields: dict[str, str]) -> list[RateLimitPolicy]:
     current: dict[str, tuple[float | None, float | None]] = {}
     for value, params in _parse_list(fields.get("ratelimit")):
         if isinstance(value, str) and value not in current:
-            current[value] = (_first_quantity(params, "r"), _first_quantity(params, "t"))
+            reset = _reset(_first_quantity(params, "t"), now)
+            current[value] = (_first_quantity(params, "r"), reset)
     # A name listed twice in one field keeps its first item.  Policies come in the order
     # of RateLimit-Policy, then those only RateLimit names.
     names = [*quotas, *(name for name in current if name not in quotas)]
@@ -403,7 +520,7 @@ def _ietf_policies(fields: dict[str, str]) -> list[RateLimitPolicy]:
     return [policy for policy in policies if _has_number(policy)]
 
 
-def _older_policies(fields: dict[str, str]) -> list[RateLimitPolicy]:
+def _older_policies(fields: dict[str, str], now: float | None) -> list[RateLimitPolicy]:
     combined = _parse_dictionary(fields.get("ratelimit"))
     limit = _quantity(combined.get("limit"))
     remaining = _quantity(combined.get("remaining"))
@@ -412,6 +529,7 @@ def _older_policies(fields: dict[str, str]) -> list[RateLimitPolicy]:
     reset = _quantity(combined.get("reset"))
     if reset is None:
         reset = _first_number(fields.get("ratelimit-reset"))
+    reset = _reset(reset, now)
     windows: list[tuple[float, float]] = []
     items = [
         *_parse_list(fields.get("ratelimit-limit")),
@@ -447,15 +565,15 @@ def _x_policies(fields: dict[str, str], now: float | None) -> list[RateLimitPoli
     )
     reset = _first_number(fields.get("x-ratelimit-reset-after"))
     if reset is None:
-        raw = _first_number(fields.get("x-ratelimit-reset"), fields.get("x-rate-limit-reset"))
-        reset = None if raw is None else _reset_seconds(raw, now)
+        reset = _first_number(fields.get("x-ratelimit-reset"), fields.get("x-rate-limit-reset"))
+    reset = _reset(reset, now)
     policy = RateLimitPolicy(quota=limit, remaining=remaining, reset=reset)
     return [policy] if _has_number(policy) else []
 
 
-def _reset_seconds(value: float, now: float | None) -> float:
+def _reset(value: float | None, now: float | None) -> float | None:
     """Seconds until a reset given either as seconds from now or as a Unix time."""
-    if value < _EPOCH_SECONDS_FROM:
+    if value is None or value < _EPOCH_SECONDS_FROM:
         return value
     epoch = value / 1000 if value >= _EPOCH_MILLISECONDS_FROM else value
     # Both are finite and non-negative, so the difference cannot overflow.

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal, TypeVar, final
@@ -65,8 +66,47 @@ _ASYNC_THREADS = 4
 #: The names of those threads start with this, followed by a number.
 _THREAD_PREFIX = "ratekit-redis"
 
-#: The logger that reports an unreachable store when ``fail_open`` grants without it.
+#: The logger that reports an unavailable store when ``fail_open`` grants without it.
 logger = logging.getLogger("ratekit.stores")
+
+#: The error codes with which a Redis that works as configured refuses a call for its
+#: own state or policy, and what `StoreUnavailable` says it refused.  The same call
+#: would succeed on a healthy server, so these fail closed or open as an unreachable
+#: server does.  Every other error reply propagates as redis-py raises it, even with
+#: ``fail_open``: a key of the wrong type (``WRONGTYPE``: something else wrote under
+#: the store's prefix), an error raised by the store's own Lua code, ``CROSSSLOT``,
+#: ``MOVED`` or ``ASK`` (a composition whose keys have no common hash tag, or a plain
+#: client on a cluster) are bugs to fix, not outages to wait out, and granting or
+#: refusing every call because of them would hide them.
+_REFUSALS = {
+    "OOM": "refused writes",  # over maxmemory, with noeviction or nothing to evict
+    "MISCONF": "refused writes",  # an RDB save failed (stop-writes-on-bgsave-error)
+    "READONLY": "refused writes",  # a replica: a failover, or an address gone stale
+    "NOREPLICAS": "refused writes",  # fewer replicas in sync than min-replicas-to-write
+    "BUSY": "refused the call",  # another client's script or function runs too long
+    "LOADING": "refused the call",  # loading its data set after a restart
+    "MASTERDOWN": "refused the call",  # a replica cut off from its master, no stale data
+    "CLUSTERDOWN": "refused the call",  # a cluster with slots that no node serves
+    "TRYAGAIN": "refused the call",  # keys of one call split by a resharding under way
+    "NOPERM": "refused the call",  # ACLs: a command or a key this user may not use
+    "NOAUTH": "refused the call",  # a password is required
+    "WRONGPASS": "refused the call",  # the user or password is wrong, or disabled
+}
+
+#: An error code, as Redis puts it first in an error reply.
+_CODE = re.compile(r"[A-Z][A-Z0-9_]*")
+
+#: Before Redis 7, an error of a command that a script ran comes wrapped:
+#: ``ERR Error running script (call to f_<sha>): @user_script:1: @user_script: 1: -OOM
+#: command not allowed ...``.
+_WRAPPED = re.compile(r"Error running script \(call to \w+\): .*?: -([A-Z][A-Z0-9_]*) ")
+
+#: Redis 7.0 and 7.1 answer a command of a script that ACLs deny with a plain ``ERR``
+#: (later versions say ``NOPERM``).
+_SCRIPT_ACL = "The user executing the script can't"
+
+#: The longest that a refusal's text is quoted in `StoreUnavailable`, in characters.
+_QUOTED = 160
 
 #: The member kinds the script knows, with their names in keys and reprs.
 _KINDS = {
@@ -124,10 +164,13 @@ class RedisStore:
     rest (a bucket full again, a window past, a queue drained), plus `EXPIRY_MARGIN`,
     so idle keys use no memory.
 
-    When Redis cannot be reached within *timeout*, a call raises `StoreUnavailable` (fail
-    closed: the other processes' use is unknown), or with ``fail_open=True`` is granted,
-    with one warning on the ``ratekit.stores`` logger per outage.  Nothing needs to be
-    done when Redis is back: the next call reconnects.
+    When Redis cannot be reached within *timeout*, or refuses the call (out of memory
+    with ``noeviction``, a failed RDB save, a read-only replica, a busy script, ACLs), a
+    call raises `StoreUnavailable` (fail closed: the other processes' use is unknown),
+    or with ``fail_open=True`` is granted, with one warning on the ``ratekit.stores``
+    logger per outage.  Nothing needs to be done when Redis is back: the next call
+    reconnects.  Other errors of Redis (a key of the wrong type) are bugs, and are
+    raised as redis-py raises them.
 
     All keys of one call go to one server, so with Redis Cluster give the keys of a
     composition one hash tag (``"{tenant}:api"``).
@@ -220,10 +263,10 @@ class RedisStore:
         #: The threads of asyncio waits, started on first use (see `_submit`).
         self._pool: ThreadPoolExecutor | None = None
         self._description, self._secrets = _describe(client)
+        #: The failures to reach the server; its refusals are told apart by `_refusal`.
         self._errors: tuple[type[BaseException], ...] = (
             redis_module.ConnectionError,
             redis_module.TimeoutError,
-            redis_module.exceptions.ReadOnlyError,
             OSError,
         )
         self._script = client.register_script(SCRIPT)
@@ -460,15 +503,20 @@ class RedisStore:
             return self._pool.submit(call, *args)
 
     def _run(self, keys: Sequence[str], args: Sequence[str]) -> list[str] | None:
-        """Run the script once; ``None`` means: unreachable, and granted (fail open).
+        """Run the script once; ``None`` means: unavailable, and granted (fail open).
 
         Raises:
-            StoreUnavailable: If Redis cannot be reached (unless failing open).
+            StoreUnavailable: If Redis cannot be reached or refuses the call (unless
+                failing open).
+            redis.ResponseError: If Redis answers with another error: a bug.
         """
         try:
             reply = self._invoke(keys, args)
-        except self._errors as error:
-            unavailable = StoreUnavailable(self._description, self._reason(error))
+        except Exception as error:
+            reason = self._reason(error)
+            if reason is None:  # not the store's outage: a bug, see _REFUSALS
+                raise
+            unavailable = StoreUnavailable(self._description, reason)
             if not self._fail_open:
                 raise unavailable from error
             with self._lock:
@@ -483,7 +531,7 @@ class RedisStore:
             with self._lock:
                 back, self._down = self._down, False
             if back:
-                logger.warning("%s is reachable again; limits apply again", self._description)
+                logger.warning("%s is available again; limits apply again", self._description)
         return [item.decode() if isinstance(item, bytes) else str(item) for item in reply]
 
     def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | str]:
@@ -501,7 +549,10 @@ class RedisStore:
                     # A new server, a restart or FUNCTION FLUSH: load it, and retry once.
                     if self._load_library():
                         return self._fcall(keys, args)
-                elif isinstance(error, NoPermissionError) or "unknown command" in text:
+                elif "unknown command" in text or (
+                    # FCALL itself denied; a NOPERM for the keys would deny EVALSHA too.
+                    isinstance(error, NoPermissionError) and "'fcall'" in text
+                ):
                     self._no_functions(error)
                 else:
                     raise
@@ -518,16 +569,18 @@ class RedisStore:
         Raises:
             redis.ConnectionError: And the other `_errors`, as any call does.
         """
-        from redis.exceptions import OutOfMemoryError, ResponseError
+        from redis.exceptions import NoPermissionError, ResponseError
 
         try:
             self._client.function_load(LIBRARY, replace=True)
         except self._errors:
             raise
-        except OutOfMemoryError:  # passing: this call fails as a script's would, not later ones
-            raise
-        except ResponseError as error:  # before Redis 7, or FUNCTION denied by an ACL
-            self._no_functions(error)
+        except ResponseError as error:
+            if _refusal(error) is not None and not isinstance(error, NoPermissionError):
+                # Passing (OOM, MISCONF, READONLY...): this call fails as a script's
+                # would, and a later one loads the library.
+                raise
+            self._no_functions(error)  # before Redis 7, or FUNCTION denied by an ACL
             return False
         return True
 
@@ -545,11 +598,21 @@ class RedisStore:
             text = text.replace(secret, MASK)
         return text
 
-    def _reason(self, error: BaseException) -> str:
-        """What went wrong, for `StoreUnavailable`, with any credential masked."""
+    def _reason(self, error: BaseException) -> str | None:
+        """What went wrong, for `StoreUnavailable`, with any credential masked.
+
+        Returns:
+            ``None`` if *error* is neither a failure to reach the server nor one of its
+            refusals (see `_REFUSALS`).
+        """
         import redis as redis_module
 
-        if isinstance(error, redis_module.TimeoutError):
+        refusal = _refusal(error)
+        if refusal is not None:
+            text = refusal
+        elif not isinstance(error, self._errors):
+            return None
+        elif isinstance(error, redis_module.TimeoutError):
             text = f"no answer within {self._timeout!r} s ({error})" if self._owned else str(error)
         else:
             text = str(error) or type(error).__name__
@@ -575,6 +638,52 @@ def _parse_limits(limits: Sequence[str | Rate]) -> list[Rate]:
     if not rates:
         raise ValueError('limiter() needs at least one limit, such as "10/second"')
     return rates
+
+
+def _refusal(error: BaseException) -> str | None:
+    """What the server refused and what it said, in short, or ``None`` if not a refusal.
+
+    ``"refused writes: OOM command not allowed when used memory > 'maxmemory'"``: the
+    reply's code, then its first sentence, without the script's name and line that
+    Redis 7 adds to the errors of commands that a script runs.
+    """
+    from redis import exceptions
+
+    if not isinstance(error, exceptions.RedisError):
+        return None
+    text = str(error)
+    code = getattr(error, "status_code", None)  # where redis-py keeps it
+    if not isinstance(code, str):
+        # Older redis-py: the classes of the codes it takes off the message.
+        classes = (
+            (exceptions.MasterDownError, "MASTERDOWN"),
+            (exceptions.ClusterDownError, "CLUSTERDOWN"),
+            (exceptions.TryAgainError, "TRYAGAIN"),
+            (exceptions.OutOfMemoryError, "OOM"),
+            (exceptions.ReadOnlyError, "READONLY"),
+            (exceptions.NoPermissionError, "NOPERM"),
+            (exceptions.BusyLoadingError, "LOADING"),
+        )
+        code = next((name for kind, name in classes if isinstance(error, kind)), None)
+    if code is None and isinstance(error, exceptions.ResponseError):
+        first = text.split(" ", 1)[0]  # a code redis-py does not know stays in the message
+        code = first if _CODE.fullmatch(first) else None
+    if code is not None and text.startswith(f"{code} "):
+        text = text[len(code) + 1 :]
+    said = f"{code} {text}" if code else text
+    wrapped = _WRAPPED.match(text)
+    if wrapped is not None:
+        code, said = wrapped[1], text[wrapped.start(1) :]
+    elif text.startswith(_SCRIPT_ACL):
+        code = "NOPERM"
+    refused = _REFUSALS.get(code or "")
+    if refused is None:
+        return None
+    said = said.split(" script: ", 1)[0].split(". ", 1)[0].rstrip(".")
+    said = " ".join(said.split())  # one line
+    if len(said) > _QUOTED:
+        said = f"{said[: _QUOTED - 3]}..."
+    return f"{refused}: {said}"
 
 
 def _describe(client: redis.Redis) -> tuple[str, tuple[str, ...]]:
@@ -622,10 +731,10 @@ class RedisLimiter:
     `RedisStore.all_of`.  It answers as the in-memory strategy does (exact
     ``retry_after``, bookings in arrival order, waits slept once, cancelled waits given
     back), with one round trip per call, and raises `StoreUnavailable` when the store
-    cannot be reached (unless it fails open).
+    cannot be reached or refuses the call (unless it fails open).
 
     Its `statistics` count this process's calls; their ``level`` is read from the store
-    (one round trip), and is NaN while the store is unreachable.
+    (one round trip), and is NaN while the store is unavailable.
 
     .. versionadded:: 0.2
     """
@@ -756,7 +865,8 @@ class RedisLimiter:
         Raises:
             ValueError: If *cost* is not a positive finite number.
             CostTooLarge: If *cost* exceeds `capacity`.
-            StoreUnavailable: If the store cannot be reached (and does not fail open).
+            StoreUnavailable: If the store cannot be reached or refuses the call (and does
+                not fail open).
         """
         value = self._check_cost(cost)
         reply = self._call("try", value)
@@ -778,7 +888,8 @@ class RedisLimiter:
         Raises:
             ValueError: If *cost* is not a positive finite number or *max_wait* is negative.
             CostTooLarge: If *cost* exceeds `capacity`.
-            StoreUnavailable: If the store cannot be reached (and does not fail open).
+            StoreUnavailable: If the store cannot be reached or refuses the call (and does
+                not fail open).
         """
         limit = min(optional_wait("max_wait", max_wait), self._max_delay * (1 + _QUEUE_SLACK))
         value = self._check_cost(cost)
@@ -871,7 +982,8 @@ class RedisLimiter:
                 is safe).
             ValueError: If *cost* is not positive and finite, or *timeout* is negative.
             CostTooLarge: If *cost* exceeds `capacity`.
-            StoreUnavailable: If the store cannot be reached (and does not fail open).
+            StoreUnavailable: If the store cannot be reached or refuses the call (and does
+                not fail open).
         """
         cancel = resolve(cancel)
         value, at, booking = self._book(cost, timeout, cancel)
@@ -927,7 +1039,8 @@ class RedisLimiter:
             AcquireTimeout: At once, if the wait would exceed *timeout*.
             ValueError: If *cost* is not positive and finite, or *timeout* is negative.
             CostTooLarge: If *cost* exceeds `capacity`.
-            StoreUnavailable: If the store cannot be reached (and does not fail open).
+            StoreUnavailable: If the store cannot be reached or refuses the call (and does
+                not fail open).
         """
         value = self._check_cost(cost)
         optional_wait("timeout", timeout)
@@ -1012,7 +1125,7 @@ class RedisLimiter:
     def statistics(self) -> LimiterStatistics:
         """Return this process's counters, with the current level read from the store.
 
-        The level costs one round trip; it is NaN while the store cannot be reached.
+        The level costs one round trip; it is NaN while the store is unavailable.
         """
         try:
             reply = self._call("level", 1.0)
