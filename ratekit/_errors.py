@@ -270,6 +270,30 @@ class ResponseError(HTTPError):
         super().__init__(f"{url} answered {status} with {reason}: {excerpt!r}")
 
 
+class IncompleteListing(HTTPError):
+    """A paged walk ended before the total the API told: records are missing.
+
+    Raised instead of ending quietly, so that an export never marks itself complete
+    without every record.  Walk again (or resume) to fetch the rest.
+
+    Attributes:
+        url: The listing's URL, without query values or user information.
+        total: The total the API told last.
+        walked: The records of the listing the walk reached (those skipped included).
+    """
+
+    _fields = ("url", "total", "walked")
+
+    def __init__(self, url: str, total: int, walked: int) -> None:
+        self.url = url
+        self.total = total
+        self.walked = walked
+        super().__init__(
+            f"{url} ended after {walked} records of the {total} it reports: "
+            f"{total - walked} missing"
+        )
+
+
 class TooManyRedirects(HTTPError):
     """A request was redirected more times than its client follows.
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn, TextIO
 
 import attrs
 
+from ratekit._clock import wall_time
 from ratekit.http import (
     DEFAULT_RETRY,
     AuthError,
@@ -39,10 +40,12 @@ from ratekit_cxone._client import MAX_CONTACTS_PAGE, MAX_INTERACTIONS_PAGE, CXon
 from ratekit_cxone._config import ConfigError, CXoneConfig
 from ratekit_cxone._export import (
     DEFAULT_PROGRESS_INTERVAL,
+    Checkpoint,
     JsonlWriter,
     OutputError,
     Progress,
     Scalar,
+    Writer,
     open_writer,
     output_format,
     position_after,
@@ -74,6 +77,12 @@ DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = DEFAULT_RETRY.attempts - 1
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_PAGE_SIZES: Mapping[str, int] = {"contacts": 1000, "interactions": 100}
+
+#: How long the reporting API may take to list a contact once it is completed.  NICE
+#: publishes no figure; a window that ends more recently than this may still change
+#: after it was exported, so the export refuses to end one later than now minus this
+#: (``--lag``), rather than mark a window complete that is not.
+DEFAULT_LAG = timedelta(minutes=15)
 
 #: Defaults of ``demo``: a small tenant with every kind of trouble (a server-side limit
 #: that the client learns from its 429s, 503s, dropped connections, tokens that expire
@@ -109,7 +118,13 @@ resuming:
   stopped; every record ends up in the output exactly once.  A finished export is
   marked complete: running it again says so and changes nothing.  An output holding
   another export (other dates, another tenant) is refused: choose another --out, or
-  delete it (and its .state file) to start again.
+  delete it (and its .state file) to start again.  After the last page the contacts kept
+  are counted against the API's count for the window: a difference exits 4, and the next
+  run fetches what is missing.
+
+incremental:
+  --since-last continues from where the last export to --out ended, up to --end (by
+  default now minus --lag): a daily job exports each contact once across runs.
 
 progress:
   a progress bar when standard error is a terminal, else a line every
@@ -117,7 +132,8 @@ progress:
 
 exit codes:
   0 done (or already complete), 2 usage or configuration error, 3 credentials rejected,
-  4 API failure after retries, 130 interrupted (progress kept: run again to resume)
+  4 API failure after retries (or contacts missing: run again), 130 interrupted (progress
+  kept: run again to resume)
 
 example:
   {PROG} export --api contacts --start 2024-05-01T00:00:00Z --end 2024-06-01T00:00:00Z \\
@@ -146,6 +162,11 @@ def _version() -> str:
     return version("ratekit")
 
 
+#: The dates the command takes: from the Unix epoch, before which no contact was made,
+#: to a year past which no date survives the conversions between zones and formats.
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_DATE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
 _DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?")
 
 
@@ -169,6 +190,15 @@ def _aware(value: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{value!r} has no time zone: add Z for UTC (2024-05-01T00:00:00Z) or an "
             "offset (2024-05-01T00:00:00+02:00)"
+        )
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first UTC instant
+        utc = None
+    if utc is None or not EARLIEST_DATE <= utc <= LATEST_DATE:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is out of range: dates go from {EARLIEST_DATE:%Y-%m-%dT%H:%M:%SZ} "
+            f"to {LATEST_DATE:%Y-%m-%dT%H:%M:%SZ}"
         )
     return moment
 
@@ -324,7 +354,22 @@ def _add_export(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--end",
         type=_aware,
         metavar="ISO",
-        help="contacts: the window's end (excluded), likewise",
+        help="contacts: the window's end (excluded), likewise; at least --lag in the past "
+        "(default: now minus --lag)",
+    )
+    export.add_argument(
+        "--since-last",
+        action="store_true",
+        help="contacts: continue from where the last export to --out ended, up to --end "
+        "(a daily job exports each contact once); --start is needed only the first time",
+    )
+    export.add_argument(
+        "--lag",
+        type=_seconds,
+        default=DEFAULT_LAG.total_seconds(),
+        metavar="SECONDS",
+        help="how long the API may take to list a completed contact: windows end at "
+        f"least that long ago (default {DEFAULT_LAG.total_seconds():g})",
     )
     export.add_argument(
         "--page-size",
@@ -527,28 +572,30 @@ class _Job:
     retry: RetryPolicy
     timeout: float
     progress: Literal["bar", "lines", "none"]
+    since_last: bool = False
 
     @property
     def api(self) -> Literal["contacts", "interactions"]:
         return self.config.api
 
-    def parameters(self) -> dict[str, Scalar]:
-        """What must not change between a run and its resumption."""
+    def parameters(self, tenant: str | None) -> dict[str, Scalar]:
+        """What identifies the export, normalised: equivalent settings resume it.
+
+        Not how the API is reached (a discovered or a configured API base), nor the
+        window, which the checkpoint keeps apart (an incremental export moves it).
+        """
         config = self.config
-        if self.start is not None and self.end is not None:  # contacts
+        if self.api == "contacts":
             # Offsets count records, so the page size may change between runs.
             return {
                 "api": "contacts",
-                "issuer": config.issuer.rstrip("/"),
-                "tenant_id": config.tenant_id,
-                "api_base": config.api_base,
+                "issuer": _normal_url(config.issuer),
+                "tenant_id": tenant,
                 "api_version": config.version,
-                "start": _utc(self.start),
-                "end": _utc(self.end),
             }
         return {
             "api": "interactions",
-            "tenant_url": (config.tenant_url or "").rstrip("/"),
+            "tenant_url": _normal_url(config.tenant_url or ""),
             "page_size": self.page_size,
         }
 
@@ -557,8 +604,31 @@ class _Job:
         return lambda raw: model.from_raw(raw).key
 
 
+def _normal_url(url: str) -> str:
+    """*url* as it compares: scheme and host in lower case, no trailing slash."""
+    scheme, _, rest = url.strip().partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}".rstrip("/")
+
+
+def _tenant(client: CXoneClient, job: _Job) -> str | None:
+    """The tenant an export of contacts reads: configured, or told by its token."""
+    if job.api != "contacts":
+        return None
+    return job.config.tenant_id or client.tenant_id()
+
+
 def _utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _moment(text: str) -> datetime:
+    """A window bound as the checkpoint keeps it (``...Z``), as an aware datetime."""
+    return datetime.fromisoformat(text.removesuffix("Z") + "+00:00")
+
+
+class _Short(Exception):
+    """The export holds fewer contacts of its window than the API reports."""
 
 
 def _progress_mode(quiet: bool) -> Literal["bar", "lines", "none"]:
@@ -571,66 +641,169 @@ def _progress_mode(quiet: bool) -> Literal["bar", "lines", "none"]:
 def _export(job: _Job, *, label: str = "export", resumable: bool = True) -> int:
     """Run *job*, reporting on standard error; return the exit code."""
     secrets = (job.config.client_secret, job.config.access_key_secret)
-    stderr: TextIO = sys.stderr
-    writer = open_writer(
-        job.out,
-        job.parameters(),
-        initial_position=0 if job.api == "contacts" else 1,
-        key_of=job.key_of(),
-    )
+    writer: Writer | None = None
     try:
-        with writer:
-            checkpoint = writer.open()
-            if checkpoint.complete:
-                files = str(job.out)
-                if isinstance(writer, JsonlWriter):
-                    files += f" and {writer.state_path}"
-                stderr.write(
-                    f"{job.out} already holds this complete export ({checkpoint.count} "
-                    f"records); to export again, delete {files}, or choose another --out\n"
-                )
-                return EXIT_OK
-            with CXoneClient(
-                job.config,
-                limiter=job.limiter,
-                concurrency=job.concurrency,
-                retry=job.retry,
-                timeout=job.timeout,
-            ) as client:
-                result = run_export(
-                    writer=writer,
-                    checkpoint=checkpoint,
-                    pages=_pages(client, job),
-                    next_position=position_after(job.api),
-                    statistics=client.statistics,
-                    total=lambda: client.total,
-                    progress=Progress(job.progress, stream=stderr, label=label),
-                )
+        with CXoneClient(
+            job.config,
+            limiter=job.limiter,
+            concurrency=job.concurrency,
+            retry=job.retry,
+            timeout=job.timeout,
+        ) as client:
+            # Who the export is for is known before the output is touched.
+            writer = open_writer(
+                job.out,
+                job.parameters(_tenant(client, job)),
+                initial_position=0 if job.api == "contacts" else 1,
+                key_of=job.key_of(),
+            )
+            with writer:
+                return _export_into(job, writer, client, label)
     except KeyboardInterrupt:
-        writer.abandon()
+        kept = 0
+        if writer is not None:
+            writer.abandon()
+            kept = writer.count
         hint = "; run the same command again to resume" if resumable else ""
-        _error(f"interrupted: {writer.count} records kept in {job.out}{hint}", prefix="")
+        where = f": {kept} records kept in {job.out}{hint}" if writer is not None else ""
+        _error(f"interrupted{where}", prefix="")
         return EXIT_INTERRUPTED
+    except _Short as short:
+        _error(str(short))
+        return EXIT_API
     except Exception as error:
         failure = _failure(error)
         if failure is None:
             raise
-        writer.abandon()
+        if writer is not None:
+            writer.abandon()
         code, message = failure
         _error(_scrub(message, secrets))
         return code
+
+
+def _export_into(job: _Job, writer: Writer, client: CXoneClient, label: str) -> int:
+    """Run *job* into the opened *writer*, window after window if it is incremental."""
+    stderr: TextIO = sys.stderr
+    checkpoint: Checkpoint | None = _plan(job, writer, writer.open())
+    results = []
+    while checkpoint is not None:
+        window = checkpoint.window
+        check = None if window is None else _reconcile(writer, client, window)
+        results.append(
+            run_export(
+                writer=writer,
+                checkpoint=checkpoint,
+                pages=_pages(client, job, window),
+                next_position=position_after(job.api),
+                statistics=client.statistics,
+                total=lambda: client.total,
+                progress=Progress(job.progress, stream=stderr, label=label),
+                check=check,
+            )
+        )
+        checkpoint = _next_window(job, writer)
     if job.progress != "none":
-        stderr.write(result.summary() + "\n")
+        stderr.writelines(result.summary() + "\n" for result in results)
         stderr.flush()
     return EXIT_OK
 
 
-def _pages(client: CXoneClient, job: _Job) -> Callable[[int], Iterator[RecordPage]]:
-    """The listing of *job*, from a position on."""
+def _plan(job: _Job, writer: Writer, checkpoint: Checkpoint) -> Checkpoint | None:
+    """The checkpoint to run from, or ``None`` when there is nothing to do (said why).
+
+    Raises:
+        OutputError: If the output holds another window of the same job.
+        _UsageError: If an incremental export has no start.
+    """
+    stderr: TextIO = sys.stderr
+    if job.api == "interactions":
+        return _unless_complete(job, writer, checkpoint)
+    wanted = None if job.start is None or job.end is None else (_utc(job.start), _utc(job.end))
+    stored = checkpoint.window
+    if stored is None:  # a new output
+        if wanted is None:
+            raise _UsageError(
+                "--since-last needs --start the first time, for an output that holds no export yet",
+                f"{PROG} export",
+            )
+        return writer.restart(next_position=0, window=wanted)
+    if job.since_last:
+        if not checkpoint.complete:
+            return checkpoint  # the window a previous run left unfinished, first
+        following = _next_window(job, writer)
+        if following is None:
+            stderr.write(f"{job.out} holds every contact up to {stored[1]}: nothing new yet\n")
+        return following
+    if stored != wanted:
+        raise OutputError(
+            f"{job.out} holds an export of the contacts from {stored[0]} to {stored[1]}, "
+            f"not from {wanted[0] if wanted else '?'} to {wanted[1] if wanted else '?'}; "
+            "continue it with --since-last, or choose another --out"
+        )
+    return _unless_complete(job, writer, checkpoint)
+
+
+def _next_window(job: _Job, writer: Writer) -> Checkpoint | None:
+    """The next window of an incremental export, once the last one is complete."""
+    checkpoint = writer.checkpoint
+    if not job.since_last or checkpoint is None or checkpoint.window is None:
+        return None
+    if not checkpoint.complete or job.end is None:
+        return None
+    start = checkpoint.window[1]
+    if _moment(start) >= job.end:
+        return None
+    return writer.restart(next_position=0, window=(start, _utc(job.end)))
+
+
+def _unless_complete(job: _Job, writer: Writer, checkpoint: Checkpoint) -> Checkpoint | None:
+    """*checkpoint*, or ``None`` (said why) if the export it records is complete."""
+    if not checkpoint.complete:
+        return checkpoint
+    files = str(job.out)
+    if isinstance(writer, JsonlWriter):
+        files += f" and {writer.state_path}"
+    sys.stderr.write(
+        f"{job.out} already holds this complete export ({checkpoint.count} "
+        f"records); to export again, delete {files}, or choose another --out\n"
+    )
+    return None
+
+
+def _reconcile(writer: Writer, client: CXoneClient, window: tuple[str, str]) -> Callable[[], None]:
+    """The check after a window's last page: the output holds what the API reports.
+
+    Fewer than the API reports (records moved while the listing was walked, so that
+    offsets skipped some): the window is set to be walked again, which keeps what is
+    there and adds what is missing, and the run fails with exit 4.  More (contacts
+    deleted meanwhile) is kept: what was exported was the API's answer.
+    """
+
+    def check() -> None:
+        reported = client.completed_contacts_total(_moment(window[0]), _moment(window[1]))
+        checkpoint = writer.checkpoint
+        base = 0 if checkpoint is None else checkpoint.base
+        held = writer.count - base
+        if held < reported:
+            writer.restart(next_position=0, window=window, base=base)
+            raise _Short(
+                f"the API reports {reported} contacts from {window[0]} to {window[1]}, but "
+                f"the walk found {held}: {reported - held} missing (the listing changed "
+                "while it was walked); run the same command again to fetch them"
+            )
+
+    return check
+
+
+def _pages(
+    client: CXoneClient, job: _Job, window: tuple[str, str] | None
+) -> Callable[[int], Iterator[RecordPage]]:
+    """The listing of *job* (over *window*, for contacts), from a position on."""
     if job.api == "contacts":
-        start, end = job.start, job.end
-        if start is None or end is None:  # pragma: no cover - the command checks both
-            raise ConfigError("contacts need --start and --end")
+        if window is None:  # pragma: no cover - a contacts export always has one
+            raise ConfigError("contacts need a window")
+        start, end = _moment(window[0]), _moment(window[1])
         return lambda skip: client.completed_contact_pages(
             start, end, page_size=job.page_size, skip=skip
         )
@@ -638,27 +811,42 @@ def _pages(client: CXoneClient, job: _Job) -> Callable[[int], Iterator[RecordPag
 
 
 def _window(args: argparse.Namespace, command: str) -> tuple[datetime | None, datetime | None]:
-    """--start and --end, checked against --api."""
+    """--start and --end, checked against --api, --since-last and --lag.
+
+    The end defaults to now minus the lag, and may not be later: the part of a window
+    that the API may still be listing would be marked exported while it is not.
+    """
     start: datetime | None = args.start
     end: datetime | None = args.end
     if args.api == "interactions":
-        if start is not None or end is not None:
+        if start is not None or end is not None or args.since_last:
             raise _UsageError(
-                "--start and --end apply to --api contacts only; interactions have no window",
+                "--start, --end and --since-last apply to --api contacts only; "
+                "interactions have no window",
                 command,
             )
         return None, None
-    missing = [name for name, value in (("--start", start), ("--end", end)) if value is None]
-    if missing:
+    if start is None and not args.since_last:
         raise _UsageError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required with "
-            "--api contacts (ISO 8601 with Z or an offset, such as 2024-05-01T00:00:00Z)",
+            "--start is required with --api contacts (ISO 8601 with Z or an offset, such "
+            "as 2024-05-01T00:00:00Z), unless --since-last continues an export",
             command,
         )
-    if start is not None and end is not None and end <= start:
+    settled = datetime.fromtimestamp(wall_time(), timezone.utc) - timedelta(seconds=args.lag)
+    settled = settled.replace(microsecond=0)
+    if end is None:
+        end = settled
+    elif end > settled:
         raise _UsageError(
-            f"argument --end: must be later than --start, got --start {args.start.isoformat()} "
-            f"and --end {args.end.isoformat()}",
+            f"argument --end: {_utc(end)} is later than now minus --lag ({_utc(settled)}): "
+            "the API may still be listing contacts of that time; give an earlier --end, "
+            "or leave it out",
+            command,
+        )
+    if start is not None and end <= start:
+        raise _UsageError(
+            f"argument --end: must be later than --start, got --start {_utc(start)} and "
+            f"--end {_utc(end)}",
             command,
         )
     return start, end
@@ -717,6 +905,7 @@ def _export_command(args: argparse.Namespace) -> int:
         retry=_retry(args.retries),
         timeout=args.timeout,
         progress=_progress_mode(args.quiet),
+        since_last=args.since_last,
     )
     return _export(job)
 
@@ -821,7 +1010,8 @@ def _demo_command(args: argparse.Namespace) -> int:
             return code
         expected = [Contact.from_raw(raw).key for raw in simulator.contacts(start, end)]
         served = simulator.statistics()
-    writer = open_writer(out, job.parameters(), initial_position=0, key_of=job.key_of())
+    tenant = job.config.tenant_id or simulator.tenant_id
+    writer = open_writer(out, job.parameters(tenant), initial_position=0, key_of=job.key_of())
     got = writer.keys()
     missing = len(set(expected) - set(got))
     extra = len(set(got) - set(expected))

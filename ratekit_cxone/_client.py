@@ -220,6 +220,21 @@ class CXoneClient:
         with self._lock:
             return self._total
 
+    def tenant_id(self) -> str | None:
+        """The tenant: configured, or, for the platform, read from the token it issues.
+
+        Needs a token when the tenant is not configured (one request, after discovery);
+        ``None`` for the tutorial's contract, which knows no tenant id.
+
+        Raises:
+            ConfigError: If the token names no tenant.
+            ratekit.http.TokenError: If the credentials are rejected.
+        """
+        if self._config.tenant_id is not None or self._config.api != "contacts":
+            return self._config.tenant_id
+        tenant_of = getattr(self._auth, "tenant_id", None)
+        return None if tenant_of is None else str(tenant_of())
+
     def statistics(self) -> CXoneStatistics:
         """Counts of requests, 429s, retries, failures, pages and records so far."""
         api = self._http.statistics()
@@ -292,17 +307,7 @@ class CXoneClient:
         skip: int,
         cancel: CancelEvent | None,
     ) -> Generator[RecordPage, None, None]:
-        if self._config.api != "contacts":
-            raise ConfigError(
-                "completed contacts need api='contacts' (the platform); "
-                f"this client is configured for api={self._config.api!r}"
-            )
-        params: dict[str, str | int | float] = {
-            "startDate": _utc("start", start),
-            "endDate": _utc("end", end),
-        }
-        if end <= start:
-            raise ValueError(f"start must be before end, got start={start!r}, end={end!r}")
+        params = self._window(start, end)
         page_size = _count("page_size", page_size, 1, MAX_CONTACTS_PAGE)
         skip = _count("skip", skip, 0)
         names = _fields(fields)
@@ -317,11 +322,54 @@ class CXoneClient:
             return f"{base}/inContactAPI/services/v{self._config.version}/contacts/completed"
 
         def position(page: Page) -> int:
-            return skip + page.number * page_size
+            return page.offset if page.offset is not None else skip + page.number * page_size
 
         return self._walk(
             paginator, url, params, position, Contact.from_raw, fan_out=True, cancel=cancel
         )
+
+    def _window(self, start: datetime, end: datetime) -> dict[str, str | int | float]:
+        """The query of the contacts completed from *start* to *end*, both checked."""
+        if self._config.api != "contacts":
+            raise ConfigError(
+                "completed contacts need api='contacts' (the platform); "
+                f"this client is configured for api={self._config.api!r}"
+            )
+        params: dict[str, str | int | float] = {
+            "startDate": _utc("start", start),
+            "endDate": _utc("end", end),
+        }
+        if end <= start:
+            raise ValueError(f"start must be before end, got start={start!r}, end={end!r}")
+        return params
+
+    def completed_contacts_total(
+        self, start: datetime, end: datetime, *, cancel: CancelEvent | None = None
+    ) -> int:
+        """How many contacts completed from *start* to *end* the API reports now.
+
+        One request for a single record (``top=1``), read for its ``totalRecords``; a
+        204 means none.  For checking, after a walk, that the records kept are all the
+        API has.
+
+        Raises:
+            ValueError: If *start* or *end* is naive, or *end* is not after *start*.
+            ConfigError: If the configuration is for the interactions contract.
+            ratekit.http.ResponseError: If the answer tells no total.
+            ratekit.http.HTTPError: If the API answers an error.
+        """
+        params = {**self._window(start, end), "top": 1, "skip": 0, "fields": "contactId"}
+        with cancelled_by(cancel):
+            base = self._auth.api_base()
+            url = f"{base}/inContactAPI/services/v{self._config.version}/contacts/completed"
+            body = self._http.get_json(url, params=params, headers=_ACCEPT_JSON)
+        if body is None:  # 204 No Content: nothing matches
+            return 0
+        total = _total(body, "totalRecords")
+        if total is None:
+            excerpt = json.dumps(body, default=str)[:200]
+            raise ResponseError(200, redact_url(url), excerpt, "no totalRecords to count by")
+        return total
 
     def completed_contacts(  # noqa: PLR0913 - a window and the options of a walk
         self,

@@ -15,21 +15,30 @@ from the last checkpoint, and every record ends up in the output exactly once:
   NULL)`` holding each raw record as JSON text, and a one-row table ``export_state``
   with the checkpoint.  A page's upserts and its checkpoint share one transaction.
 
-A finished export is marked complete; running it again reports that and changes nothing.
-An output is written by one export at a time (an advisory lock, where the system has
-one), and an export that fails before its first page removes the files it created.
+A finished export is marked complete; running it again reports that and changes nothing,
+unless the caller goes on with `Writer.restart`: the listing walked again in the same
+output (the next window of an incremental export, or the same window when the count does
+not match the API's), the records already there kept and never written twice.
+
+An output is written by one export at a time: it is locked (an advisory lock, where the
+system has one) before anything in it is read.  An export that fails before its first
+page removes the files it created, and only those, while it still holds the lock.  An
+output that cannot be written (a full disk, a file size limit, a read-only file, a path
+that is a directory or in a missing directory) is an `OutputError` naming it; what was
+kept stays, and the same export resumes once the cause is fixed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
 import attrs
 
@@ -44,7 +53,8 @@ if TYPE_CHECKING:
     from ratekit.typing import Clock
 
 #: The version of the checkpoint format (the state file, the ``export_state`` row).
-STATE_VERSION = 1
+#: Version 1, the same without a window, is still read.
+STATE_VERSION = 2
 
 #: Seconds between two progress lines when the output is not a terminal.
 DEFAULT_PROGRESS_INTERVAL = 2.0
@@ -58,6 +68,18 @@ Scalar = str | int | float | bool | None
 
 #: How far reading backwards goes at once when looking for the last newline.
 _CHUNK = 1 << 16
+
+#: The checkpoint versions that can be read.
+_READABLE_VERSIONS = (1, STATE_VERSION)
+
+#: How many times claiming an output starts over when the file is replaced meanwhile.
+_CLAIM_ATTEMPTS = 8
+
+#: Binary mode, where the system has a text mode (Windows).
+_O_BINARY: int = getattr(os, "O_BINARY", 0)
+
+#: Whether outputs can be locked (``flock``; not on Windows).
+_CAN_LOCK = importlib.util.find_spec("fcntl") is not None
 
 
 class OutputError(RateKitError, ValueError):
@@ -90,6 +112,39 @@ def state_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".state")
 
 
+def _check_window(
+    _instance: object, attribute: attrs.Attribute[tuple[str, str] | None], value: object
+) -> None:
+    """Accept ``None`` or a ``(start, end)`` pair of strings (an attrs validator)."""
+    if value is None or (
+        isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value)
+    ):
+        return
+    raise TypeError(
+        f"{attribute.name} must be None or a (start, end) pair of strings, got {value!r}"
+    )
+
+
+def _window_of(data: object) -> tuple[str, str] | None:
+    """The window stored as JSON (``[start, end]``, ``[start, end, base]`` or ``null``).
+
+    Raises:
+        ValueError: If it is none of them.
+    """
+    if data is None:
+        return None
+    if isinstance(data, list) and len(data) in {2, 3} and all(isinstance(v, str) for v in data[:2]):
+        return (data[0], data[1])
+    raise ValueError("not a window")
+
+
+def _base_of(data: object) -> int:
+    """The count of records before the window, stored third in SQLite's ``window``."""
+    if isinstance(data, list) and len(data) == 3 and isinstance(data[2], int):
+        return data[2]
+    return 0
+
+
 @attrs.frozen(kw_only=True)
 class Checkpoint:
     """How far an export got.
@@ -100,6 +155,11 @@ class Checkpoint:
         count: How many records the output holds.
         total: The listing's total, when the API told it.
         complete: Whether the export finished.
+        window: The start and end of the window this walk of the listing covers, as ISO
+            8601 UTC text such as ``"2026-01-01T00:00:00Z"``; ``None`` for a listing
+            walked without one.  Set by `Writer.restart`.
+        base: How many records the output held when this walk began (before the
+            window, in an incremental export): ``count - base`` are this walk's.
     """
 
     parameters: Mapping[str, Scalar]
@@ -107,6 +167,8 @@ class Checkpoint:
     count: int
     total: int | None = None
     complete: bool = False
+    window: tuple[str, str] | None = attrs.field(default=None, validator=_check_window)
+    base: int = 0
 
 
 class _RecordLike(Protocol):
@@ -173,18 +235,60 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of *data* to *fd* (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def replace_atomically(path: Path, data: bytes) -> None:
     """Write *data* to *path* so that a reader sees the old content or the new, never half.
 
-    The data goes to ``PATH.tmp`` first, is synced to disk, then renamed over *path*.
+    The data goes to ``PATH.tmp`` first, is synced to disk, then renamed over *path*; if
+    that fails, the temporary file is removed and *path* is left as it was.
+
+    Raises:
+        OSError: If the data cannot be written.
     """
     temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    Path(temporary).replace(path)
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o666)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
     _fsync_directory(path.parent)
+
+
+def _reason(error: OSError | sqlite3.Error) -> str:
+    """What failed, in the system's words (``No space left on device``)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
+
+def _cannot_write(
+    path: Path, error: OSError | sqlite3.Error, *, file: Path | None = None
+) -> OutputError:
+    """The error for an output that cannot be written: the path, the cause, what to do.
+
+    Args:
+        path: The output (``--out``).
+        error: The cause.
+        file: The file that failed, when it is not the output itself (its state file).
+    """
+    where = f"--out {path}" if file is None else f"{file} (the progress of --out {path})"
+    return OutputError(
+        f"cannot write {where}: {_reason(error)}; once that is fixed, run the same command "
+        "again to resume"
+    )
 
 
 def _describe_difference(stored: Mapping[str, object], wanted: Mapping[str, object]) -> str:
@@ -210,7 +314,8 @@ class Writer:
 
     Use it as a context manager: `open` returns the checkpoint to continue from,
     `write_page` adds a page's records and moves the checkpoint, `finish` marks the
-    export complete.
+    export complete, `restart` walks the listing again.  Leaving the ``with`` block by an
+    exception is abandoning the export (see `abandon`).
 
     Args:
         path: The output file.
@@ -233,22 +338,30 @@ class Writer:
         self.initial_position = initial_position
         self.key_of = key_of
         self.count = 0
-        #: Files that `open` created (not there before), and whether a page was kept since.
+        #: Files that `open` created (not there before), listed only while the output is
+        #: locked, and whether a page was kept since.
         self._created: list[Path] = []
         self._kept = False
+        self._checkpoint: Checkpoint | None = None
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
 
     def open(self) -> Checkpoint:
         """Claim the output and return the checkpoint to continue from.
 
+        The output is locked first, and only then read, created or repaired.  If this
+        fails, the files it created are removed again.
+
         Raises:
-            OutputError: If the output holds something else, or an export of other
-                parameters, or cannot be used.
+            OutputError: If another export holds the output, or it holds something else,
+                or an export of other parameters, or it cannot be written.
         """
         raise NotImplementedError
 
@@ -257,13 +370,57 @@ class Writer:
     ) -> int:
         """Add the records not already there, then checkpoint at *next_position*.
 
+        If this fails, the checkpoint stays where it was, so a resume fetches the page
+        again; records of it that got in are not written twice.
+
         Returns:
             How many records were new.
+
+        Raises:
+            OutputError: If the output cannot be written (a full disk, say).
+            RuntimeError: Before `open`, or once the export is complete (see `restart`).
         """
         raise NotImplementedError
 
     def finish(self) -> None:
-        """Mark the export complete."""
+        """Mark the export complete.
+
+        Raises:
+            OutputError: If the output cannot be written.
+        """
+        raise NotImplementedError
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The checkpoint as it stands (``None`` before `open`)."""
+        return self._checkpoint
+
+    def restart(
+        self, *, next_position: int, window: tuple[str, str] | None, base: int | None = None
+    ) -> Checkpoint:
+        """Walk the listing again in this output, from *next_position*, over *window*.
+
+        For the next window of an incremental export once one is complete, or to walk a
+        window again when the final count does not match the API's.  The records already
+        there stay, and one seen again is not written twice; `count` goes on from them.
+        The new checkpoint (no total, not complete) replaces the old one atomically, so
+        an interrupted walk resumes at its own position and window.
+
+        Args:
+            next_position: Where the walk starts (normally the initial position).
+            window: The start and end of the window it covers, as ISO 8601 UTC text
+                (``"2026-01-01T00:00:00Z"``), or ``None``.
+            base: The records of the output that came before this walk's (`Checkpoint.base`);
+                ``None``: all those there now (a new window).  A window walked again
+                keeps its own.
+
+        Returns:
+            The checkpoint to pass to `run_export`.
+
+        Raises:
+            OutputError: If the output cannot be written.
+            RuntimeError: Before `open`.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -274,17 +431,30 @@ class Writer:
         """Every record id in the output, in storage order (duplicates kept, for checks)."""
         raise NotImplementedError
 
+    def _close_data(self) -> None:
+        """Close what is open on the output apart from its lock."""
+
     def abandon(self) -> None:
-        """Close, and remove the files `open` created if no page was kept since.
+        """Remove the files `open` created if no page was kept since, then close.
 
         For an export that failed before its first page (rejected credentials, say), so
-        that it leaves nothing behind to refuse another export to the same path.
+        that it leaves nothing behind to refuse another export to the same path.  The
+        files are removed while the lock is still held, so never once another export may
+        have claimed them: after `close`, or after an `open` that did not get the lock,
+        nothing is removed.
         """
-        self.close()
-        if not self._kept:
-            for path in self._created:
-                path.unlink(missing_ok=True)
+        doomed = [] if self._kept else self._created
         self._created = []
+        try:
+            if doomed and _CAN_LOCK:
+                self._close_data()
+            elif doomed:  # pragma: no cover - Windows: no lock to hold, and open files stay
+                self.close()
+            for path in doomed:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        finally:
+            self.close()
 
 
 class JsonlWriter(Writer):
@@ -301,8 +471,11 @@ class JsonlWriter(Writer):
         super().__init__(path, parameters, initial_position=initial_position, key_of=key_of)
         self.state_path = state_path(self.path)
         self._seen: set[str] = set()
-        self._file: Any = None
+        #: The output, open for appending and locked, between `open` and `close`.
+        self._fd: int | None = None
         self._checkpoint: Checkpoint | None = None
+        #: Whether `_seen` and `count` hold the file's ids (not read for a complete export).
+        self._scanned = False
 
     def _read_state(self) -> Checkpoint | None:
         try:
@@ -313,7 +486,7 @@ class JsonlWriter(Writer):
             raise OutputError(f"cannot read {self.state_path}: {error}") from None
         try:
             data = json.loads(text)
-            if data.get("version") != STATE_VERSION:
+            if data.get("version") not in _READABLE_VERSIONS:
                 raise ValueError("unknown version")  # noqa: TRY301 - one message for all
             return Checkpoint(
                 parameters=data["parameters"],
@@ -321,6 +494,8 @@ class JsonlWriter(Writer):
                 count=int(data["count"]),
                 total=data.get("total"),
                 complete=bool(data.get("complete", False)),
+                window=_window_of(data.get("window")),
+                base=int(data.get("base", 0)),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise OutputError(
@@ -336,23 +511,46 @@ class JsonlWriter(Writer):
             "count": checkpoint.count,
             "total": checkpoint.total,
             "complete": checkpoint.complete,
+            "window": None if checkpoint.window is None else list(checkpoint.window),
+            "base": checkpoint.base,
         }
-        replace_atomically(self.state_path, (json.dumps(data, indent=1) + "\n").encode())
+        try:
+            replace_atomically(self.state_path, (json.dumps(data, indent=1) + "\n").encode())
+        except OSError as error:
+            raise _cannot_write(self.path, error, file=self.state_path) from None
         self._checkpoint = checkpoint
 
     def open(self) -> Checkpoint:
         """Claim the output (see `Writer.open`); repair a torn last line."""
+        try:
+            self._fd, created = _claim(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as error:
+            raise _cannot_write(self.path, error) from None
+        if created:
+            self._created.append(self.path)
+        try:
+            return self._start(exists=not created)
+        except OSError as error:
+            self.abandon()
+            raise _cannot_write(self.path, error) from None
+        except BaseException:
+            self.abandon()
+            raise
+
+    def _start(self, *, exists: bool) -> Checkpoint:
+        """The rest of `open`, once the output is locked."""
+        assert self._fd is not None  # noqa: S101 - set by open()
         stored = self._read_state()
         others = f"{self.path} and {self.state_path}"
         if stored is not None and stored.parameters != self.parameters:
             raise _mismatch(self.path, others, stored.parameters, self.parameters)
-        exists = self.path.exists()
-        if stored is None and exists and self.path.stat().st_size > 0:
+        if stored is None and exists and os.fstat(self._fd).st_size > 0:
             raise OutputError(
                 f"{self.path} exists and is not an unfinished export (there is no "
                 f"{self.state_path.name}); choose another --out, or delete it"
             )
         if stored is not None and stored.complete and exists:
+            # Left as it is; `restart` reads the ids in if the export goes on.
             self._checkpoint = stored
             self.count = stored.count
             return stored
@@ -363,22 +561,20 @@ class JsonlWriter(Writer):
             )
         else:
             checkpoint = stored
-        self._created = [p for p in (self.path, self.state_path) if not p.exists()]
-        try:
-            self._file = self.path.open("ab")
-            _lock(self._file, self.path)
-            if exists:
-                _repair_tail(self.path)
-                self._scan()
-            checkpoint = attrs.evolve(checkpoint, count=self.count, complete=False)
-            self._write_state(checkpoint)
-        except OSError as error:
-            self.close()
-            raise OutputError(f"cannot write --out {self.path}: {error}") from None
-        except OutputError:
-            self.close()
-            raise
+        if stored is None:
+            self._created.append(self.state_path)
+        self._read_ids()
+        checkpoint = attrs.evolve(checkpoint, count=self.count, complete=False)
+        self._write_state(checkpoint)
         return checkpoint
+
+    def _read_ids(self) -> None:
+        """Cut a torn last line off, then collect the ids of the records in the file."""
+        _repair_tail(self.path)
+        self._seen.clear()
+        self.count = 0
+        self._scan()
+        self._scanned = True
 
     def _scan(self) -> None:
         """Collect the ids of the records in the file (whose last line is whole)."""
@@ -400,19 +596,21 @@ class JsonlWriter(Writer):
         self, records: Iterable[_RecordLike], *, next_position: int, total: int | None
     ) -> int:
         """Append the new records, sync them to disk, then replace the state file."""
-        if self._file is None or self._checkpoint is None:
+        if self._fd is None or self._checkpoint is None:
             raise RuntimeError("write_page() needs open() first")
+        if self._checkpoint.complete:
+            raise RuntimeError("write_page() on a complete export needs restart() first")
+        new: set[str] = set()
         lines = []
         for record in records:
             key = record.key
-            if key in self._seen:
+            if key in self._seen or key in new:
                 continue
-            self._seen.add(key)
+            new.add(key)
             lines.append(record_json(record.raw) + "\n")
         if lines:
-            self._file.write("".join(lines).encode("utf-8"))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._append("".join(lines).encode("utf-8"))
+        self._seen |= new
         self.count += len(lines)
         self._kept = True
         self._write_state(
@@ -425,18 +623,57 @@ class JsonlWriter(Writer):
         )
         return len(lines)
 
+    def _append(self, data: bytes) -> None:
+        """Append *data* and sync it; if that fails, cut the file back to what it was."""
+        fd = self._fd
+        assert fd is not None  # noqa: S101 - checked by write_page()
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException as error:
+            # Whole lines only, and only ids that `_seen` holds; should the cut fail too, a
+            # resume cuts the torn line and skips the ids already there.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            if isinstance(error, OSError):
+                raise _cannot_write(self.path, error) from None
+            raise
+
     def finish(self) -> None:
         """Mark the export complete in the state file."""
-        if self._checkpoint is None:
+        if self._fd is None or self._checkpoint is None:
             raise RuntimeError("finish() needs open() first")
         self._kept = True
         self._write_state(attrs.evolve(self._checkpoint, count=self.count, complete=True))
 
+    def restart(
+        self, *, next_position: int, window: tuple[str, str] | None, base: int | None = None
+    ) -> Checkpoint:
+        """Replace the state file with a checkpoint that walks the listing again."""
+        if self._fd is None or self._checkpoint is None:
+            raise RuntimeError("restart() needs open() first")
+        if not self._scanned:
+            try:
+                self._read_ids()
+            except OSError as error:
+                raise _cannot_write(self.path, error) from None
+        checkpoint = Checkpoint(
+            parameters=self._checkpoint.parameters,
+            next_position=next_position,
+            count=self.count,
+            window=window,
+            base=self.count if base is None else base,
+        )
+        self._write_state(checkpoint)
+        return checkpoint
+
     def close(self) -> None:
-        """Close the output file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the output file, which releases the lock."""
+        self._created = []
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def keys(self) -> list[str]:
         """Every record id in the file, in order."""
@@ -444,8 +681,8 @@ class JsonlWriter(Writer):
             return [self.key_of(json.loads(line)) for line in file]
 
 
-def _lock(file: BinaryIO, path: Path) -> None:
-    """Hold an exclusive lock on *file* while it is open: one export per output at once.
+def _lock(fd: int, path: Path) -> None:
+    """Hold an exclusive lock on *fd* while it is open: one export per output at once.
 
     An advisory ``flock``, released by the system when the process ends, however it
     ends.  Where there is none (Windows), nothing is locked.
@@ -455,12 +692,64 @@ def _lock(file: BinaryIO, path: Path) -> None:
     except ImportError:  # pragma: no cover - Windows
         return
     try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise OutputError(
             f"{path} is being written by another export; wait for it to end, or choose "
             "another --out"
         ) from None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether *path* still names the file open as *fd*."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _claim(path: Path, flags: int) -> tuple[int, bool]:
+    """Open *path* with *flags*, creating it if it is missing, and lock it (see `_lock`).
+
+    Whether the file was created is decided by the system (``O_CREAT | O_EXCL`` succeeds
+    for one caller only), so two exports started at once never both believe they
+    created it, and the one that did not get the lock never removes it.
+
+    Returns:
+        The locked descriptor, and whether this call created the file.
+
+    Raises:
+        OSError: If the file cannot be opened or created.
+        OutputError: If another export holds it.
+    """
+    for _ in range(_CLAIM_ATTEMPTS):
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
+            created = True
+        except FileExistsError:
+            try:
+                fd = os.open(path, flags | _O_BINARY)
+            except FileNotFoundError:
+                if os.path.lexists(path):  # a link to nowhere
+                    raise
+                continue  # removed in between: create it after all
+            created = False
+        try:
+            _lock(fd, path)
+            # The export that held the lock may have removed the file before letting go
+            # (`Writer.abandon`): then this descriptor holds a file without a name.
+            if _same_file(fd, path):
+                return fd, created
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OutputError(
+        f"{path} was removed and created again by something else while this export "
+        "claimed it; try again, or choose another --out"
+    )
 
 
 def _repair_tail(path: Path) -> None:
@@ -494,9 +783,23 @@ CREATE TABLE IF NOT EXISTS export_state (
     next_position INTEGER NOT NULL,
     count INTEGER NOT NULL,
     total INTEGER,
-    complete INTEGER NOT NULL
+    complete INTEGER NOT NULL,
+    "window" TEXT
 );
 """
+
+#: SQLite's primary result codes for a database that cannot be written or reached
+#: (https://www.sqlite.org/rescode.html): PERM, BUSY, LOCKED, READONLY, IOERR, FULL,
+#: CANTOPEN.
+_SQLITE_WRITE_FAILURES = frozenset({3, 5, 6, 8, 10, 13, 14})
+
+
+def _write_failure(error: sqlite3.Error) -> bool:
+    """Whether *error* says that the database cannot be written, rather than what it holds."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:  # pragma: no cover - Python 3.10 tells no result code
+        return isinstance(error, sqlite3.OperationalError)
+    return code & 0xFF in _SQLITE_WRITE_FAILURES
 
 
 class SqliteWriter(Writer):
@@ -512,8 +815,11 @@ class SqliteWriter(Writer):
     ) -> None:
         super().__init__(path, parameters, initial_position=initial_position, key_of=key_of)
         self._db: sqlite3.Connection | None = None
-        self._lock_file: BinaryIO | None = None
+        #: The database file, open and locked, between `open` and `close`.
+        self._lock_fd: int | None = None
         self._checkpoint: Checkpoint | None = None
+        #: Whether ``export_state`` is known to have its ``window`` column (version 1 lacks it).
+        self._window_column = False
 
     def _foreign(self) -> OutputError:
         return OutputError(
@@ -522,23 +828,31 @@ class SqliteWriter(Writer):
 
     def open(self) -> Checkpoint:
         """Claim the database (see `Writer.open`)."""
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
-        self._created = [] if self.path.exists() else [self.path]
         try:
+            # Locked before SQLite opens it, so that SQLite never creates it unlocked.
+            self._lock_fd, created = _claim(self.path, os.O_RDWR)
+        except OSError as error:
+            raise _cannot_write(self.path, error) from None
+        if created:
+            self._created.append(self.path)
+        fresh = True
+        try:
+            fresh = os.fstat(self._lock_fd).st_size == 0
             # Transactions are explicit (BEGIN ... COMMIT), one per page.
             self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._lock_file = self.path.open("rb")
-            _lock(self._lock_file, self.path)
             if fresh:
                 self._db.executescript(f"BEGIN;{_SCHEMA}COMMIT;")
             return self._load(fresh=fresh)
-        except (sqlite3.DatabaseError, OSError) as error:
-            self.close()
-            if fresh:
-                raise OutputError(f"cannot write --out {self.path}: {error}") from None
+        except OSError as error:
+            self.abandon()
+            raise _cannot_write(self.path, error) from None
+        except sqlite3.Error as error:
+            self.abandon()
+            if fresh or _write_failure(error):
+                raise _cannot_write(self.path, error) from None
             raise self._foreign() from None
-        except OutputError:
-            self.close()
+        except BaseException:
+            self.abandon()
             raise
 
     def _load(self, *, fresh: bool) -> Checkpoint:
@@ -547,8 +861,13 @@ class SqliteWriter(Writer):
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if not {"records", "export_state"} <= tables:
             raise self._foreign()
+        columns = {row[1] for row in db.execute("PRAGMA table_info(export_state)")}
+        self._window_column = "window" in columns
         row = db.execute(
-            "SELECT version, parameters, next_position, count, total, complete "
+            'SELECT version, parameters, next_position, count, total, complete, "window" '
+            "FROM export_state WHERE id = 1"
+            if self._window_column
+            else "SELECT version, parameters, next_position, count, total, complete, NULL "
             "FROM export_state WHERE id = 1"
         ).fetchone()
         if row is None:
@@ -557,17 +876,18 @@ class SqliteWriter(Writer):
             checkpoint = Checkpoint(
                 parameters=self.parameters, next_position=self.initial_position, count=0
             )
-            db.execute("BEGIN IMMEDIATE")
-            self._save(checkpoint)
-            db.execute("COMMIT")
+            with self._transaction():
+                self._save(checkpoint)
             self._checkpoint = checkpoint
             return checkpoint
-        version, parameters, next_position, count, total, complete = row
+        version, parameters, next_position, count, total, complete, window = row
         try:
             stored = json.loads(parameters)
-        except ValueError:
+            stored_window = None if window is None else _window_of(json.loads(window))
+            base = 0 if window is None else _base_of(json.loads(window))
+        except (ValueError, TypeError):
             raise self._foreign() from None
-        if version != STATE_VERSION or not isinstance(stored, dict):
+        if version not in _READABLE_VERSIONS or not isinstance(stored, dict):
             raise self._foreign()
         if stored != self.parameters:
             raise _mismatch(self.path, str(self.path), stored, self.parameters)
@@ -578,17 +898,44 @@ class SqliteWriter(Writer):
             count=self.count,
             total=total,
             complete=bool(complete),
+            window=stored_window,
+            base=base,
         )
         return self._checkpoint
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, rolled back on failure; a write that fails is an `OutputError`."""
+        db = self._db
+        assert db is not None  # noqa: S101 - set by open()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as error:
+            self._window_column = False  # the transaction may have added it: look again
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error) and _write_failure(error):
+                raise _cannot_write(self.path, error) from None
+            raise
+
     def _save(self, checkpoint: Checkpoint) -> None:
-        assert self._db is not None  # noqa: S101 - set by open()
-        self._db.execute(
+        db = self._db
+        assert db is not None  # noqa: S101 - set by open()
+        if not self._window_column:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(export_state)")}
+            if "window" not in columns:
+                # A database of version 1: the column comes with this checkpoint.
+                db.execute('ALTER TABLE export_state ADD COLUMN "window" TEXT')
+            self._window_column = True
+        db.execute(
             "INSERT INTO export_state (id, version, parameters, next_position, count, total, "
-            "complete) VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            'complete, "window") VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET '
             "version = excluded.version, parameters = excluded.parameters, "
             "next_position = excluded.next_position, count = excluded.count, "
-            "total = excluded.total, complete = excluded.complete",
+            'total = excluded.total, complete = excluded.complete, "window" = excluded."window"',
             (
                 STATE_VERSION,
                 json.dumps(dict(checkpoint.parameters)),
@@ -596,6 +943,9 @@ class SqliteWriter(Writer):
                 checkpoint.count,
                 checkpoint.total,
                 int(checkpoint.complete),
+                None
+                if checkpoint.window is None
+                else json.dumps([*checkpoint.window, checkpoint.base]),
             ),
         )
 
@@ -605,10 +955,10 @@ class SqliteWriter(Writer):
         """Upsert the page's records and move the checkpoint, in one transaction."""
         if self._db is None or self._checkpoint is None:
             raise RuntimeError("write_page() needs open() first")
+        if self._checkpoint.complete:
+            raise RuntimeError("write_page() on a complete export needs restart() first")
         rows = [(record.key, record_json(record.raw)) for record in records]
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             before = db.total_changes
             db.executemany(
                 "INSERT INTO records (id, record) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", rows
@@ -626,11 +976,6 @@ class SqliteWriter(Writer):
                 total=total if total is not None else self._checkpoint.total,
             )
             self._save(checkpoint)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         self.count += new
         self._kept = True
         self._checkpoint = checkpoint
@@ -642,19 +987,40 @@ class SqliteWriter(Writer):
             raise RuntimeError("finish() needs open() first")
         checkpoint = attrs.evolve(self._checkpoint, complete=True)
         self._kept = True
-        self._db.execute("BEGIN IMMEDIATE")
-        self._save(checkpoint)
-        self._db.execute("COMMIT")
+        with self._transaction():
+            self._save(checkpoint)
         self._checkpoint = checkpoint
 
-    def close(self) -> None:
-        """Close the database."""
+    def restart(
+        self, *, next_position: int, window: tuple[str, str] | None, base: int | None = None
+    ) -> Checkpoint:
+        """Replace the checkpoint with one that walks the listing again, in one transaction."""
+        if self._db is None or self._checkpoint is None:
+            raise RuntimeError("restart() needs open() first")
+        checkpoint = Checkpoint(
+            parameters=self._checkpoint.parameters,
+            next_position=next_position,
+            count=self.count,
+            window=window,
+            base=self.count if base is None else base,
+        )
+        with self._transaction():
+            self._save(checkpoint)
+        self._checkpoint = checkpoint
+        return checkpoint
+
+    def _close_data(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+
+    def close(self) -> None:
+        """Close the database, then release the lock."""
+        self._created = []
+        self._close_data()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def keys(self) -> list[str]:
         """Every record id in the table, in the order they were first stored."""
@@ -850,6 +1216,7 @@ def run_export(  # noqa: PLR0913 - the parts of an export, all keyword-only
     total: Callable[[], int | None] | None = None,
     progress: Progress | None = None,
     clock: Clock | None = None,
+    check: Callable[[], object] | None = None,
 ) -> ExportResult:
     """Write every page from *checkpoint* on, checkpointing after each, then finish.
 
@@ -862,6 +1229,8 @@ def run_export(  # noqa: PLR0913 - the parts of an export, all keyword-only
         total: The listing's total once known, if the pages do not carry it.
         progress: Where progress goes (``None``: nowhere).
         clock: Where time is read (default: the real clock).
+        check: Called after the last page, before the export is marked complete: what
+            it raises leaves the export unfinished (a count that does not match).
 
     Returns:
         What the run did.  A `KeyboardInterrupt` (Ctrl-C, or SIGTERM turned into one)
@@ -893,6 +1262,8 @@ def run_export(  # noqa: PLR0913 - the parts of an export, all keyword-only
                     pages=page_count,
                     statistics=_since(before, statistics()),
                 )
+        if check is not None:  # the last page is in: is the output whole?
+            check()
         writer.finish()
     finally:
         close = getattr(iterator, "close", None)

@@ -1025,8 +1025,8 @@ class Simulator:
                 ``"34.0"``).
 
         Returns:
-            Fresh dictionaries, as ``completedContacts`` holds them, ordered by
-            ``contactId``.
+            Fresh dictionaries, as ``completedContacts`` holds them, ordered by their
+            start (and so by ``contactId``, unless `add_contacts` added late ones).
 
         Raises:
             ValueError: If *version* is not served, a bound is naive, or *end* is
@@ -1039,6 +1039,41 @@ class Simulator:
             raise ValueError(f"end must not be earlier than start, got {start!r} and {end!r}")
         rows, first, stop = self._window(low, high)
         return _render(rows[first:stop], _CONTACT_FIELDS_NEW if modern else _CONTACT_FIELDS_OLD)
+
+    def add_contacts(self, count: int, *, first: datetime, span: timedelta) -> None:
+        """Add *count* completed contacts, starting over ``[first, first + span)``.
+
+        As a tenant's new contacts arrive: their ids come after every id held, and they
+        take their place in the listing by their start, which may be before contacts
+        already there (a long call completes after shorter ones that began later).  The
+        API serves them, and counts them in its totals, from the next request on.
+
+        Raises:
+            ValueError: If *count* is negative, *first* is naive, or *span* is not
+                positive.
+        """
+        count = _check_count("count", count)
+        low = _check_moment("first", first)
+        if span <= timedelta(0):
+            raise ValueError(f"span must be positive, got {span!r}")
+        starts, rows = self._contacts()
+        with self._data_lock:
+            new_starts, new_rows = _generate_contacts(
+                self._seed * 1_000_003 + len(rows), count, low, span
+            )
+            shift = 0
+            if rows and new_rows:  # every new id after every id held
+                shift = max(max(row[0] for row in rows) + 1 - new_rows[0][0], 0)
+            merged = sorted(
+                [*zip(starts, rows, strict=True)]
+                + [
+                    (start, (row[0] + shift, row[1] + shift, *row[2:]))
+                    for start, row in zip(new_starts, new_rows, strict=True)
+                ],
+                key=lambda pair: pair[0],
+            )
+            self._contact_data = ([start for start, _ in merged], [row for _, row in merged])
+            self._records += count
 
     def interactions(self) -> list[dict[str, Any]]:
         """Every interaction the tutorial's API serves, in its order (fresh dictionaries)."""

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import random
 import runpy
 import signal
 import socket
@@ -279,7 +280,9 @@ def test_an_unreachable_host_exits_4(clean_env, tmp_path, capsys):
         (["--out", "o.jsonl", "--start", "2026-01-01T00:00:00", "--end", END], "--start"),
         (["--out", "o.jsonl", "--start", START, "--end", "2026-02-01"], "--end"),
         (["--out", "o.csv", *WINDOW], "--out"),
-        (["--out", "o.jsonl", "--start", START], "--end"),
+        (["--out", "o.jsonl", "--end", END], "--start"),
+        (["--out", "o.jsonl", "--start", START, "--end", "2999-01-01T00:00:00Z"], "--end"),
+        (["--api", "interactions", "--out", "o.jsonl", "--since-last"], "--since-last"),
         (["--out", "o.jsonl", *WINDOW, "--burst", "5"], "--burst"),
         (["--out", "o.jsonl", *WINDOW, "--rate", "fast"], "--rate"),
         (["--out", "o.jsonl", "--start", END, "--end", START], "--end"),
@@ -310,7 +313,8 @@ def test_another_export_to_the_same_output_is_refused(tenant, tmp_path, capsys):
     other = ["--start", "2026-01-02T00:00:00+01:00", "--end", END]
     assert main(["export", "--out", str(out), *other, "--quiet"]) == 2
     line = one_line(capsys.readouterr().err)
-    assert "start='2026-01-01T00:00:00Z' (now '2026-01-01T23:00:00Z')" in line
+    assert "from 2026-01-01T00:00:00Z to 2026-02-01T00:00:00Z, not from " in line
+    assert "2026-01-01T23:00:00Z" in line  # the other window, in UTC
     assert "choose another --out" in line
     assert len(stored(out)) == 30
 
@@ -608,3 +612,150 @@ def test_an_untrusted_certificate_exits_2_in_one_line(clean_env, tls_server, tmp
     assert "sim-client-secret" not in line
     assert server.requests == []  # the handshake failed: nothing was sent
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "date", ["0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59-05:00"]
+)
+def test_dates_out_of_range_exit_2_before_any_request(clean_env, tmp_path, capsys, date):
+    """A date past what the API or the conversions take: exit 2, one line, no traceback."""
+    out = tmp_path / "o.jsonl"
+    code = main(["export", "--out", str(out), "--start", date, "--end", END])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2
+    assert "out of range" in line
+    assert "--start" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- completeness, reconciliation, incremental runs --------------------------------------
+
+
+def test_a_record_missed_while_the_listing_moved_fails_the_run_and_the_rerun_fetches_it(
+    tenant, tmp_path, capsys, monkeypatch
+):
+    """A contact listed before the walk's position is missed: exit 4, and the rerun adds it."""
+    simulator = tenant(records=100, seed=4)
+    original = _export.JsonlWriter.write_page
+    pages = []
+
+    def write_page(self, records, **kwargs):
+        pages.append(1)
+        if len(pages) == 3:  # a late contact, listed before everything walked so far
+            simulator.add_contacts(1, first=FIRST, span=timedelta(seconds=1))
+        return original(self, records, **kwargs)
+
+    monkeypatch.setattr(_export.JsonlWriter, "write_page", write_page)
+    out = tmp_path / "o.jsonl"
+    args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet", *FAST]
+    assert main(args) == 4
+    line = one_line(capsys.readouterr().err)
+    assert "the API reports 101 contacts from 2026-01-01T00:00:00Z" in line
+    # The late one, and the one whose place it took while the pages moved by one.
+    assert " missing (the listing changed while it was walked)" in line
+    assert "run the same command again" in line
+    assert not json.loads((tmp_path / "o.jsonl.state").read_text())["complete"]
+    assert main(args) == 0
+    keys = [record["contactId"] for record in stored(out)]
+    assert sorted(keys) == sorted(r["contactId"] for r in expected(simulator, "contacts"))
+    assert len(keys) == len(set(keys)) == 101
+
+
+def test_a_resume_with_the_discovered_api_base_configured_is_the_same_export(
+    tenant, tmp_path, capsys, monkeypatch
+):
+    """Setting CXONE_API_BASE to the base that was discovered resumes the export."""
+    simulator = tenant(records=60)
+    original = _export.JsonlWriter.write_page
+    calls = []
+
+    def interrupted(self, records, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, records, **kwargs)
+
+    monkeypatch.setattr(_export.JsonlWriter, "write_page", interrupted)
+    out = tmp_path / "o.jsonl"
+    args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet", *FAST]
+    assert main(args) == 130
+    monkeypatch.setattr(_export.JsonlWriter, "write_page", original)
+    monkeypatch.setenv("CXONE_API_BASE", simulator.url)  # what discovery found
+    monkeypatch.setenv("CXONE_ISSUER", simulator.url + "/")  # the same issuer, written otherwise
+    capsys.readouterr()
+    assert main(args) == 0, capsys.readouterr().err
+    assert stored(out) == expected(simulator, "contacts")
+
+
+def test_two_incremental_runs_export_each_contact_once(tenant, tmp_path, capsys):
+    """A daily job: --since-last continues where the last run ended; nothing twice, nothing lost."""
+    simulator = tenant(records=80)
+    out = tmp_path / "contacts.sqlite"
+    first = ["export", "--out", str(out), "--since-last", "--quiet", *FAST]
+    assert main([*first, "--start", START, "--end", END]) == 0
+    assert len(stored(out)) == 80
+    # Between the runs, contacts of February arrive.
+    simulator.add_contacts(25, first=FIRST + SPAN + timedelta(days=1), span=timedelta(days=20))
+    assert main([*first, "--end", "2026-03-01T00:00:00Z"]) == 0
+    keys = [record["contactId"] for record in stored(out)]
+    assert len(keys) == len(set(keys)) == 105
+    assert keys == [r["contactId"] for r in simulator.contacts(FIRST, None)]
+    capsys.readouterr()
+    assert main([*first, "--end", "2026-03-01T00:00:00Z"]) == 0
+    assert "nothing new yet" in capsys.readouterr().err
+    assert len(stored(out)) == 105
+
+
+def test_an_incremental_export_needs_a_start_the_first_time(tenant, tmp_path, capsys):
+    """--since-last on an output that holds nothing: exit 2, naming --start; nothing made."""
+    tenant(records=5)
+    code = main(["export", "--out", str(tmp_path / "o.jsonl"), "--since-last", "--quiet"])
+    assert code == 2
+    assert "--since-last needs --start" in one_line(capsys.readouterr().err)
+
+
+def test_a_window_ends_by_default_at_now_minus_the_lag(tenant, tmp_path, capsys):
+    """Without --end, every contact up to now minus --lag is exported."""
+    simulator = tenant(records=40)
+    out = tmp_path / "o.jsonl"
+    assert main(["export", "--out", str(out), "--start", START, "--quiet", *FAST]) == 0
+    assert stored(out) == simulator.contacts(FIRST, None)
+    window = json.loads((tmp_path / "o.jsonl.state").read_text())["window"]
+    assert window[0] == START
+    ended = datetime.fromisoformat(window[1].removesuffix("Z") + "+00:00")
+    assert datetime.now(timezone.utc) - ended > timedelta(minutes=14)
+
+
+def test_an_output_that_is_a_directory_exits_2_in_one_line(tenant, tmp_path, capsys):
+    """--out naming a directory: exit 2 and one line, no traceback."""
+    tenant(records=5)
+    out = tmp_path / "o.jsonl"
+    out.mkdir()
+    assert main(["export", "--out", str(out), *WINDOW, "--quiet"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("ratekit-cxone: error: cannot write --out")
+    assert out.is_dir()
+
+
+def test_kills_at_random_points_over_a_growing_listing_keep_every_record_once(tenant, tmp_path):
+    """Five SIGKILLs while contacts keep arriving: the last run has every contact, once."""
+    simulator = tenant(records=1500, seed=9)
+    out = tmp_path / "contacts.jsonl"
+    args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet"]
+    draw = random.Random(5)
+    late = FIRST + SPAN - timedelta(minutes=30)
+    for run_number in range(5):
+        # Slow enough that no run ends before it is killed.
+        child = run(*args, "--rate", "40/second", "--burst", "1")
+        try:
+            wait_for(lambda: out.exists() and out.stat().st_size > 0)
+            time.sleep(draw.uniform(0.0, 0.6))
+            arrival = late + timedelta(minutes=5 * run_number)
+            simulator.add_contacts(3, first=arrival, span=timedelta(minutes=1))
+            time.sleep(draw.uniform(0.0, 0.2))
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.communicate(timeout=60)
+    assert main([*args, *FAST]) == 0
+    assert stored(out) == expected(simulator, "contacts")
+    assert len(stored(out)) == 1515

@@ -750,3 +750,19 @@ def test_a_walk_stops_at_once_when_its_event_is_set(concurrency):
                 walk(cxone)
             assert time.monotonic() - started < 0.3 + 1.0
         assert got == []
+
+
+def test_a_windows_total_and_the_tenant_are_told(simulator):
+    """completed_contacts_total counts a window (0 when empty); tenant_id reads the token."""
+    start = datetime(2026, 1, 3, tzinfo=timezone.utc)
+    end = datetime(2026, 1, 9, tzinfo=timezone.utc)
+    with CXoneClient(from_env(simulator), limiter=make_limiter("500/s", 50)) as cxone:
+        assert cxone.completed_contacts_total(start, end) == len(simulator.contacts(start, end))
+        assert cxone.completed_contacts_total(FAR, FAR + timedelta(days=1)) == 0
+        assert cxone.tenant_id() == simulator.tenant_id
+        with pytest.raises(ValueError, match="start must be before end"):
+            cxone.completed_contacts_total(end, start)
+    with CXoneClient(from_env(simulator, "interactions")) as tutorial:
+        assert tutorial.tenant_id() is None
+        with pytest.raises(ConfigError, match="api='contacts'"):
+            tutorial.completed_contacts_total(start, end)

@@ -116,6 +116,50 @@ def out_path(tmp_path, kind):
     return tmp_path / ("out.jsonl" if kind == "jsonl" else "out.sqlite")
 
 
+FIRST_WINDOW = ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+SECOND_WINDOW = ("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z")
+
+
+def listing(ids, size=10, *, stop_at=None):
+    """A listing of the records with *ids*, in that order, paged by offset."""
+    ids = list(ids)
+
+    def pages(skip):
+        for position in range(skip, len(ids), size):
+            if stop_at is not None and position >= stop_at:
+                raise KeyboardInterrupt
+            chunk = ids[position : position + size]
+            yield Page(position, [records(i, i + 1)[0] for i in chunk], len(ids))
+
+    return pages
+
+
+def walk(writer, checkpoint, pages):
+    """Run an export of *pages* on an opened *writer* from *checkpoint*."""
+    return run_export(
+        writer=writer,
+        checkpoint=checkpoint,
+        pages=pages,
+        next_position=position_after("contacts"),
+        statistics=Stats,
+    )
+
+
+#: The SQLite schema of checkpoint version 1, before windows.
+SCHEMA_1 = """
+CREATE TABLE records (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE export_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    parameters TEXT NOT NULL,
+    next_position INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    total INTEGER,
+    complete INTEGER NOT NULL
+);
+"""
+
+
 def test_output_format_follows_the_extension():
     """.jsonl is JSON Lines, .sqlite and .db SQLite (any case); others are refused naming --out."""
     assert output_format("a/b.jsonl") == "jsonl"
@@ -620,3 +664,304 @@ def test_one_export_at_a_time_per_output(tmp_path, kind):
             second.open()
     with make(kind, path) as third:
         assert third.open().count == 3
+
+
+def test_a_writer_refused_the_lock_removes_nothing(tmp_path, kind, monkeypatch):
+    """Two exports started at once: the one refused the lock leaves the other's files intact."""
+    path = out_path(tmp_path, kind)
+    winner = make(kind, path)
+    claimed = []
+    lock = _export._lock
+
+    def race(*args):
+        # The winner claims the output after the loser looked at it, before the loser locks.
+        monkeypatch.setattr(_export, "_lock", lock)
+        claimed.append(winner.open())
+        lock(*args)
+
+    monkeypatch.setattr(_export, "_lock", race)
+    loser = make(kind, path)
+    with pytest.raises(OutputError, match="being written by another export"):
+        loser.open()
+    loser.abandon()
+    assert path.exists()
+    if kind == "jsonl":
+        assert state_path(path).exists()
+    with winner:
+        result = walk(winner, claimed[0], pages_of(25))
+    assert result.records == result.new == 25
+    with make(kind, path) as reader:
+        assert reader.keys() == [str(i) for i in range(25)]
+        assert reader.open().complete
+
+
+def test_an_output_removed_before_it_is_locked_is_created_again(tmp_path, kind, monkeypatch):
+    """An output its holder removes (abandon) while another export opens it is claimed anew."""
+    path = out_path(tmp_path, kind)
+    first = make(kind, path)
+    first.open()
+    lock = _export._lock
+
+    def removed_meanwhile(*args):
+        monkeypatch.setattr(_export, "_lock", lock)
+        first.abandon()
+        lock(*args)
+
+    monkeypatch.setattr(_export, "_lock", removed_meanwhile)
+    with make(kind, path) as second:
+        assert export(second, 12).records == 12
+    with make(kind, path) as reader:
+        assert reader.keys() == [str(i) for i in range(12)]
+
+
+def test_files_are_removed_only_while_the_lock_is_held(tmp_path, kind):
+    """Leaving the with block by an exception removes what open created; after close, nothing."""
+    path = out_path(tmp_path, kind)
+
+    def fail_after_open():
+        with make(kind, path) as writer:
+            writer.open()
+            raise LookupError
+
+    with pytest.raises(LookupError):
+        fail_after_open()
+    assert list(tmp_path.iterdir()) == []
+    writer = make(kind, path)
+    writer.open()
+    writer.close()
+    writer.abandon()
+    assert path.exists()
+    with make(kind, path) as again:
+        assert again.open().count == 0
+
+
+@pytest.mark.parametrize("where", ["a directory", "a missing directory"])
+def test_an_output_that_cannot_be_created_is_one_line_and_leaves_nothing(tmp_path, kind, where):
+    """A path that is a directory, or in a missing one: one line naming it and why; no file."""
+    if where == "a directory":
+        path = out_path(tmp_path, kind)
+        path.mkdir()
+        cause = "Is a directory"
+    else:
+        path = out_path(tmp_path / "missing", kind)
+        cause = "No such file or directory"
+    before = sorted(tmp_path.rglob("*"))
+    writer = make(kind, path)
+    with pytest.raises(OutputError) as caught:
+        writer.open()
+    writer.abandon()
+    assert str(caught.value) == (
+        f"cannot write --out {path}: {cause}; once that is fixed, run the same command again "
+        "to resume"
+    )
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_file_size_limit_fails_the_page_and_the_export_resumes(tmp_path, kind):
+    """A page over RLIMIT_FSIZE (EFBIG) is an OutputError naming the path; then it resumes."""
+    path = out_path(tmp_path, kind)
+    script = textwrap.dedent(
+        f"""
+        import pathlib, resource, signal, types
+        from ratekit_cxone._export import OutputError, open_writer
+
+        def page(first, last):
+            # Big enough records that the page needs room the limit does not leave.
+            return [
+                types.SimpleNamespace(key=str(i), raw={{"contactId": i, "pad": "x" * 200}})
+                for i in range(first, last)
+            ]
+
+        path = pathlib.Path({str(path)!r})
+        writer = open_writer(
+            path, {PARAMETERS!r}, initial_position=0, key_of=lambda raw: str(raw["contactId"])
+        )
+        writer.open()
+        writer.write_page(page(0, 10), next_position=10, total=60)
+        # Past the limit a write fails with EFBIG rather than killing the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        size = path.stat().st_size + 1000
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+        try:
+            writer.write_page(page(10, 60), next_position=60, total=60)
+        except OutputError as error:
+            print(error)
+        writer.close()
+        """
+    )
+    done = subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    # SQLite reports a failed write as an I/O error, without the system's reason.
+    cause = "File too large" if kind == "jsonl" else "disk I/O error"
+    assert done.stdout == (
+        f"cannot write --out {path}: {cause}; once that is fixed, run the same command again "
+        "to resume\n"
+    )
+    with make(kind, path) as writer:
+        checkpoint = writer.open()
+        assert (checkpoint.next_position, checkpoint.count) == (10, 10)
+        result = walk(writer, checkpoint, pages_of(60))
+    assert result.records == 60
+    assert result.new == 50
+    with make(kind, path) as reader:
+        assert reader.keys() == [str(i) for i in range(60)]
+
+
+def test_a_page_that_cannot_be_kept_is_an_error_and_the_export_resumes(tmp_path, kind):
+    """A page whose state file or journal cannot be written: OutputError; resumed, none doubled."""
+    path = out_path(tmp_path, kind)
+    # A directory where the state's temporary file (JSON Lines) or SQLite's journal goes.
+    blocker = path.with_name(path.name + (".state.tmp" if kind == "jsonl" else "-journal"))
+    with make(kind, path) as writer:
+        writer.open()
+        writer.write_page(records(0, 10), next_position=10, total=30)
+        blocker.mkdir()
+        with pytest.raises(OutputError) as caught:
+            writer.write_page(records(10, 20), next_position=20, total=30)
+    if kind == "jsonl":
+        failed = f"{state_path(path)} (the progress of --out {path}): Is a directory"
+    else:
+        failed = f"--out {path}: disk I/O error"
+    assert str(caught.value) == (
+        f"cannot write {failed}; once that is fixed, run the same command again to resume"
+    )
+    blocker.rmdir()
+    with make(kind, path) as writer:
+        checkpoint = writer.open()
+        assert checkpoint.next_position == 10
+        result = walk(writer, checkpoint, pages_of(30))
+    assert result.records == 30
+    with make(kind, path) as reader:
+        assert reader.keys() == [str(i) for i in range(30)]
+
+
+def test_restart_takes_only_the_new_records_of_a_new_window(tmp_path, kind):
+    """A complete export restarted on a new window adds the records not there; counts exact."""
+    path = out_path(tmp_path, kind)
+    with make(kind, path) as writer:
+        writer.open()
+        walk(writer, writer.restart(next_position=0, window=FIRST_WINDOW), listing(range(30)))
+    with make(kind, path) as writer:
+        checkpoint = writer.open()
+        assert checkpoint.complete
+        assert checkpoint.window == FIRST_WINDOW
+        restarted = writer.restart(next_position=0, window=SECOND_WINDOW)
+        assert restarted == Checkpoint(
+            parameters=PARAMETERS, next_position=0, count=30, window=SECOND_WINDOW, base=30
+        )
+        result = walk(writer, restarted, listing(range(20, 50)))
+    assert result.records == 50
+    assert result.new == 20
+    with make(kind, path) as writer:
+        assert writer.keys() == [str(i) for i in range(50)]
+        again = writer.open()
+    assert again.complete
+    assert (again.count, again.total, again.window) == (50, 30, SECOND_WINDOW)
+
+
+def test_an_interrupted_restart_resumes_at_its_own_position_and_window(tmp_path, kind):
+    """A restarted walk stopped mid-way resumes at its position and window, each record once."""
+    path = out_path(tmp_path, kind)
+    with make(kind, path) as writer:
+        export(writer, 30)
+    with make(kind, path) as writer:
+        writer.open()
+        restarted = writer.restart(next_position=0, window=SECOND_WINDOW)
+        with pytest.raises(KeyboardInterrupt):
+            walk(writer, restarted, listing(range(20, 60), stop_at=20))
+    with make(kind, path) as writer:
+        checkpoint = writer.open()
+        assert checkpoint == Checkpoint(
+            parameters=PARAMETERS,
+            next_position=20,
+            count=40,
+            total=40,
+            window=SECOND_WINDOW,
+            base=30,
+        )
+        result = walk(writer, checkpoint, listing(range(20, 60)))
+    assert result.records == 60
+    assert result.new == 20
+    with make(kind, path) as writer:
+        assert writer.keys() == [str(i) for i in range(60)]
+
+
+def test_a_complete_export_takes_pages_only_after_restart(tmp_path, kind):
+    """write_page on a complete export is refused until restart; restart needs open first."""
+    path = out_path(tmp_path, kind)
+    with make(kind, path) as writer:
+        export(writer, 5)
+    with make(kind, path) as writer:
+        with pytest.raises(RuntimeError, match=r"restart\(\) needs open\(\) first"):
+            writer.restart(next_position=0, window=None)
+        writer.open()
+        with pytest.raises(RuntimeError, match=r"needs restart\(\) first"):
+            writer.write_page(records(5, 6), next_position=6, total=None)
+    with make(kind, path) as writer:
+        assert writer.keys() == [str(i) for i in range(5)]
+
+
+def test_a_window_is_a_pair_of_strings():
+    """A checkpoint's window is None or (start, end); anything else is refused, naming it."""
+    assert Checkpoint(parameters={}, next_position=0, count=0).window is None
+    for bad in [("a",), ["a", "b"], ("a", 1)]:
+        with pytest.raises(TypeError, match=r"window must be None or a \(start, end\) pair"):
+            Checkpoint(parameters={}, next_position=0, count=0, window=bad)
+
+
+def test_an_unfinished_export_of_state_version_1_resumes(tmp_path, kind):
+    """A checkpoint of version 1 (no window) is read with window None, resumed, then kept as 2."""
+    path = out_path(tmp_path, kind)
+    kept = records(0, 10)
+    if kind == "jsonl":
+        path.write_text("".join(_export.record_json(r.raw) + "\n" for r in kept))
+        state = {"version": 1, "parameters": PARAMETERS, "next_position": 10, "count": 10}
+        state_path(path).write_text(json.dumps({**state, "total": 30, "complete": False}))
+    else:
+        with sqlite3.connect(path) as db:
+            db.executescript(SCHEMA_1)
+            db.executemany(
+                "INSERT INTO records VALUES (?, ?)",
+                [(r.key, _export.record_json(r.raw)) for r in kept],
+            )
+            db.execute(
+                "INSERT INTO export_state VALUES (1, 1, ?, 10, 10, 30, 0)",
+                (json.dumps(PARAMETERS),),
+            )
+        db.close()
+    with make(kind, path) as writer:
+        checkpoint = writer.open()
+        assert checkpoint == Checkpoint(parameters=PARAMETERS, next_position=10, count=10, total=30)
+        assert checkpoint.window is None
+        result = walk(writer, checkpoint, pages_of(30))
+    assert (result.records, result.new) == (30, 20)
+    with make(kind, path) as writer:
+        assert writer.keys() == [str(i) for i in range(30)]
+    if kind == "jsonl":
+        assert json.loads(state_path(path).read_text())["version"] == 2
+    else:
+        with sqlite3.connect(path) as db:
+            row = db.execute('SELECT version, complete, "window" FROM export_state').fetchone()
+        db.close()
+        assert row == (2, 1, None)
+
+
+def test_a_stored_window_that_is_not_a_pair_is_refused(tmp_path, kind):
+    """A damaged window in the checkpoint makes the output one that no export wrote."""
+    path = out_path(tmp_path, kind)
+    with make(kind, path) as writer:
+        writer.open()
+        writer.write_page(records(0, 3), next_position=3, total=None)
+    if kind == "jsonl":
+        state = json.loads(state_path(path).read_text())
+        state_path(path).write_text(json.dumps({**state, "window": ["a"]}))
+        refused = "not an export state file"
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("""UPDATE export_state SET "window" = '["a", 2]'""")
+        db.close()
+        refused = "not an export database"
+    with make(kind, path) as writer, pytest.raises(OutputError, match=refused):
+        writer.open()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from loopback import LoopbackServer, Reply, Request, serve
 
 from ratekit import Scheduler
-from ratekit.http import Client, HTTPStatusError, ResponseError
+from ratekit.http import Client, HTTPStatusError, IncompleteListing, ResponseError
 from ratekit.http._pagination import (
     CursorPaginator,
     NextLinkPaginator,
@@ -265,7 +265,10 @@ def test_fan_out_gives_every_record_once_in_order(api, n, size, kind):
     with Client(base_url=api.url, retry=None) as client, Scheduler(4) as scheduler:
         assert list(paginator.records(client, path, fan_out=scheduler)) == records
     asked = sorted(int(arg(hit, param)) for hit in api.hits(path))
-    expected = range(page_count(n, size))
+    pages = page_count(n, size)
+    # A fan-out of offsets whose last page was full reads the end again: the listing may
+    # have grown (page numbers say on their last page that none follows).
+    expected = range(pages + (kind == "offset" and pages > 1 and n % size == 0))
     assert asked == ([i + 1 for i in expected] if kind == "page" else [i * size for i in expected])
 
 
@@ -290,10 +293,11 @@ def test_fan_out_sends_pages_concurrently(server: LoopbackServer):
     with Client(base_url=server.url, retry=None) as client, Scheduler(4) as scheduler:
         pages = list(paginator.pages(client, "/contacts", fan_out=scheduler))
     assert broken == []
-    assert [page.number for page in pages] == list(range(10))
+    assert [page.number for page in pages] == list(range(11))
+    assert pages[-1].records == []  # the end, read again after a full last page
     assert [record for page in pages for record in page.records] == records
     assert sorted(int(arg(hit, "skip")) for hit in server.hits("/contacts")) == list(
-        range(0, 50, 5)
+        range(0, 55, 5)  # the last page was full: the end is read again
     )
 
 
@@ -308,8 +312,8 @@ def test_fan_out_without_a_total_fetches_one_page_after_another(server: Loopback
     assert len(server.hits("/items")) == 5
 
 
-def test_fan_out_stops_at_a_page_that_ends_the_walk(server: LoopbackServer, caplog):
-    """A short page before the total ends a fanned-out walk too, with a warning."""
+def test_a_page_served_short_in_a_fan_out_is_completed(server: LoopbackServer):
+    """A page served short before the total leaves no gap: the records after it are fetched."""
     records = dataset(30)
 
     def handler(request: Request) -> Reply:
@@ -320,25 +324,48 @@ def test_fan_out_stops_at_a_page_that_ends_the_walk(server: LoopbackServer, capl
     route(server, "/contacts", handler)
     paginator = OffsetPaginator(5, records_key="completedContacts")
     with Client(base_url=server.url, retry=None) as client, Scheduler(2) as scheduler:
-        assert list(paginator.records(client, "/contacts", fan_out=scheduler)) == records[:12]
-    assert "fewer than 5, before the total of 30" in caplog.text
+        assert list(paginator.records(client, "/contacts", fan_out=scheduler)) == records
+    skips = [int(arg(hit, "skip")) for hit in server.hits("/contacts")]
+    assert 12 in skips  # the gap after the short page, filled
+    assert sorted(set(skips)) == [0, 5, 10, 12, 15, 20, 25, 30]  # 30: the end read again
 
 
-def test_fan_out_count_is_set_by_the_first_total(server: LoopbackServer):
-    """The first page's total sets how many pages are fanned out, even if it grows later."""
+def test_a_total_that_grows_after_the_first_page_is_walked_to_its_end(server: LoopbackServer):
+    """The listing grows from 20 to 35 after the first page: fanned out or not, all 35 come."""
+    grown = threading.Event()
 
     def handler(request: Request) -> Reply:
         skip = int(arg(request, "skip"))
-        total = 10 if skip == 0 else 20
-        return Reply.json(
-            {"completedContacts": dataset(20)[skip : skip + 5], "totalRecords": total}
-        )
+        size = 35 if grown.is_set() else 20
+        grown.set()
+        body = {"completedContacts": dataset(size)[skip : skip + 5], "totalRecords": size}
+        return Reply.json(body)
 
     route(server, "/contacts", handler)
     paginator = OffsetPaginator(5, records_key="completedContacts")
     with Client(base_url=server.url, retry=None) as client, Scheduler(2) as scheduler:
-        assert list(paginator.records(client, "/contacts", fan_out=scheduler)) == dataset(10)
-    assert len(server.hits("/contacts")) == 2
+        assert list(paginator.records(client, "/contacts", fan_out=scheduler)) == dataset(35)
+        grown.clear()
+        assert list(paginator.records(client, "/contacts")) == dataset(35)
+
+
+def test_a_listing_that_ends_before_its_total_raises(server: LoopbackServer):
+    """Pages that run out before the total raise IncompleteListing, naming what is missing."""
+
+    def handler(request: Request) -> Reply:
+        skip = int(arg(request, "skip"))
+        chunk = dataset(12)[skip : skip + 5]
+        return Reply.json({"completedContacts": chunk, "totalRecords": 30})
+
+    route(server, "/contacts", handler)
+    paginator = OffsetPaginator(5, records_key="completedContacts")
+    with Client(base_url=server.url, retry=None) as client, Scheduler(2) as scheduler:
+        for fan_out in (None, scheduler):
+            got: list[object] = []
+            with pytest.raises(IncompleteListing) as raised:
+                got.extend(paginator.records(client, "/contacts", fan_out=fan_out))
+            assert (raised.value.total, raised.value.walked) == (30, 12)
+            assert "18 missing" in str(raised.value)
 
 
 def test_closing_a_fanned_out_stream_stops_its_threads(server: LoopbackServer):
@@ -362,21 +389,39 @@ def test_a_204_first_page_is_an_empty_listing(server: LoopbackServer):
     paginator = OffsetPaginator(100, records_key="completedContacts")
     with Client(base_url=server.url, retry=None) as client:
         pages = list(paginator.pages(client, "/contacts"))
-    assert pages == [Page(0, [], None, None)]
+    assert pages == [Page(0, [], None, None, 0)]
     assert len(server.hits("/contacts")) == 1
 
 
-def test_a_short_page_before_the_total_ends_the_walk_with_a_warning(server: LoopbackServer, caplog):
-    """A page shorter than asked ends the walk; before the total, a warning says so."""
+def test_an_api_that_caps_its_pages_is_walked_by_what_it_served(server: LoopbackServer):
+    """Pages capped at 3 when 5 are asked: the walk goes on after each, to the total."""
+    records = dataset(50)
+
+    def handler(request: Request) -> Reply:
+        skip = int(arg(request, "skip"))
+        return Reply.json({"completedContacts": records[skip : skip + 3], "totalRecords": 50})
+
+    route(server, "/contacts", handler)
+    paginator = OffsetPaginator(5, records_key="completedContacts")
+    with Client(base_url=server.url, retry=None) as client, Scheduler(3) as scheduler:
+        assert list(paginator.records(client, "/contacts")) == records
+        assert list(paginator.records(client, "/contacts", fan_out=scheduler)) == records
+
+
+def test_an_api_that_ignores_the_offset_is_an_error_not_a_loop(server: LoopbackServer):
+    """The same short page whatever the offset: ResponseError, not a walk that repeats it."""
     route(
         server,
         "/contacts",
         lambda _: Reply.json({"completedContacts": dataset(3), "totalRecords": 50}),
     )
     paginator = OffsetPaginator(5, records_key="completedContacts")
-    with Client(base_url=server.url, retry=None) as client:
-        assert list(paginator.records(client, "/contacts")) == dataset(3)
-    assert "page 0 had 3 records, fewer than 5, before the total of 50" in caplog.text
+    with (
+        Client(base_url=server.url, retry=None) as client,
+        pytest.raises(ResponseError, match="ignore the offset"),
+    ):
+        list(paginator.records(client, "/contacts"))
+    assert len(server.hits("/contacts")) == 2
 
 
 def test_a_total_that_is_not_a_count_is_unknown(server: LoopbackServer):
@@ -811,7 +856,7 @@ def test_a_false_cursor_ends_the_walk(server: LoopbackServer):
 def test_pages_show_their_size_not_their_records():
     """A page's repr counts its records and leaves out the body."""
     page = Page(2, [{"secret": 1}] * 3, {"secret": 1}, 30)
-    assert repr(page) == "Page(number=2, records=<3 records>, total=30)"
+    assert repr(page) == "Page(number=2, records=<3 records>, total=30, offset=None)"
 
 
 def test_paginators_are_frozen_values():
@@ -927,3 +972,65 @@ def test_offset_must_be_a_count():
         OffsetPaginator(10, records_key="items", offset=-1)
     with pytest.raises(TypeError, match="offset"):
         OffsetPaginator(10, records_key="items", offset=1.5)  # type: ignore[arg-type]
+
+
+# --- completeness: growing listings, capped pages, answers in any order ------------------
+
+
+def changing_api(
+    initial: int, grown: int, cap: int, kind: str, salt: int
+) -> Callable[[Request], Reply]:
+    """A listing that grows, caps its pages, and answers concurrent pages in any order.
+
+    It has *initial* records, and *grown* more from its second request on; it serves at
+    most *cap* records a page; each answer waits a delay drawn from *salt* and the page.
+    """
+    lock = threading.Lock()
+    state = {"requests": 0}
+
+    def handler(request: Request) -> Reply:
+        with lock:
+            state["requests"] += 1
+            size = initial + (grown if state["requests"] > 1 else 0)
+        records = dataset(size)
+        if kind == "offset":
+            skip, asked = int(arg(request, "skip")), int(arg(request, "top"))
+            where = skip
+        else:
+            number, asked = int(arg(request, "pageNumber")), int(arg(request, "pageSize"))
+            where = (number - 1) * min(asked, cap)  # the API numbers pages by what it serves
+        chunk = records[where : where + min(asked, cap)]
+        delay = ((where * 7919 + salt) % 5) / 1000  # up to 4 ms
+        key = "completedContacts" if kind == "offset" else "entities"
+        return attrs.evolve(Reply.json({key: chunk, "totalRecords": size}), delay=delay)
+
+    return handler
+
+
+@given(
+    initial=st.integers(min_value=0, max_value=60),
+    grown=st.integers(min_value=0, max_value=30),
+    size=st.integers(min_value=1, max_value=12),
+    cap=st.integers(min_value=1, max_value=15),
+    kind=st.sampled_from(["offset", "page"]),
+    salt=st.integers(min_value=0, max_value=4),
+)
+def test_sequential_and_fanned_out_walks_agree_and_miss_nothing(  # noqa: PLR0913, PLR0917
+    api, initial, grown, size, cap, kind, salt
+):
+    """Whatever the growth, the page cap and the order of answers, both walks give it all."""
+    paginator: OffsetPaginator | PageNumberPaginator
+    if kind == "offset":
+        paginator = OffsetPaginator(size, records_key="completedContacts")
+    else:
+        paginator = PageNumberPaginator(
+            size, records_key="entities", next_key=None, total_key="totalRecords"
+        )
+    final = dataset(initial + grown)
+    with Client(base_url=api.url, retry=None) as client, Scheduler(4) as scheduler:
+        for fan_out in (None, scheduler):
+            path = mount(api, changing_api(initial, grown, cap, kind, salt))
+            walked = list(paginator.records(client, path, fan_out=fan_out))
+            # A listing that the first page holds whole ends there: its growth comes
+            # too late to be seen.
+            assert walked == (dataset(initial) if initial <= min(size, cap) else final)

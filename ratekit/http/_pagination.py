@@ -22,7 +22,7 @@ import attrs
 from urllib3.util import parse_url
 
 from ratekit._cancel import as_cancellation, resolve
-from ratekit._errors import HTTPStatusError, ResponseError
+from ratekit._errors import HTTPStatusError, IncompleteListing, ResponseError
 from ratekit.http._client import _excerpt
 from ratekit.http._redact import _BLANK_OR_CONTROL, Origin, origin, redact_url
 
@@ -103,12 +103,18 @@ class Page:
         records: The records of the page, in the order the API gave them.
         body: The whole decoded JSON body (``None`` for a 204 or an empty body).
         total: The total number of records of the listing, if the body tells it.
+        offset: Where the page's first record is in the listing, counting from 0: for
+            offset paging the offset asked for (a walk resumes after a page with
+            ``OffsetPaginator(..., offset=page.offset + len(page.records))``); for page
+            numbers, the records of the pages before it.  ``None`` for next-link and
+            cursor paging, which cannot tell.
     """
 
     number: int
     records: list[object] = attrs.field(repr=_show_records)
     body: object = attrs.field(repr=False)
     total: int | None = None
+    offset: int | None = None
 
 
 @attrs.frozen
@@ -233,10 +239,11 @@ def _records_of(pages: Generator[Page, None, None]) -> Generator[object, None, N
 
 
 class _NumberedPaginator:
-    """What page-number and offset paging share: pages known by their index.
+    """What page-number and offset paging share: pages known by their index or offset.
 
-    As the index alone says what to ask for, pages past the first can be fetched
-    concurrently once the total is known.
+    As these say what to ask for, pages past the first can be fetched concurrently
+    once the total is known.  A walk is complete or it raises `IncompleteListing`: the
+    total, when the API gives one, is checked at the end, never assumed.
     """
 
     __slots__ = ()
@@ -245,56 +252,49 @@ class _NumberedPaginator:
     total_key: str | None
     records_key: str | None
 
-    def _query(self, index: int) -> dict[str, str | int | float]:
-        """The query parameters that ask for page *index* (counting from 0)."""
+    #: Whether a page can start at any record (offsets), so that a gap can be filled.
+    _by_offset = False
+
+    def _query(self, position: int, index: int) -> dict[str, str | int | float]:
+        """The query that asks for page *index* (from 0), starting at record *position*."""
         raise NotImplementedError
 
     def _more(self, page: Page) -> bool:  # noqa: ARG002 - offsets have no marker
         """Whether the body says that another page follows."""
         return True
 
+    def _marked(self) -> bool:
+        """Whether bodies say if a page follows (then a short page does not end a walk)."""
+        return False
+
     def _skipped(self) -> int:
         """Records of the listing before page 0 (an offset's resume point), not walked."""
         return 0
 
-    def _fetch(  # noqa: PLR0913 - a page of a walk: the walk's parts and its index
+    def _fetch(  # noqa: PLR0913 - a page of a walk: the walk's parts and its place
         self,
         client: Client,
         url: str,
         params: Mapping[str, str | int | float] | None,
         headers: Mapping[str, str] | None,
-        index: int,
+        place: tuple[int, int],
         *,
         cancel: CancelEvent | None,
     ) -> Page:
-        answer = _get(client, url, {**(params or {}), **self._query(index)}, headers, cancel)
-        page = _page(index, answer, self.records_key, self.total_key)
-        if len(page.records) > self.page_size:
+        """The page of index ``place[1]`` that starts at the record ``place[0]``."""
+        position, index = place
+        query = {**(params or {}), **self._query(position, index)}
+        answer = _get(client, url, query, headers, cancel)
+        records = _records(answer, self.records_key)
+        if len(records) > self.page_size:
             # Offsets would then repeat records, and neither a short page nor the total
             # could be trusted to end the walk.
             raise answer.error(
-                f"{len(page.records)} records in a page of at most {self.page_size}: "
+                f"{len(records)} records in a page of at most {self.page_size}: "
                 "does the API ignore the page size parameter?"
             )
-        return page
-
-    def _last(self, page: Page) -> bool:
-        """Whether *page* ends the walk."""
-        walked = self._skipped() + (page.number + 1) * self.page_size
-        if page.total is not None and walked >= page.total:
-            return True
-        if len(page.records) < self.page_size:
-            if page.total is not None:
-                # Records were deleted meanwhile, or the API caps pages below page_size.
-                log.warning(
-                    "page %d had %d records, fewer than %d, before the total of %d: stopping",
-                    page.number,
-                    len(page.records),
-                    self.page_size,
-                    page.total,
-                )
-            return True
-        return not self._more(page)
+        total = _total(answer.body, self.total_key)
+        return Page(index, records, answer.body, total, position)
 
     def pages(  # noqa: PLR0913 - the parts of a walk, all keyword-only
         self,
@@ -309,20 +309,33 @@ class _NumberedPaginator:
     ) -> Generator[Page, None, None]:
         """Fetch the pages of a listing, in order, one after another or fanned out.
 
-        The walk ends after a page that is empty (a 204 too) or short (fewer than
-        ``page_size`` records), that reaches the total (when ``total_key`` gives one),
-        or, for page numbers, whose ``next_key`` is missing, ``null``, ``false`` or
-        ``""``.
-        Without a total, that is at most one request past the last record.
+        The walk ends after an empty page (a 204 too), or, for page numbers, a page
+        whose ``next_key`` is missing, ``null``, ``false`` or ``""``.  When the API
+        tells the total (``total_key``), the walk ends once the records walked reach
+        the total the last page told, and a page shorter than ``page_size`` before that
+        (an API that caps its pages below what was asked) does not end it: the walk
+        goes on after the records that page had.  Without a total, a short page ends
+        the walk: that is at most one request past the last record.
+
+        **Complete or an error.**  A walk that ends before the total its last page
+        told raises `IncompleteListing`, naming how many records are missing.  Records
+        added at the end of the listing while it is walked are walked too.  Offset
+        paging is exact for a listing that only grows at its end; one whose records
+        move (inserted, deleted or reordered before the walk's position) may show a
+        record twice or miss one, which only a key and a count can tell (as the CXone
+        export does).
 
         **Fan-out.**  With *fan_out*, when the first page tells the total, the other
         pages are fetched concurrently through ``fan_out.map(..., ordered=True)`` and
         still come out in order, with at most the scheduler's window of pages held in
-        memory.  Their number is set by the total on the first page; the walk still
-        ends early at a page that would end it above.  Without a total, pages cannot
-        be counted ahead, and they are fetched one after another, however *fan_out*
-        is set.  The scheduler's limiter, if any, paces the pages on top of the
-        client's own.
+        memory.  They are counted from the total on the first page, by the size the
+        API served the first page with.  With offsets, a page served shorter than the
+        others is completed by the pages that follow it, and a longer one is cut, so
+        that each record comes once; then the end of the listing is read again, and
+        the walk goes on one page after another while there are more records.
+        Without a total, pages cannot be counted ahead, and they are fetched one after
+        another, however *fan_out* is set.  The scheduler's limiter, if any, paces the
+        pages on top of the client's own.
 
         Args:
             client: The client that sends the requests.
@@ -333,7 +346,8 @@ class _NumberedPaginator:
             fan_out: A scheduler to fetch pages concurrently, when the total is known.
             start: The index of the first page to fetch, counting from 0 whatever the
                 API's numbering: to resume a walk after the pages already processed
-                (`Page.number` of the last one, plus one).
+                (`Page.number` of the last one, plus one).  With offsets, resume at
+                any record with the paginator's ``offset`` instead.
             cancel: An event that stops the walk: every request waiting or in flight
                 ends at once with `ratekit.Cancelled`, and a fan-out stops too (see
                 `ratekit.Scheduler.map`); ``None``: the `ratekit.current_cancel`.
@@ -344,6 +358,7 @@ class _NumberedPaginator:
 
         Raises:
             TypeError, ValueError: At once, if *start* is not a whole number from 0.
+            ratekit.http.IncompleteListing: If the walk ends before the total.
             ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
             ratekit.http.ResponseError: If a body is not JSON, has no list of records at
                 ``records_key``, or has more than ``page_size`` records.
@@ -370,30 +385,23 @@ class _NumberedPaginator:
         start: int,
     ) -> Generator[Page, None, None]:
         fetch = functools.partial(self._fetch, client, url, params, headers, cancel=cancel)
-        page = fetch(start)
-        yield page
-        if self._last(page):
+        walk = _Walk(self, client.url(url, params))
+        page = fetch((self._skipped() + start * self.page_size, start))
+        yield walk.took(page)
+        if walk.ended(page):
             return
-        if fan_out is not None and page.total is not None:
-            # Exact, unlike float division.
-            count = -(-max(page.total - self._skipped(), 0) // self.page_size)
+        if fan_out is not None and page.total is not None and page.records:
             # No explicit event in the map's calls: the map's own, which *cancel* and a
             # failure both set, is the current one in its workers.
             in_map = functools.partial(self._fetch, client, url, params, headers, cancel=None)
-            later = fan_out.map(in_map, range(start + 1, count), ordered=True, cancel=cancel)
-            with contextlib.closing(later):
-                for page in later:
-                    yield page
-                    if self._last(page):
-                        return
-            return
-        index = start + 1
-        while True:
-            page = fetch(index)
-            yield page
-            if self._last(page):
+            yield from walk.fanned(page, fan_out, in_map, fetch, cancel)
+            if walk.done:
                 return
-            index += 1
+        while True:
+            page = fetch(walk.next_place())
+            yield walk.took(page)
+            if walk.ended(page):
+                return
 
     def records(  # noqa: PLR0913 - the parts of a walk, all keyword-only
         self,
@@ -426,6 +434,137 @@ class _NumberedPaginator:
             client, url, params=params, headers=headers, fan_out=fan_out, cancel=cancel
         )
         return _records_of(pages)
+
+
+class _Walk:
+    """Where a numbered walk is, what total the API told last, and whether it is whole.
+
+    ``position`` is the record the next page starts at (its offset); ``walked`` the
+    records of the listing before it, skipped or handed out, which is what the total is
+    checked against.
+    """
+
+    __slots__ = (
+        "done",
+        "index",
+        "last",
+        "number",
+        "paginator",
+        "position",
+        "shown",
+        "total",
+        "walked",
+    )
+
+    def __init__(self, paginator: _NumberedPaginator, url: str) -> None:
+        self.paginator = paginator
+        self.shown = redact_url(url)
+        self.position = self.walked = paginator._skipped()
+        self.index = 0
+        self.number: int | None = None
+        self.total: int | None = None
+        self.done = False
+        self.last: list[object] | None = None  # the records of the page before
+
+    def took(self, page: Page) -> Page:
+        """Count *page* in, and return it numbered in the order of the walk.
+
+        Raises:
+            ResponseError: If it repeats the records of the page before: the API
+                ignores what the walk asks for, and the walk would never end.
+        """
+        offset = page.offset or 0
+        if page.records and page.records == self.last:
+            raise ResponseError(
+                200,
+                self.shown,
+                "",
+                f"the same records at record {offset} as on the page before: does the API "
+                "ignore the offset or page parameter?",
+            )
+        self.last = page.records
+        if self.number is None:  # the first page: the walk starts where it asked
+            self.number = page.number
+            self.walked = offset
+        self.position = offset + len(page.records)
+        self.walked += len(page.records)
+        self.index = page.number + 1
+        if page.total is not None:
+            self.total = page.total
+        page = attrs.evolve(page, number=self.number)
+        self.number += 1
+        return page
+
+    def next_place(self) -> tuple[int, int]:
+        """Where the next page starts: its first record, and its index."""
+        return self.position, self.index
+
+    def ended(self, page: Page) -> bool:
+        """Whether the walk ends after *page*, which it has taken.
+
+        Raises:
+            IncompleteListing: If it ends before the total the API told.
+        """
+        paginator = self.paginator
+        count = len(page.records)
+        marked = paginator._marked()
+        no_more = count == 0 or not paginator._more(page)
+        if self.total is not None:
+            if self.walked >= self.total:
+                self.done = True
+                return True
+            if no_more:
+                raise IncompleteListing(self.shown, self.total, self.walked)
+            return False  # a short page (a capped API): go on after its records
+        self.done = no_more or (not marked and count < paginator.page_size)
+        return self.done
+
+    def fanned(
+        self,
+        first: Page,
+        fan_out: Scheduler,
+        in_map: Callable[[tuple[int, int]], Page],
+        fetch: Callable[[tuple[int, int]], Page],
+        cancel: CancelEvent | None,
+    ) -> Generator[Page, None, None]:
+        """Fetch the pages the first page's total counts, concurrently; each record once."""
+        stride = len(first.records)  # the size the API serves, page_size or its cap
+        total = self.total or 0
+        count = -(-max(total - self.position, 0) // stride)
+        places = [(self.position + i * stride, self.index + i) for i in range(count)]
+        by_offset = self.paginator._by_offset
+        later = fan_out.map(in_map, places, ordered=True, cancel=cancel)
+        with contextlib.closing(later):
+            for served in later:
+                page = served
+                offset = page.offset or 0
+                if by_offset:
+                    # A page served short leaves a gap before this one: fill it first.
+                    while self.position < offset:
+                        fill = fetch((self.position, self.index))
+                        kept = fill.records[: offset - self.position]
+                        if not kept:
+                            break  # nothing there: the end check tells what is missing
+                        yield self.took(attrs.evolve(fill, records=kept))
+                    if self.position > offset:  # it overlaps what was handed out
+                        page = attrs.evolve(
+                            page,
+                            records=page.records[self.position - offset :],
+                            offset=self.position,
+                        )
+                    if len(page.records) > stride:  # served longer than the first
+                        page = attrs.evolve(page, records=page.records[:stride])
+                yield self.took(page)
+                if not page.records or not self.paginator._more(page):
+                    # The listing ends here, by what the API says: whole, or it raises.
+                    self.done = self.ended(page)
+                    return
+        # Read the end again if the listing may have grown since the first page: the
+        # total grew, or the last page was full.
+        last = self.last or []
+        self.done = (
+            self.walked >= total and self.walked >= (self.total or 0) and (len(last) < stride)
+        )
 
 
 @attrs.frozen
@@ -474,7 +613,7 @@ class PageNumberPaginator(_NumberedPaginator):
     total_key: str | None = attrs.field(default=None, kw_only=True, validator=_path("total_key"))
     records_key: str | None = attrs.field(kw_only=True, validator=_path("records_key"))
 
-    def _query(self, index: int) -> dict[str, str | int | float]:
+    def _query(self, position: int, index: int) -> dict[str, str | int | float]:  # noqa: ARG002
         query: dict[str, str | int | float] = {self.page_param: self.first + index}
         if self.size_param is not None:
             query[self.size_param] = self.page_size
@@ -482,6 +621,9 @@ class PageNumberPaginator(_NumberedPaginator):
 
     def _more(self, page: Page) -> bool:
         return self.next_key is None or not _absent(_dig(page.body, self.next_key))
+
+    def _marked(self) -> bool:
+        return self.next_key is not None
 
 
 @attrs.frozen
@@ -533,10 +675,10 @@ class OffsetPaginator(_NumberedPaginator):
     def _skipped(self) -> int:
         return self.offset
 
-    def _query(self, index: int) -> dict[str, str | int | float]:
-        query: dict[str, str | int | float] = {
-            self.offset_param: self.offset + index * self.page_size
-        }
+    _by_offset = True
+
+    def _query(self, position: int, index: int) -> dict[str, str | int | float]:  # noqa: ARG002
+        query: dict[str, str | int | float] = {self.offset_param: position}
         if self.limit_param is not None:
             query[self.limit_param] = self.page_size
         return query
