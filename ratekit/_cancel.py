@@ -212,17 +212,12 @@ def waking(cancel: CancelEvent | None, wake: Callable[[], object]) -> Iterator[N
     """Call *wake* if *cancel* is set while the block runs (`Cancellation` only).
 
     For waits on a `threading.Condition`: *wake* notifies it, and the waiter checks
-    ``cancel.is_set()`` each time it wakes.  Any other event cannot call back: such a
-    wait ends only when what it waits for happens (a bounded request, normally).
+    ``cancel.is_set()`` each time it wakes.  Any other event cannot call back, and is
+    not watched (as `linked` would, with a thread): such a wait ends only when what it
+    waits for happens (a bounded request, normally).
     """
-    if not isinstance(cancel, Cancellation):
+    with linked(cancel if isinstance(cancel, Cancellation) else None, wake):
         yield
-        return
-    remove = cancel.on_set(wake)
-    try:
-        yield
-    finally:
-        remove()
 
 
 def abort_socket(sock: Any) -> None:  # noqa: ANN401 - a socket, or an SSL one

@@ -11,14 +11,13 @@ import attrs
 
 from ratekit.http import (
     Client,
-    ConnectionFailed,
     HTTPStatusError,
     OAuth2Token,
-    ReadTimeout,
     ResponseError,
     TokenError,
     redact_url,
 )
+from ratekit.http._oauth import is_transient
 from ratekit_cxone._config import ENVIRONMENT, ConfigError
 
 if TYPE_CHECKING:
@@ -39,13 +38,6 @@ _GRANT_ERRORS = frozenset({"invalid_grant", "access_denied"})
 def _names(*fields: str) -> str:
     """Fields with their environment variables: ``client_id (CXONE_CLIENT_ID)``."""
     return " and ".join(f"{field} ({ENVIRONMENT[field]})" for field in fields)
-
-
-def _transient(error: BaseException) -> bool:
-    """Whether a token request may succeed if sent again: a lost connection or overload."""
-    if isinstance(error, (ConnectionFailed, ReadTimeout)):
-        return True
-    return isinstance(error, TokenError) and (error.status == 429 or error.status >= 500)
 
 
 def _claim(token: str, name: str) -> object:
@@ -106,7 +98,7 @@ class CXoneAuth:
         self._oauth: OAuth2Token | None = None
         # Retried as the API's requests are, but on the token endpoint's own failures.
         self._retry = (
-            None if retry is None else attrs.evolve(retry, retry_on=_transient, clock=clock)
+            None if retry is None else attrs.evolve(retry, retry_on=is_transient, clock=clock)
         )
         # Discovery requests are few, and go to the issuer: not paced by the API's limiter.
         self._discovery = Client(

@@ -35,6 +35,7 @@ from ratekit.http import (
     TLSError,
     TokenError,
 )
+from ratekit.http._redact import mask_secrets
 from ratekit.retry import RetryError
 from ratekit_cxone._client import MAX_CONTACTS_PAGE, MAX_INTERACTIONS_PAGE, CXoneClient
 from ratekit_cxone._config import ConfigError, CXoneConfig
@@ -530,16 +531,9 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-#: Shorter values are not masked in messages: they would mask ordinary words.
-_SHORTEST_SECRET = 4
-
-
 def _scrub(text: str, secrets: Sequence[str | None]) -> str:
     """*text* with every secret value masked: a last guard on what is printed."""
-    for secret in secrets:
-        if secret and len(secret) >= _SHORTEST_SECRET:
-            text = text.replace(secret, "***")
-    return text
+    return mask_secrets(text, secrets)
 
 
 def _failure(error: BaseException) -> tuple[int, str] | None:

@@ -395,6 +395,19 @@ class Writer:
         """The checkpoint as it stands (``None`` before `open`)."""
         return self._checkpoint
 
+    def _restarted(
+        self, next_position: int, window: tuple[str, str] | None, base: int | None
+    ) -> Checkpoint:
+        """The checkpoint of `restart` (which checked that the writer is open)."""
+        assert self._checkpoint is not None  # noqa: S101 - checked by the caller
+        return Checkpoint(
+            parameters=self._checkpoint.parameters,
+            next_position=next_position,
+            count=self.count,
+            window=window,
+            base=self.count if base is None else base,
+        )
+
     def restart(
         self, *, next_position: int, window: tuple[str, str] | None, base: int | None = None
     ) -> Checkpoint:
@@ -658,13 +671,7 @@ class JsonlWriter(Writer):
                 self._read_ids()
             except OSError as error:
                 raise _cannot_write(self.path, error) from None
-        checkpoint = Checkpoint(
-            parameters=self._checkpoint.parameters,
-            next_position=next_position,
-            count=self.count,
-            window=window,
-            base=self.count if base is None else base,
-        )
+        checkpoint = self._restarted(next_position, window, base)
         self._write_state(checkpoint)
         return checkpoint
 
@@ -997,13 +1004,7 @@ class SqliteWriter(Writer):
         """Replace the checkpoint with one that walks the listing again, in one transaction."""
         if self._db is None or self._checkpoint is None:
             raise RuntimeError("restart() needs open() first")
-        checkpoint = Checkpoint(
-            parameters=self._checkpoint.parameters,
-            next_position=next_position,
-            count=self.count,
-            window=window,
-            base=self.count if base is None else base,
-        )
+        checkpoint = self._restarted(next_position, window, base)
         with self._transaction():
             self._save(checkpoint)
         self._checkpoint = checkpoint

@@ -397,7 +397,7 @@ class OAuth2Token:
             retry_in = self._refresh_at - now
             flight.token = token
             self._end(flight)
-        level = logging.DEBUG if _transient(error) else logging.WARNING
+        level = logging.DEBUG if is_transient(error) else logging.WARNING
         log.log(
             level,
             "the token refresh failed; the cached token, which expires in %.6g s, is kept "
@@ -528,8 +528,12 @@ def _scope(scopes: Sequence[str] | str | None) -> str:
     return " ".join(cast("list[str]", names))
 
 
-def _transient(error: BaseException) -> bool:
-    """Whether a failed token request may well succeed if sent again."""
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed token request may well succeed if sent again.
+
+    A lost connection, a timeout, or an overloaded endpoint (429, 5xx); what retry
+    policies around a token request retry.
+    """
     if isinstance(error, (ConnectionFailed, ReadTimeout)):
         return True
     return isinstance(error, TokenError) and (error.status == 429 or error.status >= 500)
