@@ -58,7 +58,7 @@ from ratekit_cxone import CXoneClient, CXoneConfig, make_limiter
 from ratekit_cxone.simulator import Simulator
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 END = START + dt.timedelta(days=30)
@@ -214,17 +214,21 @@ def tutorial_fetch(  # noqa: PLR0917 - the tutorial's client, spelt out
     raise RuntimeError("max retries exceeded")
 
 
-def tutorial_setup(server: Server) -> tuple[urllib3.PoolManager, str, str]:
-    """A pool, a token and the list URL (without top and skip) for the tutorial's runs."""
-    env = server.env
-    auth = OAuth2Token(
-        f"{server.url}/auth/token",
+def simulator_auth(url: str, env: Mapping[str, str]) -> OAuth2Token:
+    """The token provider of the simulator at *url*, whose credentials are in *env*."""
+    return OAuth2Token(
+        f"{url}/auth/token",
         client_id=env["CXONE_CLIENT_ID"],
         client_secret=env["CXONE_CLIENT_SECRET"],
         grant="password",
         username=env["CXONE_ACCESS_KEY_ID"],
         password=env["CXONE_ACCESS_KEY_SECRET"],
     )
+
+
+def tutorial_setup(server: Server) -> tuple[urllib3.PoolManager, str, str]:
+    """A pool, a token and the list URL (without top and skip) for the tutorial's runs."""
+    auth = simulator_auth(server.url, server.env)
     base = f"{server.url}/inContactAPI/services/v34.0/contacts/completed"
     query = "startDate=2026-01-01T00:00:00Z&endDate=2026-01-31T00:00:00Z"
     return urllib3.PoolManager(maxsize=64), auth.token(), f"{base}?{query}"

@@ -19,7 +19,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: Results held ahead of the consumer, per worker (see `Scheduler`).
-_AHEAD_PER_WORKER = 2
+_AHEAD_PER_WORKER = 8
 
 
 @final

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal, cast, final
 from ._clock import same_clock
 from ._decision import GRANTED, Decision
 from ._limiter import LimiterBase
+from ._observe import observer
 from ._rate import Rate
 from ._token_bucket import TokenBucket
 from ._windows import FixedWindow, SlidingWindow
@@ -111,7 +112,13 @@ class AllOf(LimiterBase):
     def __repr__(self) -> str:
         return f"all_of({', '.join(map(repr, self._members))})"
 
-    def observe(self, status: int, headers: Mapping[str, str] | None = None) -> None:
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        sent_at: float | None = None,
+    ) -> None:
         """Pass a server's answer on to the members that learn from answers.
 
         `ratekit.http.Client` reports every answer to its limiter's ``observe``; through
@@ -120,11 +127,12 @@ class AllOf(LimiterBase):
         Args:
             status: The HTTP status.
             headers: The response headers, if any.
+            sent_at: When the request was sent (see `ratekit.http.AdaptiveLimiter.observe`).
         """
         for member in self._members:
-            observe = getattr(member, "observe", None)
-            if observe is not None:
-                observe(status, headers)
+            report = observer(member)
+            if report is not None:
+                report(status, headers, sent_at)
 
     def try_acquire(self, cost: float = 1) -> Decision:
         """Grant *cost* now if every member can, taking it from all of them; never blocks.

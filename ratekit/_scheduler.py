@@ -29,8 +29,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: Results held ahead of the consumer, per worker, on top of the calls in flight: what
-#: keeps memory bounded while letting workers run ahead of a slow consumer a little.
-_AHEAD_PER_WORKER = 2
+#: keeps memory bounded while letting workers run ahead of a slow consumer, or of one
+#: call that waits (a page retried after a 429), without idling: eight per worker is
+#: a couple of seconds of pages at the pace of a rate-limited API.
+_AHEAD_PER_WORKER = 8
 
 
 @attrs.frozen

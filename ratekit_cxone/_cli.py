@@ -55,6 +55,15 @@ from ratekit_cxone._export import (
 )
 from ratekit_cxone._limits import make_limiter
 from ratekit_cxone._models import Contact, Interaction
+from ratekit_cxone._rates import (
+    CACHE_DIR_VARIABLE,
+    DEFAULT_MAX_AGE,
+    RATES_FILE,
+    DeferredLimiter,
+    RateMemory,
+    RememberedRate,
+    rates_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -99,6 +108,12 @@ DEMO_FAULT_RATE = 0.03
 DEMO_FAULT_RETRY_AFTER = 0.5
 DEMO_DROP_RATE = 0.01
 
+_MAX_AGE_DAYS = DEFAULT_MAX_AGE / 86400
+
+#: The shortest pause by the server's ``Retry-After`` that the summary mentions, in
+#: seconds: a shorter one changes the rate by too little to be worth a clause.
+_SHOWN_PAUSE = 0.1
+
 _EXPORT_EPILOG = f"""\
 configuration (environment variables):
   --api contacts      CXONE_CLIENT_ID, CXONE_CLIENT_SECRET, CXONE_ACCESS_KEY_ID,
@@ -122,6 +137,14 @@ resuming:
   delete it (and its .state file) to start again.  After the last page the contacts kept
   are counted against the API's count for the window: a difference exits 4, and the next
   run fetches what is missing.
+
+remembered rates:
+  Without --rate, what the limiter learnt of the tenant's limit is kept at the end of
+  the run, per tenant (API, issuer or tenant URL, tenant id: no credential), in
+  {RATES_FILE} in ${CACHE_DIR_VARIABLE} (default: the user's cache
+  directory); the next export for that tenant starts from it, unless it is over
+  {_MAX_AGE_DAYS:g} days old.  --no-remember: nothing read or written.  A file that cannot be
+  read or written is one warning, never a failure.
 
 incremental:
   --since-last continues from where the last export to --out ended, up to --end (by
@@ -285,7 +308,8 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help=(
             "a fixed client-side limit: '50/second', '3000/minute', '100/10s' or a number "
-            "per second (default: learn the tenant's limit from its 429s)"
+            "per second (default: learn the tenant's limit from its 429s, starting from "
+            "the rate learnt for it last time)"
         ),
     )
     parser.add_argument(
@@ -293,6 +317,15 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         metavar="N",
         help="with --rate: requests that may go at once (default 1: evenly spaced)",
+    )
+    parser.add_argument(
+        "--no-remember",
+        action="store_true",
+        help=(
+            "without --rate: learn the tenant's limit from scratch, and do not keep what "
+            f"is learnt for the next run (kept in {RATES_FILE} in ${CACHE_DIR_VARIABLE}, "
+            "by default the user's cache directory)"
+        ),
     )
     parser.add_argument(
         "--retries",
@@ -514,6 +547,11 @@ def _error(message: str, *, prefix: str = "error: ") -> None:
     sys.stderr.flush()
 
 
+def _warn(message: str) -> None:
+    """A warning: one line on standard error; the command goes on."""
+    _error(message, prefix="warning: ")
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """Make SIGTERM stop the command as Ctrl-C does (a `KeyboardInterrupt`)."""
@@ -567,31 +605,34 @@ class _Job:
     timeout: float
     progress: Literal["bar", "lines", "none"]
     since_last: bool = False
+    #: Where the limiter starts from, and what it learnt is kept (no --rate); or None.
+    remembered: RememberedRate | None = None
 
     @property
     def api(self) -> Literal["contacts", "interactions"]:
         return self.config.api
 
-    def parameters(self, tenant: str | None) -> dict[str, Scalar]:
-        """What identifies the export, normalised: equivalent settings resume it.
+    def identity(self, tenant_id: str | None) -> dict[str, Scalar]:
+        """Whose records the export reads, normalised: the API, where, and the tenant id.
 
-        Not how the API is reached (a discovered or a configured API base), nor the
-        window, which the checkpoint keeps apart (an incremental export moves it).
+        No credential: the URLs were checked to hold no user, query or fragment.
         """
         config = self.config
         if self.api == "contacts":
+            return {"api": "contacts", "issuer": _normal_url(config.issuer), "tenant_id": tenant_id}
+        return {"api": "interactions", "tenant_url": _normal_url(config.tenant_url or "")}
+
+    def parameters(self, tenant_id: str | None) -> dict[str, Scalar]:
+        """What identifies the export, normalised: equivalent settings resume it.
+
+        The tenant (`identity`), and how its listing is read.  Not how the API is reached
+        (a discovered or a configured API base), nor the window, which the checkpoint
+        keeps apart (an incremental export moves it).
+        """
+        if self.api == "contacts":
             # Offsets count records, so the page size may change between runs.
-            return {
-                "api": "contacts",
-                "issuer": _normal_url(config.issuer),
-                "tenant_id": tenant,
-                "api_version": config.version,
-            }
-        return {
-            "api": "interactions",
-            "tenant_url": _normal_url(config.tenant_url or ""),
-            "page_size": self.page_size,
-        }
+            return {**self.identity(tenant_id), "api_version": self.config.version}
+        return {**self.identity(tenant_id), "page_size": self.page_size}
 
     def key_of(self) -> Callable[[Mapping[str, object]], str]:
         model = Contact if self.api == "contacts" else Interaction
@@ -633,7 +674,19 @@ def _progress_mode(quiet: bool) -> Literal["bar", "lines", "none"]:
 
 
 def _export(job: _Job, *, label: str = "export", resumable: bool = True) -> int:
-    """Run *job*, reporting on standard error; return the exit code."""
+    """Run *job*, reporting on standard error; return the exit code.
+
+    What the limiter learnt is remembered however the run ends (done, failed or
+    interrupted), once the tenant is known.
+    """
+    try:
+        return _run(job, label, resumable=resumable)
+    finally:
+        if job.remembered is not None:
+            job.remembered.save()
+
+
+def _run(job: _Job, label: str, *, resumable: bool) -> int:
     secrets = (job.config.client_secret, job.config.access_key_secret)
     writer: Writer | None = None
     try:
@@ -644,10 +697,14 @@ def _export(job: _Job, *, label: str = "export", resumable: bool = True) -> int:
             retry=job.retry,
             timeout=job.timeout,
         ) as client:
-            # Who the export is for is known before the output is touched.
+            # Who the export is for is known before the output is touched, and before
+            # the first request that the limiter paces.
+            tenant_id = _tenant(client, job)
+            if job.remembered is not None:
+                job.remembered.start(job.identity(tenant_id))
             writer = open_writer(
                 job.out,
-                job.parameters(_tenant(client, job)),
+                job.parameters(tenant_id),
                 initial_position=0 if job.api == "contacts" else 1,
                 key_of=job.key_of(),
             )
@@ -697,10 +754,27 @@ def _export_into(job: _Job, writer: Writer, client: CXoneClient, label: str) -> 
             )
         )
         checkpoint = _next_window(job, writer)
-    if job.progress != "none":
-        stderr.writelines(result.summary() + "\n" for result in results)
+    if job.progress != "none" and results:
+        lines = [result.summary() for result in results]
+        lines[-1] += _paused(client.statistics().cooled)
+        learnt = getattr(job.limiter, "estimate", None)
+        if isinstance(learnt, float):
+            lines[-1] += f", learnt {learnt:.1f} requests/s"
+        stderr.writelines(line + "\n" for line in lines)
         stderr.flush()
     return EXIT_OK
+
+
+def _paused(cooled: float) -> str:
+    """How long the server's ``Retry-After`` paused every request of the run.
+
+    A 429, or a 503 with ``Retry-After``, pauses every worker (the shared cooldown), so
+    the rate over the whole run says as much about the server's faults as about the
+    pace: the summary says how much of the time went to such pauses.
+    """
+    if cooled < _SHOWN_PAUSE:
+        return ""
+    return f", paused {cooled:.1f} s by the server's Retry-After"
 
 
 def _plan(job: _Job, writer: Writer, checkpoint: Checkpoint) -> Checkpoint | None:
@@ -846,12 +920,23 @@ def _window(args: argparse.Namespace, command: str) -> tuple[datetime | None, da
     return start, end
 
 
-def _limiter(rate: str | None, burst: int | None, command: str) -> Limiter:
-    """The limiter for --rate and --burst; their errors are usage errors naming them."""
+def _limiter(args: argparse.Namespace, command: str) -> tuple[Limiter, RememberedRate | None]:
+    """The limiter for --rate and --burst, and, without --rate, what it remembers.
+
+    Errors of --rate and --burst are usage errors naming them.  Without --rate (and
+    without --no-remember), the limiter starts from the rate remembered for the tenant
+    once the export knows which it is (`DeferredLimiter`).
+    """
+    rate: str | None = args.rate
+    burst: int | None = args.burst
     if burst is not None and rate is None:
         raise _UsageError("argument --burst: needs --rate (a burst of a fixed rate)", command)
+    path = None if rate is not None or args.no_remember else rates_path()
+    if path is not None:
+        limiter = DeferredLimiter(lambda estimate: make_limiter(None, estimate=estimate))
+        return limiter, RememberedRate(RateMemory(path=path), limiter, warn=_warn)
     try:
-        return make_limiter(rate, burst)
+        return make_limiter(rate, burst), None
     except ConfigError as error:
         raise _UsageError(f"argument --rate: {error}", command) from None
 
@@ -882,7 +967,7 @@ def _export_command(args: argparse.Namespace) -> int:
             f"argument --page-size: at most {most} with --api {args.api}, got {page_size}",
             command,
         )
-    limiter = _limiter(args.rate, args.burst, command)
+    limiter, remembered = _limiter(args, command)
     try:
         config = CXoneConfig.from_env(args.api)
     except ConfigError as error:
@@ -900,6 +985,7 @@ def _export_command(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         progress=_progress_mode(args.quiet),
         since_last=args.since_last,
+        remembered=remembered,
     )
     return _export(job)
 
@@ -987,6 +1073,9 @@ def _demo_command(args: argparse.Namespace) -> int:
         _say(f"exporting to {out}")
         sys.stdout.flush()
         config = CXoneConfig.from_env("contacts", environ=simulator.env("contacts"))
+        # The demo learns from scratch and remembers nothing: its tenant is a new
+        # simulator on a new port each time (an entry would never be read again), and
+        # showing the limit being learnt is the point of it.
         job = _Job(
             config=config,
             out=out,

@@ -248,6 +248,7 @@ class CXoneClient:
             failures=api.failures + discovery.failures,
             pages=pages,
             records=records,
+            cooled=api.cooled,
         )
 
     # --- completed contacts (the platform) ------------------------------------------------

@@ -18,9 +18,13 @@ TUTORIAL_RATE = Rate(90, per=60.0)
 #: The tutorial's burst: a bucket of 100 requests, full at the start.
 TUTORIAL_BURST = 100
 
-#: Where `adaptive_limiter` starts, in requests per second: a modest guess, from which
-#: slow start doubles the rate each second of successes until the first 429.
-ADAPTIVE_INITIAL = 5.0
+#: Where `adaptive_limiter` starts, in requests per second; each clean answer raises it
+#: by half until the first 429.  CXone counts in windows and answers that 429 with a
+#: ``Retry-After`` of a whole second, which the export pays whenever it comes: the
+#: sooner the start finds the limit, the less of the run the pause costs (from 20/s,
+#: 200 pages against 40/s take 5.4 s in the simulation of tests/adaptive_sim.py;
+#: from 10/s, 5.6 s; at the limit, 5.0 s).
+ADAPTIVE_INITIAL = 20.0
 
 #: How far below an explicit rate `make_limiter` paces.  A server that counts requests
 #: in a sliding window answers 429 when jitter (threads, the network) brings the 51st
@@ -30,22 +34,18 @@ ADAPTIVE_INITIAL = 5.0
 #: ``Retry-After`` of a whole second for every worker.
 HEADROOM = 0.025
 
-#: How fast `adaptive_limiter` probes above the pace it settled on, in requests per
-#: second gained per second of successes.  Each probe past the limit costs a 429, so
-#: slow probing keeps them rare: about one every ``limit / 10 / ADAPTIVE_INCREASE``
-#: seconds once it has settled (one per 50 s at 50 requests per second).
-ADAPTIVE_INCREASE = 0.1
-
 #: The slowest pace `adaptive_limiter` falls to: one request every five seconds.
 ADAPTIVE_FLOOR = 0.2
 
-#: Where `adaptive_limiter` settles after a 429: 90% of what the server served, a wider
-#: margin than the library's 95%, for fewer 429s at slow tenants.
-ADAPTIVE_SETTLE = 0.9
+#: Where `adaptive_limiter` holds after a 429: 95% of what the server was found to
+#: sustain, twice the margin `HEADROOM` gives a rate that is known, since an estimate
+#: counted over one second of answers is off by a request or two.
+ADAPTIVE_SETTLE = 0.95
 
 #: The fastest pace `adaptive_limiter` climbs to, in requests per second: far above
-#: what a reporting export needs, and a bound on what a misread server can cost.
-ADAPTIVE_CEILING = 100.0
+#: what a tenant is likely to allow, so that the start is not slowed on its way to the
+#: first 429, and a bound on what a misread server can cost.
+ADAPTIVE_CEILING = 500.0
 
 _NUMBER = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
 _FORMS = "a number per second or text such as '50/second', '50/s' or '3000/minute'"
@@ -67,24 +67,34 @@ def tutorial_limiter(*, clock: Clock | None = None) -> TokenBucket:
     return TokenBucket(TUTORIAL_RATE, capacity=TUTORIAL_BURST, clock=clock)
 
 
-def adaptive_limiter(*, clock: Clock | None = None) -> AdaptiveLimiter:
+def adaptive_limiter(
+    *, clock: Clock | None = None, estimate: float | None = None
+) -> AdaptiveLimiter:
     """The default limiter for a tenant whose limit nobody knows: it learns it.
 
     An `ratekit.http.AdaptiveLimiter` that starts at `ADAPTIVE_INITIAL` requests per
-    second and doubles each second of successes until the first 429; then it
-    drops to a little below what the server had just served and probes upwards
-    slowly (`ADAPTIVE_INCREASE`), cutting again on later 429s.  Rate-limit headers,
-    when a server sends them, set the pace directly.  Requests are spaced, never
-    bursty, and the client obeys each ``Retry-After``.  It stays between
-    `ADAPTIVE_FLOOR` and `ADAPTIVE_CEILING`.
+    second and raises the rate by half on each clean answer until the first 429; CXone
+    answers it with ``Retry-After``, so the limiter then counts what the tenant
+    accepted over the last second, holds at `ADAPTIVE_SETTLE` times that, and probes
+    upwards only rarely (a probe costs every worker a ``Retry-After``).  Rate-limit
+    headers, when a server sends them, are evidence: a quota bounds the pace.
+    Requests are spaced, never bursty, and the client obeys each ``Retry-After``.  It
+    stays between `ADAPTIVE_FLOOR` and `ADAPTIVE_CEILING`.  See the control law in
+    docs/http.md, and ``bench/bench_adaptive.py`` for what it reaches.
 
-    Measured against the simulator over 150-page exports, 429s were 1.3% of the
-    requests at limits of 50 and 25 per second, 2.0% at 10 and 4.5% at 5.  Probing
-    costs more below that: for a tenant known to allow only a few requests per second,
-    a fixed rate (`make_limiter`, `tutorial_limiter`) avoids the 429s altogether.
+    What it learns is its `ratekit.http.AdaptiveLimiter.estimate`: save it, and give it
+    back as *estimate* to start the next limiter for the same tenant where this one
+    ended (``ratekit-cxone export`` does so, per tenant).
 
     Args:
         clock: Where time comes from (default: the real clock).
+        estimate: The tenant's sustainable rate as an earlier limiter learnt it, in
+            requests per second, to start from; ``None`` (the default) to learn from
+            scratch.
+
+    Raises:
+        ValueError: If *estimate* is not a positive finite number.
+        TypeError: If *estimate* is not a number.
 
     .. versionadded:: 0.1.0
     """
@@ -92,8 +102,8 @@ def adaptive_limiter(*, clock: Clock | None = None) -> AdaptiveLimiter:
         ADAPTIVE_INITIAL,
         floor=ADAPTIVE_FLOOR,
         ceiling=ADAPTIVE_CEILING,
-        increase=ADAPTIVE_INCREASE,
         settle=ADAPTIVE_SETTLE,
+        estimate=estimate,
         clock=clock,
     )
 
@@ -103,6 +113,7 @@ def make_limiter(
     burst: int | None = None,
     *,
     clock: Clock | None = None,
+    estimate: float | None = None,
 ) -> Limiter:
     """The limiter for a command line's ``--rate`` and ``--burst``.
 
@@ -116,20 +127,32 @@ def make_limiter(
             capacity); default 1: requests evenly spaced, which a server counting in
             any window accepts.  A larger burst suits servers known to allow one.
         clock: Where time comes from (default: the real clock).
+        estimate: Without a *rate*: the rate an earlier limiter learnt for the same
+            tenant, in requests per second, to start learning from (see
+            `adaptive_limiter`); ``None`` to learn from scratch.
 
     Returns:
         A `ratekit.http.AdaptiveLimiter` without a rate, else a `ratekit.TokenBucket`.
 
     Raises:
         ConfigError: If *rate* cannot be read, *burst* is not a whole number of at
-            least 1, or *burst* comes without a *rate*; the message names which.
+            least 1, *burst* or *estimate* comes with the wrong kind of limiter, or
+            *estimate* is not a positive number; the message names which.
 
     .. versionadded:: 0.1.0
     """
     if rate is None:
         if burst is not None:
             raise ConfigError("burst needs a rate: a burst only applies to a fixed rate")
-        return adaptive_limiter(clock=clock)
+        try:
+            return adaptive_limiter(clock=clock, estimate=estimate)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"invalid estimate {estimate!r}: expected a number of requests per second, "
+                "above zero"
+            ) from None
+    if estimate is not None:
+        raise ConfigError("estimate needs no rate: it is where learning a rate starts")
     pace = _rate(rate)
     given: object = burst
     if given is None:

@@ -282,6 +282,8 @@ class CXoneStatistics:
         failures: Attempts that could not connect, were dropped or timed out.
         pages: Pages handed out (empty ones are not).
         records: Records handed out.
+        cooled: Seconds during which the server's ``Retry-After`` (on 429 and 503
+            answers of the API) paused every request, each second counted once.
 
     .. versionadded:: 0.1.0
     """
@@ -292,3 +294,4 @@ class CXoneStatistics:
     failures: int = 0
     pages: int = 0
     records: int = 0
+    cooled: float = 0.0

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 import pytest
 import trustme
 from hypothesis import HealthCheck, settings
+from limit_servers import FlaskLimited, NginxLimited, serve_flask, serve_nginx
 from loopback import LoopbackServer, serve
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 settings.register_profile("default", max_examples=60, deadline=None)
 settings.register_profile(
@@ -56,3 +58,25 @@ def tls_server() -> Iterator[tuple[LoopbackServer, trustme.CA]]:
         yield server, authority
     finally:
         server.stop()
+
+
+@pytest.fixture
+def flask_limited() -> Iterator[FlaskLimited]:
+    """Flask-Limiter at 20 per second (a fixed window, ``X-RateLimit-*`` headers) on loopback.
+
+    A Flask app on Werkzeug's threaded server, in a thread; ``GET /items?page=N``.  It
+    has ``url`` and ``limit``, and ``answers()`` lists every answer it gave.
+    """
+    yield from serve_flask()
+
+
+@pytest.fixture
+def nginx_limited(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NginxLimited]:
+    """A real nginx under ``limit_req`` at 20 r/s on loopback, everything in *tmp_path*.
+
+    No burst (strict spacing) unless parametrized indirectly with one, which is then
+    ``burst=N nodelay``.  It has ``url``, ``limit`` and ``burst``, and ``answers()``
+    reads every answer it gave from its access log.  Without nginx the test is skipped
+    (failed under ``CI=true``).
+    """
+    yield from serve_nginx(tmp_path, burst=getattr(request, "param", 0))

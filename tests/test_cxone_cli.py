@@ -17,11 +17,12 @@ import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from ratekit_cxone import _cli, _export
-from ratekit_cxone._cli import main
+from ratekit_cxone._cli import _paused, main
 from ratekit_cxone.simulator import Simulator
 
 FIRST = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -107,6 +108,17 @@ def wait_for(condition, timeout=60.0):
         time.sleep(0.01)
 
 
+def _interruptible() -> None:
+    """In the child, before it runs: Ctrl-C's default, whatever the tests inherited.
+
+    A shell without job control starts background commands with SIGINT ignored, and a
+    Python started so keeps ignoring it (as a command run with ``&`` should); the
+    tests of Ctrl-C need the interactive default, under which Python raises
+    `KeyboardInterrupt`.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(*args):
     """Run the command in a child process; return it without waiting."""
     return subprocess.Popen(  # noqa: S603 - our own module, run with our own interpreter
@@ -114,6 +126,7 @@ def run(*args):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,  # noqa: PLW1509 - only signal.signal, before exec
     )
 
 
@@ -393,6 +406,13 @@ def test_demo_exports_and_checks(tmp_path, capsys, monkeypatch):
     assert len(stored(written[0])) == 150
 
 
+@pytest.mark.parametrize(("cooled", "said"), [(0.0, ""), (0.05, ""), (4.84, ", paused 4.8 s")])
+def test_the_summary_says_how_long_the_servers_retry_after_paused_the_run(cooled, said):
+    """A pause of a tenth of a second or more is named, so the rate can be read."""
+    text = _paused(cooled)
+    assert text == (f"{said} by the server's Retry-After" if said else "")
+
+
 def test_demo_refuses_an_existing_output(tmp_path, capsys):
     """`demo --out` must name a new file."""
     out = tmp_path / "d.sqlite"
@@ -433,19 +453,25 @@ def test_an_api_error_exits_4(tenant, tmp_path, capsys):
     assert "404" in line
 
 
-def test_ctrl_c_keeps_whole_pages_and_the_rerun_completes(tenant, tmp_path, capsys, monkeypatch):
-    """Ctrl-C while the third page is written: exit 130, two pages kept, the rerun completes."""
-    simulator = tenant(records=100)
+def interrupt_at_page(monkeypatch, page):
+    """Ctrl-C while the JSON Lines writer writes page *page*; returns the real method."""
     original = _export.JsonlWriter.write_page
     calls = []
 
     def interrupted(self, records, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == page:
             raise KeyboardInterrupt
         return original(self, records, **kwargs)
 
     monkeypatch.setattr(_export.JsonlWriter, "write_page", interrupted)
+    return original
+
+
+def test_ctrl_c_keeps_whole_pages_and_the_rerun_completes(tenant, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the third page is written: exit 130, two pages kept, the rerun completes."""
+    simulator = tenant(records=100)
+    original = interrupt_at_page(monkeypatch, 3)
     out = tmp_path / "o.jsonl"
     args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet", *FAST]
     assert main(args) == 130
@@ -759,3 +785,223 @@ def test_kills_at_random_points_over_a_growing_listing_keep_every_record_once(te
     assert main([*args, *FAST]) == 0
     assert stored(out) == expected(simulator, "contacts")
     assert len(stored(out)) == 1515
+
+
+# --- remembered rates --------------------------------------------------------------------
+
+#: Where the limiter of an export without --rate meets 429s at once (it starts faster).
+THROTTLED = {"rate": "2/second", "retry_after": "fraction"}
+CREDENTIALS = (
+    "CXONE_CLIENT_ID",
+    "CXONE_CLIENT_SECRET",
+    "CXONE_ACCESS_KEY_ID",
+    "CXONE_ACCESS_KEY_SECRET",
+)
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch):
+    """Remembered rates go to a directory of the test's own, never to the user's cache."""
+    directory = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("RATEKIT_CXONE_CACHE_DIR", str(directory))
+    return directory
+
+
+@pytest.fixture
+def limiters(monkeypatch):
+    """Every limiter the command makes: ``(rate, estimate, limiter)``, in order."""
+    made = []
+    real = _cli.make_limiter
+
+    def make_limiter(rate=None, burst=None, *, clock=None, estimate=None):
+        limiter = real(rate, burst, clock=clock, estimate=estimate)
+        made.append((rate, estimate, limiter))
+        return limiter
+
+    monkeypatch.setattr(_cli, "make_limiter", make_limiter)
+    return made
+
+
+def rates_file():
+    """The remembered rates of the test (in its own cache directory)."""
+    return Path(os.environ["RATEKIT_CXONE_CACHE_DIR"]) / "cxone-rates.json"
+
+
+def remembered():
+    """The entries of the remembered rates, by tenant."""
+    return json.loads(rates_file().read_text(encoding="utf-8"))["tenants"]
+
+
+def key_of(simulator, api="contacts"):
+    """A simulated tenant's key: the contract, the issuer (or tenant URL), the tenant id."""
+    if api == "contacts":
+        return f"contacts {simulator.url} {simulator.tenant_id}"
+    return f"interactions {simulator.url}"
+
+
+def ago(**delta):
+    """A wall time that long ago, as the file keeps it."""
+    moment = datetime.now(timezone.utc) - timedelta(**delta)
+    return moment.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+def seed(tenants):
+    """Write remembered rates: ``{key: (requests per second, learnt at)}``."""
+    entries = {
+        key: {"requests_per_second": rate, "learnt_at": learnt}
+        for key, (rate, learnt) in tenants.items()
+    }
+    rates_file().write_text(json.dumps({"version": 1, "tenants": entries}))
+
+
+@pytest.mark.parametrize("api", ["contacts", "interactions"])
+def test_an_export_remembers_what_it_learnt_and_the_next_one_starts_there(
+    tenant, tmp_path, capsys, limiters, api
+):
+    """Without --rate, the learnt rate is kept for its tenant, and the next run starts there."""
+    simulator = tenant(api, records=60, **THROTTLED)
+    window = WINDOW if api == "contacts" else []
+    args = ["export", "--api", api, *window, "--page-size", "10"]
+    assert main([*args, "--out", str(tmp_path / "first.jsonl")]) == 0, capsys.readouterr().err
+    assert simulator.statistics().throttled > 0  # there was something to learn
+    [(rate, estimate, limiter)] = limiters
+    assert (rate, estimate) == (None, None)  # nothing remembered yet: from scratch
+    learnt = limiter.estimate
+    assert learnt is not None
+    entries = remembered()
+    assert list(entries) == [key_of(simulator, api)]
+    assert entries[key_of(simulator, api)]["requests_per_second"] == learnt
+    assert entries[key_of(simulator, api)]["learnt_at"] >= ago(minutes=1)
+    summary = capsys.readouterr().err.splitlines()[-1]
+    assert summary.endswith(f", learnt {learnt:.1f} requests/s")
+    text = rates_file().read_text(encoding="utf-8")
+    for name in CREDENTIALS:
+        if name in os.environ:
+            assert os.environ[name] not in text
+    assert main([*args, "--out", str(tmp_path / "second.jsonl"), "--quiet"]) == 0
+    assert limiters[1][:2] == (None, learnt)
+
+
+@pytest.mark.parametrize(("age", "used"), [({"days": 6}, True), ({"days": 7, "hours": 1}, False)])
+def test_a_remembered_rate_is_used_for_a_week(tenant, tmp_path, limiters, age, used):
+    """An entry up to 7 days old starts the limiter; an older one is ignored."""
+    simulator = tenant(records=30)
+    seed({key_of(simulator): (7.5, ago(**age))})
+    assert main(["export", "--out", str(tmp_path / "o.jsonl"), *WINDOW, "--quiet"]) == 0
+    assert [made[:2] for made in limiters] == [(None, 7.5 if used else None)]
+
+
+def test_other_tenants_entries_are_kept(tenant, tmp_path):
+    """Remembering one tenant's rate rewrites its entry only; the others stay as they were."""
+    simulator = tenant(records=30)
+    other = "contacts https://cxone.niceincontact.com 99999999-0000-0000-0000-000000000000"
+    seed({other: (3.0, ago(days=2)), key_of(simulator): (7.5, ago(hours=5))})
+    before = remembered()
+    assert main(["export", "--out", str(tmp_path / "o.jsonl"), *WINDOW, "--quiet"]) == 0
+    after = remembered()
+    assert after[other] == before[other]
+    assert after[key_of(simulator)]["learnt_at"] > before[key_of(simulator)]["learnt_at"]
+
+
+@pytest.mark.parametrize("ending", ["interrupted", "failed"])
+def test_a_run_that_does_not_finish_still_remembers(tenant, tmp_path, capsys, monkeypatch, ending):
+    """Ended by Ctrl-C (130) or by an API error (4) after requests: the rate is kept."""
+    if ending == "interrupted":
+        simulator = tenant(records=100)
+        interrupt_at_page(monkeypatch, 2)
+        code = 130
+    else:
+        simulator = tenant(env={"CXONE_API_VERSION": "20"}, records=10)  # 404s
+        code = 4
+    seed({key_of(simulator): (7.5, ago(hours=5))})
+    before = remembered()[key_of(simulator)]["learnt_at"]
+    args = ["export", "--out", str(tmp_path / "o.jsonl"), *WINDOW, "--page-size", "10"]
+    assert main(args) == code
+    assert "warning" not in capsys.readouterr().err
+    assert remembered()[key_of(simulator)]["learnt_at"] > before
+
+
+def test_with_rate_nothing_is_read_or_written(tenant, tmp_path, capsys, limiters):
+    """--rate: a remembered rate is not used, a corrupt file not even read, neither written."""
+    simulator = tenant(records=30)
+    seed({key_of(simulator): (7.5, ago(hours=1))})
+    before = rates_file().read_bytes()
+    args = ["export", *WINDOW, "--quiet", *FAST]
+    assert main([*args, "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert [made[:2] for made in limiters] == [("1000/second", None)]
+    assert rates_file().read_bytes() == before
+    rates_file().write_text("{corrupt")
+    assert main([*args, "--out", str(tmp_path / "b.jsonl")]) == 0
+    assert capsys.readouterr().err == ""  # not read: no warning
+    assert rates_file().read_text() == "{corrupt"
+
+
+def test_with_no_remember_nothing_is_read_or_written(tenant, tmp_path, capsys, limiters):
+    """--no-remember: learn from scratch, keep nothing, read nothing (no warning)."""
+    simulator = tenant(records=60, **THROTTLED)
+    rates_file().write_text("{corrupt")
+    out = tmp_path / "o.jsonl"
+    args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet", "--no-remember"]
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""
+    [(rate, estimate, limiter)] = limiters
+    assert (rate, estimate) == (None, None)
+    assert limiter.estimate is not None  # learnt, and would have been remembered
+    assert rates_file().read_text() == "{corrupt"
+    assert stored(out) == expected(simulator, "contacts")
+
+
+def test_a_corrupt_cache_warns_once_and_is_replaced(tenant, tmp_path, capsys, limiters):
+    """A file that is not JSON: one warning line, exit 0, and the learnt rate replaces it."""
+    simulator = tenant(records=60, **THROTTLED)
+    rates_file().write_text("{corrupt")
+    out = tmp_path / "o.jsonl"
+    args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet"]
+    assert main(args) == 0
+    assert one_line(capsys.readouterr().err) == (
+        f"ratekit-cxone: warning: cannot read {rates_file()}: not valid JSON; the "
+        "tenant's rate is learnt afresh"
+    )
+    assert stored(out) == expected(simulator, "contacts")
+    [(_, _, limiter)] = limiters
+    assert remembered()[key_of(simulator)]["requests_per_second"] == limiter.estimate
+
+
+# Obstacles that stop root too (the tests may run as root, whom permissions do not stop).
+@pytest.mark.parametrize("obstacle", ["file-for-directory", "directory-for-file"])
+def test_an_unusable_cache_warns_once_and_the_export_succeeds(
+    tenant, tmp_path, capsys, limiters, obstacle
+):
+    """A cache that can be neither read nor written: one warning in all, exit 0, all exported."""
+    directory = tmp_path / "cache"
+    simulator = tenant(records=60, env={"RATEKIT_CXONE_CACHE_DIR": str(directory)}, **THROTTLED)
+    if obstacle == "file-for-directory":
+        directory.write_text("in the way")
+    else:
+        rates_file().mkdir(parents=True)
+    out = tmp_path / "o.jsonl"
+    code = main(["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet"])
+    assert code == 0
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"ratekit-cxone: warning: cannot read {rates_file()}: ")
+    assert stored(out) == expected(simulator, "contacts")
+    [(_, _, limiter)] = limiters
+    assert limiter.estimate is not None  # so the write was tried, and failed in silence
+
+
+def test_the_demo_remembers_nothing(tmp_path, capsys, monkeypatch, cache_dir, limiters):
+    """`demo` learns from scratch and keeps nothing: its simulator is new each time."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["demo", "--records", "50", "--page-size", "25", "--quiet"]) == 0
+    assert [made[:2] for made in limiters] == [(None, None)]
+    assert list(cache_dir.iterdir()) == []
+
+
+def test_no_remember_is_in_the_help(capsys):
+    """`export --help` says what --no-remember does."""
+    assert main(["export", "--help"]) == 0
+    described = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--no-remember without --rate: learn the tenant's limit from scratch, and do not "
+        in described
+    )

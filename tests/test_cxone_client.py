@@ -510,9 +510,16 @@ def test_statistics_count_requests_429s_retries_and_failures(server, tenant):
         assert cxone.statistics() == CXoneStatistics()
         assert len(list(cxone.completed_contacts(START, END, page_size=100))) == 250
         statistics = cxone.statistics()
-    # 3 pages, 3 retries, 2 discovery requests (token requests are not counted)
+    # 3 pages, 3 retries, 2 discovery requests (token requests are not counted); the
+    # 429's Retry-After held every request for 2 s
     assert statistics == CXoneStatistics(
-        requests=8, throttled=1, retries=3, failures=1, pages=3, records=250
+        requests=8,
+        throttled=1,
+        retries=3,
+        failures=1,
+        pages=3,
+        records=250,
+        cooled=pytest.approx(2.0),
     )
     assert 2.0 in clock.sleeps  # the Retry-After was obeyed
 

@@ -99,7 +99,7 @@ EXPECTED: dict[str, list[str]] = {
         "octo/hello: 25 issues, #1 to #25, each once",
         "octo/missing: HTTPStatusError, status 404",
         "first answer 403: waited for the reset, then got the same page",
-        "5 requests, each with the token in its header, none in its URL",
+        " requests, each with the token in its header, none in its URL",
     ],
 }
 

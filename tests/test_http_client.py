@@ -120,7 +120,23 @@ def test_statistics_count_429s_and_401_resends(server: LoopbackServer):
     client = Client(base_url=server.url, auth=Tokens(), retry=fast_retry(clock), clock=clock)
     assert client.statistics() == ClientStatistics()
     assert client.get_json("/x") == {"ok": True}
-    assert client.statistics() == ClientStatistics(requests=3, throttled=1, retries=1, failures=0)
+    assert client.statistics() == ClientStatistics(
+        requests=3, throttled=1, retries=1, failures=0, cooled=1.0
+    )
+
+
+def test_cooled_counts_each_second_of_cooldown_once():
+    """Overlapping cooldowns add only the time they extend; a past one counts in full."""
+    clock = FakeClock()
+    client = Client(clock=clock)
+    client.cool_down(2.0)
+    clock.advance(1.0)
+    client.cool_down(2.0)  # until 3.0: one second more
+    client.cool_down(0.5)  # inside: nothing more
+    assert client.statistics().cooled == pytest.approx(3.0)
+    clock.advance(5.0)
+    client.cool_down(0.25)
+    assert client.statistics().cooled == pytest.approx(3.25)
 
 
 def test_a_401_refreshes_the_token_once(server: LoopbackServer):

@@ -30,6 +30,7 @@ from ratekit._errors import (
     TooManyRedirects,
     TransportError,
 )
+from ratekit._observe import observer
 from ratekit._validate import positive, whole_number
 from ratekit.http._pool import cancellable_pool
 from ratekit.http._redact import check_transport, mask_secrets, redact_url
@@ -44,7 +45,7 @@ from ratekit.http._transport import (
 from ratekit.retry import RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from ratekit.retry import RetryBudget
     from ratekit.typing import CancelEvent, Clock, Limiter, TokenProvider
@@ -89,12 +90,17 @@ class ClientStatistics:
         throttled: Responses with status 429.
         retries: Attempts the retry policy made after a first one.
         failures: Attempts that failed to connect, were dropped or timed out.
+        cooled: Seconds during which the shared cooldown held requests: the
+            ``Retry-After`` of 429 and 503 answers and `Client.cool_down`, each second
+            counted once however many announced it.  The cooldown belongs to the
+            limiter, so this counts what every client sharing the limiter announced.
     """
 
     requests: int = 0
     throttled: int = 0
     retries: int = 0
     failures: int = 0
+    cooled: float = 0.0
 
 
 class _Counts:
@@ -118,9 +124,11 @@ class _Counts:
         with self.lock:
             self.retries += 1
 
-    def snapshot(self) -> ClientStatistics:
+    def snapshot(self, cooled: float) -> ClientStatistics:
         with self.lock:
-            return ClientStatistics(self.requests, self.throttled, self.retries, self.failures)
+            return ClientStatistics(
+                self.requests, self.throttled, self.retries, self.failures, cooled
+            )
 
 
 class _PastDeadline(Exception):
@@ -134,15 +142,24 @@ class _PastDeadline(Exception):
 class _Cooldown:
     """The instant until which no request may start, shared by all users of a limiter."""
 
-    __slots__ = ("_lock", "_until")
+    __slots__ = ("_held", "_lock", "_until")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._until = float("-inf")
+        self._held = 0.0  # seconds covered by cooldowns so far, each counted once
 
-    def extend(self, until: float) -> None:
+    def extend(self, now: float, until: float) -> None:
         with self._lock:
-            self._until = max(self._until, until)
+            if until > self._until:
+                self._held += until - max(self._until, now)
+                self._until = until
+
+    @property
+    def held(self) -> float:
+        """The seconds that cooldowns have covered so far (those to come included)."""
+        with self._lock:
+            return self._held
 
     def holds(self, now: float) -> bool:
         """Whether a cooldown is on at *now*."""
@@ -215,6 +232,23 @@ def _encode_body(
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         return urlencode(fields)
     return body
+
+
+def _paced(read: Callable[[object], float | None]) -> Callable[[object], float | None]:
+    """*read*, with a 429 that says no ``Retry-After`` retried at once.
+
+    For a limiter that learns from answers: it has just cut its rate and paused every
+    request that shares it for a slot, so the retry waits its turn there, at the new
+    pace, rather than for a random backoff of its own.
+    """
+
+    def retry_after(outcome: object) -> float | None:
+        wait = read(outcome)
+        if wait is None and getattr(outcome, "status", None) == 429:
+            return 0.0
+        return wait
+
+    return retry_after
 
 
 def _unless_acted_on(policy: RetryPolicy, request: _Prepared) -> RetryPolicy:
@@ -358,8 +392,10 @@ class Client:
         "_counts",
         "_headers",
         "_limiter",
+        "_limiter_clock",
         "_max_body",
         "_max_redirects",
+        "_observe",
         "_own_pool",
         "_pool",
         "_retry",
@@ -393,7 +429,11 @@ class Client:
             if budget is not None:
                 changes["budget"] = budget
             retry = attrs.evolve(retry, **changes)
+        observe = observer(limiter)
+        if retry is not None and observe is not None and retry.retry_after is not None:
+            retry = attrs.evolve(retry, retry_after=_paced(retry.retry_after))
         self._retry = retry
+        self._observe = observe
         self._own_pool = pool is None
         self._pool = cancellable_pool() if pool is None else pool
         if isinstance(timeout, urllib3.Timeout):
@@ -404,6 +444,7 @@ class Client:
         self._max_redirects = whole_number("max_redirects", max_redirects, 0)
         self._max_body = whole_number("max_body", max_body, 1)
         self._cooldown = _cooldown_for(limiter)
+        self._limiter_clock: Clock = getattr(limiter, "clock", None) or clock
         self._counts = _Counts()
         # The last bearer tokens sent, to mask them in what servers echo back.
         self._tokens: deque[str] = deque(maxlen=4)
@@ -426,11 +467,12 @@ class Client:
 
     def statistics(self) -> ClientStatistics:
         """Counts of requests, 429s, retries and failures since the client was made."""
-        return self._counts.snapshot()
+        return self._counts.snapshot(self._cooldown.held)
 
     def cool_down(self, seconds: float) -> None:
         """Pause every request that shares this client's limiter for *seconds*."""
-        self._cooldown.extend(self._clock.now() + seconds)
+        now = self._clock.now()
+        self._cooldown.extend(now, now + seconds)
 
     def request(  # noqa: PLR0913 - the parts of a request, all keyword-only
         self,
@@ -570,6 +612,7 @@ class Client:
                 if token not in self._tokens:
                     self._tokens.append(token)
                 send = {**headers, "Authorization": f"Bearer {token}"}
+            sent = self._limiter_clock.now()
             response = self._send(
                 request, method=method, url=url, body=body, headers=send, number=number
             )
@@ -579,9 +622,8 @@ class Client:
                     raise AuthError(401, redact_url(url), "access token")
                 fresh += 1
                 continue
-            observe = getattr(self._limiter, "observe", None)
-            if observe is not None:  # a limiter that learns from answers (AdaptiveLimiter)
-                observe(response.status, response.headers)
+            if self._observe is not None:  # a limiter that learns (AdaptiveLimiter)
+                self._observe(response.status, response.headers, sent)
             self._note_cooldown(response)
             hop = None
             if self._max_redirects:
