@@ -197,12 +197,15 @@ class RetryError(RateKitError):
         self.last_result = last_result
         self.detail = detail
         if last_exception is not None:
-            last = f"{type(last_exception).__name__}: {last_exception}"
-        else:
-            last = _describe(last_result)
+            last = f"; the last one: {type(last_exception).__name__}: {last_exception}"
+        elif last_result is not None:
+            last = f"; the last one: {_describe(last_result)}"
+        else:  # none made, or given up on before it was (a cooldown past the deadline)
+            last = ""
         plural = "" if attempts == 1 else "s"
+        head = "before the first attempt" if attempts == 0 else f"after {attempts} attempt{plural}"
         why = f" ({detail})" if detail else ""
-        super().__init__(f"gave up after {attempts} attempt{plural}{why}; the last one: {last}")
+        super().__init__(f"gave up {head}{why}{last}")
 
 
 class RetryBudgetExhausted(RetryError):
