@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Literal, cast, final
 
+from ._cancel import _CURRENT
 from ._clock import same_clock
 from ._decision import GRANTED, Decision
-from ._limiter import LimiterBase
+from ._errors import AcquireCancelled
+from ._limiter import _QUEUE_SLACK, LimiterBase
 from ._observe import observer
 from ._rate import Rate
 from ._token_bucket import TokenBucket
+from ._validate import optional_wait
 from ._windows import FixedWindow, SlidingWindow
 
 if TYPE_CHECKING:
@@ -18,7 +21,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import TracebackType
 
-    from .typing import Clock
+    from .typing import CancelEvent, Clock
+
+#: Relative allowance when comparing a hold ahead with a member's slot, so that float
+#: rounding never defers a booking that is exactly one slot ahead.
+_HOLD_SLACK = 1e-9
 
 
 class _Locks:
@@ -169,6 +176,106 @@ class AllOf(LimiterBase):
             lock.release()
         return Decision(False, delay)
 
+    def acquire(
+        self,
+        cost: float = 1,
+        *,
+        timeout: float | None = None,
+        cancel: CancelEvent | None = None,
+    ) -> None:
+        """Block until every member grants *cost* together (see `all_of` for the order).
+
+        A wait that would book a member more than one of its slots ahead of its own
+        need is not booked at once: it sleeps until the wait is that short, then books
+        every member (see `all_of`).  The arguments and errors are those of
+        `ratekit.LimiterBase.acquire`; *timeout* covers the whole wait, and a wait
+        found too long after such a sleep (others took the members meanwhile) raises
+        `AcquireTimeout` then.
+        """
+        if cancel is None:
+            cancel = _CURRENT.get()
+        left = timeout
+        started = self._now()
+        while True:
+            value, at, token = self._book_or_defer(cost, left, cancel)
+            if token is not None:
+                break
+            self._sleep_deferred(value, at, cancel)
+            if timeout is not None:
+                left = max(timeout - (self._now() - started), 0.0)
+        self._wait(value, at, token, cancel)
+
+    async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
+        """`acquire` without blocking the event loop; to cancel, cancel the task."""
+        left = timeout
+        started = self._now()
+        while True:
+            _, at, token = self._book_or_defer(cost, left, None)
+            if token is not None:
+                break
+            with self._lock:
+                self._waiting += 1
+            began = self._now()
+            try:
+                while (remaining := at - self._now()) > 0:
+                    await self._clock.sleep_async(remaining)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+                    self._waited += max(self._now() - began, 0.0)
+            if timeout is not None:
+                left = max(timeout - (self._now() - started), 0.0)
+        await self._wait_async(at, token)
+
+    def _book_or_defer(
+        self, cost: object, timeout: float | None, cancel: CancelEvent | None
+    ) -> tuple[float, float, object | None]:
+        """Book as `_book` does, unless that holds a member too far ahead (then defer)."""
+        limit = optional_wait("timeout", timeout)
+        value = self._check_cost(cost)
+        members = self._members
+        with self._lock:
+            now = self._now()
+            delays = [member._delay_locked(value, now) for member in members]
+            wait = max(delays)
+            # The members that would be held more than one of their slots ahead of
+            # their own need, and the shortest such slot.
+            over = [
+                member._slot(value)
+                for member, delay in zip(members, delays, strict=True)
+                if wait - delay > member._slot(value) * (1 + _HOLD_SLACK)
+            ]
+        fits = wait <= limit
+        queued = wait <= self._max_delay * (1 + _QUEUE_SLACK)
+        # Sleep until the longest hold is one slot; an instant that rounds to now (a
+        # clock far from zero) would never come closer: then book at once.
+        wake = now + wait - min(over) if over else now
+        if wake <= now or not fits or not queued or (cancel is not None and cancel.is_set()):
+            return self._book(value, timeout, cancel)  # which books, or raises
+        return value, wake, None
+
+    def _sleep_deferred(self, cost: float, until: float, cancel: CancelEvent | None) -> None:
+        """Sleep, booking nothing, until *until*; raise `AcquireCancelled` if cancelled."""
+        with self._lock:
+            self._waiting += 1
+        began = self._now()
+        cancelled = False
+        try:
+            while (remaining := until - self._now()) > 0:
+                if not self._clock.sleep(remaining, cancel):
+                    cancelled = True
+                    break
+        finally:
+            with self._lock:
+                self._waiting -= 1
+                self._waited += max(self._now() - began, 0.0)
+                self._cancelled += cancelled
+        if cancelled:
+            raise AcquireCancelled(cost)
+
+    def _slot(self, cost: float) -> float:
+        return min(member._slot(cost) for member in self._members)
+
     def _delay_locked(self, cost: float, now: float) -> float:
         # Availability is monotone from each member's earliest instant on, so the
         # earliest instant they all grant together is the latest of those.
@@ -213,10 +320,18 @@ def all_of(*limiters: LimiterBase) -> AllOf:
     counts its own calls, and its level is the lowest of the members'.
 
     A booking holds its instant in every member, and each member serves bookings in
-    time order.  So when one member makes a composition wait long (a per-day quota that
-    is used up), a member shared with other limiters or callers makes them wait behind
-    that booking too.  Give waits on such compositions a ``timeout`` (or ``max_wait``)
-    when members are shared.
+    time order, so a member booked far ahead would make its other users (other
+    compositions, other keys, direct callers) wait behind that booking.  A blocking
+    call (`acquire`, `acquire_async`, `Keyed.acquire`) therefore never books a member
+    more than one of its slots (the time its rate takes to earn the cost: ``cost /
+    rate``, or ``cost * window / limit``) ahead of that member's own need: when one
+    member makes the wait longer (a per-day quota that is used up), the call sleeps
+    without booking anything until the wait is that short, then books every member
+    for the common instant.  Meanwhile the members serve their other users as if the
+    call did not exist, and if another caller takes what it waited for, it waits
+    again (still within its *timeout*, which refuses at once a wait known too long).
+    `reserve` is a promise for an instant, so it books every member at once: reserve
+    on a composition whose members are shared with ``max_wait``.
 
     Args:
         limiters: ratekit strategies (or compositions), all reading the same clock.

@@ -5,12 +5,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar, cast, final
 
-from ._clock import same_clock
-from ._errors import TooManyKeys
+from ._cancel import _CURRENT
+from ._clock import MONOTONIC, same_clock
+from ._composite import AllOf
+from ._errors import AcquireCancelled, TooManyKeys
 from ._limiter import LimiterBase
+from ._validate import optional_wait, positive
 
 if TYPE_CHECKING:
     from ._decision import Decision, LimiterStatistics, Reservation
@@ -31,8 +34,18 @@ class Keyed(Generic[K]):
     *factory* would make exactly the same decisions (a full bucket, an empty window, no
     booking ahead), so forgetting never resets a limit that still holds anything.  Its
     statistics are forgotten with it.  When a new key arrives and every key held still
-    limits something, the call raises `TooManyKeys` (with the time until a key may
-    come to rest) instead of silently resetting one: raise *max_keys* to suit.
+    limits something, `try_acquire` and `reserve` raise `TooManyKeys` (with the time
+    until a key may come to rest) instead of silently resetting one, and `acquire` and
+    `acquire_async` wait for a key to come to rest (within their *timeout*; a wait that
+    cannot fit raises `TooManyKeys` at once): raise *max_keys* to suit.
+
+    **Shared limits.**  Limits that every key shares (one per account beside one per
+    user, say) go in *shared*: each key is then limited by ``all_of(own, *shared)``,
+    where *own* is what *factory* made for it, and a key is forgotten as soon as its own
+    part is at rest, however busy the shared ones are.  Forgetting it resets nothing:
+    the shared limiters are not forgotten, and the key's next limiter composes the same
+    ones.  A shared limiter put inside what *factory* returns instead would count as
+    the key's own, and keep every key from rest while anyone uses it.
 
     Keys come to rest in the order their limits expire; finding one to forget costs
     amortised O(log max_keys) time, through a heap of the instants at which each key
@@ -44,10 +57,14 @@ class Keyed(Generic[K]):
             such as ``lambda: TokenBucket(10, capacity=20)``.  All of them must read
             the same clock.
         max_keys: The most keys held at once (default 10,000).
+        shared: Limiters that every key shares, composed with each key's own; ratekit
+            strategies or compositions, reading the clock of the keys' limiters.
 
     Raises:
-        TypeError: If *factory* is not callable or *max_keys* is not an integer.
-        ValueError: If *max_keys* is less than 1.
+        TypeError: If *factory* is not callable, *max_keys* is not an integer, or an
+            item of *shared* is not a ratekit limiter.
+        ValueError: If *max_keys* is less than 1, or the shared limiters read different
+            clocks.
     """
 
     __slots__ = (
@@ -58,32 +75,65 @@ class Keyed(Generic[K]):
         "_limiters",
         "_lock",
         "_max_keys",
+        "_own",
         "_serial",
+        "_shared",
     )
 
-    def __init__(self, factory: Callable[[], LimiterBase], *, max_keys: int = 10_000) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], LimiterBase],
+        *,
+        max_keys: int = 10_000,
+        shared: Iterable[LimiterBase] = (),
+    ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be a callable that makes a limiter, got {factory!r}")
         if isinstance(max_keys, bool) or not isinstance(max_keys, int):
             raise TypeError(f"max_keys must be an integer, got {max_keys!r}")
         if max_keys < 1:
             raise ValueError(f"max_keys must be at least 1, got {max_keys!r}")
+        if isinstance(shared, LimiterBase):  # a single limiter is not an iterable of them
+            raise TypeError(f"shared must be a list of limiters, got {shared!r}; use [{shared!r}]")
+        self._shared = tuple(shared)
+        for index, limiter in enumerate(self._shared):
+            if not isinstance(limiter, LimiterBase):
+                raise TypeError(
+                    f"shared[{index}] must be a ratekit limiter (TokenBucket, LeakyBucket, "
+                    f"SlidingWindow, FixedWindow or all_of), got {limiter!r}"
+                )
         self._factory = factory
         self._max_keys = max_keys
         self._lock = threading.Lock()
+        # What each key is limited by, and its own part (the same limiter when nothing
+        # is shared): the own part alone decides when the key may be forgotten.
         self._limiters: dict[K, LimiterBase] = {}
+        self._own: dict[K, LimiterBase] = {}
         # (instant from which the key may be at rest, serial, key); one entry per key
         # held.  An entry's instant is a lower bound: it is checked, and pushed back
         # later if the key was used since.
         self._heap: list[tuple[float, int, K]] = []
         self._serial = itertools.count()  # orders equal instants without comparing keys
         self._clock: Clock | None = None
+        if self._shared:
+            self._clock = self._shared[0].clock
+            for index, limiter in enumerate(self._shared[1:], start=1):
+                if not same_clock(limiter.clock, self._clock):
+                    raise ValueError(
+                        f"shared limiters must read one clock: shared[{index}] reads "
+                        f"{limiter.clock!r}, shared[0] reads {self._clock!r}"
+                    )
         self._evicted = 0
 
     @property
     def max_keys(self) -> int:
         """The most keys held at once."""
         return self._max_keys
+
+    @property
+    def shared(self) -> tuple[LimiterBase, ...]:
+        """The limiters every key shares, as given."""
+        return self._shared
 
     @property
     def evicted(self) -> int:
@@ -97,7 +147,10 @@ class Keyed(Generic[K]):
         return key in self._limiters
 
     def __repr__(self) -> str:
-        return f"Keyed({self._factory!r}, max_keys={self._max_keys!r}) with {len(self)} keys"
+        shared = f", shared={list(self._shared)!r}" if self._shared else ""
+        return (
+            f"Keyed({self._factory!r}, max_keys={self._max_keys!r}{shared}) with {len(self)} keys"
+        )
 
     def _get_locked(self, key: K) -> LimiterBase:
         limiter = self._limiters.get(key)
@@ -111,29 +164,33 @@ class Keyed(Generic[K]):
                 f"factory must return a ratekit limiter (TokenBucket, LeakyBucket, "
                 f"SlidingWindow, FixedWindow or all_of), got {made!r}"
             )
-        limiter = made
+        own = made
         if self._clock is None:
-            self._clock = limiter.clock
-        elif not same_clock(limiter.clock, self._clock):
+            self._clock = own.clock
+        elif not same_clock(own.clock, self._clock):
+            shared = " (the shared limiters' clock)" if self._shared else ""
             raise ValueError(
-                f"factory must make limiters that read one clock: got {limiter.clock!r} "
-                f"after {self._clock!r}"
+                f"factory must make limiters that read one clock{shared}: got "
+                f"{own.clock!r} after {self._clock!r}"
             )
+        limiter = AllOf(own, *self._shared) if self._shared else own
         self._limiters[key] = limiter
+        self._own[key] = own
         heapq.heappush(self._heap, (self._clock.now(), next(self._serial), key))
         return limiter
 
     def _forget_one_locked(self) -> None:
-        """Forget one key that is back at rest, or raise `TooManyKeys`."""
+        """Forget one key whose own part is back at rest, or raise `TooManyKeys`."""
         heap = self._heap
         now = cast("Clock", self._clock).now()  # keys are held, so the clock is known
         while heap[0][0] <= now:
             _, serial, key = heapq.heappop(heap)
-            limiter = self._limiters[key]
-            with limiter._lock:
-                rest_at = limiter._rest_at_locked(now)
+            own = self._own[key]
+            with own._lock:
+                rest_at = own._rest_at_locked(now)
             if rest_at <= now:
                 del self._limiters[key]
+                del self._own[key]
                 self._evicted += 1
                 return
             heapq.heappush(heap, (rest_at, serial, key))
@@ -167,28 +224,95 @@ class Keyed(Generic[K]):
     ) -> None:
         """`acquire` on *key*'s limiter; the wait holds no lock, so other keys go on.
 
+        A new key that finds the table full waits for a key to come to rest (it may be
+        overtaken by another new key then), and *timeout* bounds the whole wait: for
+        the table, then for the limiter.
+
         Raises:
-            TooManyKeys: If *key* is new and no key held can be forgotten.
+            TooManyKeys: At once, if *key* is new and no key held can be forgotten
+                within *timeout*.
+            AcquireCancelled: If *cancel* is set while waiting, for the table or the
+                limiter (nothing is booked or taken).
         """
-        with self._lock:
-            limiter = self._get_locked(key)
-            value, at, token = limiter._book(cost, timeout, cancel)
+        value = positive("cost", cost)
+        if cancel is None:
+            cancel = _CURRENT.get()
+        wait = _Wait(optional_wait("timeout", timeout), timeout is not None)
+        while True:
+            limiter, booked = self._book_or_wait(key, value, wait, cancel)
+            if booked is not None:
+                break
+            if not wait.clock.sleep(wait.seconds, cancel):
+                raise AcquireCancelled(value)
         # The booking keeps the limiter from rest until it is due, so it is not forgotten.
+        value, at, token = booked
         limiter._wait(value, at, token, cancel)
 
     async def acquire_async(self, key: K, cost: float = 1, *, timeout: float | None = None) -> None:
-        """`acquire_async` on *key*'s limiter.
+        """`acquire_async` on *key*'s limiter; a full table is waited for, as in `acquire`.
 
         Raises:
-            TooManyKeys: If *key* is new and no key held can be forgotten.
+            TooManyKeys: At once, if *key* is new and no key held can be forgotten
+                within *timeout*.
+        """
+        wait = _Wait(optional_wait("timeout", timeout), timeout is not None)
+        while True:
+            limiter, booked = self._book_or_wait(key, cost, wait, None)
+            if booked is not None:
+                break
+            await wait.clock.sleep_async(wait.seconds)
+        _, at, token = booked
+        await limiter._wait_async(at, token)
+
+    def _book_or_wait(
+        self, key: K, cost: object, wait: _Wait, cancel: CancelEvent | None
+    ) -> tuple[LimiterBase, tuple[float, float, object] | None]:
+        """Book for *key*; or, with ``None``, say in *wait* how long to sleep first.
+
+        The table may be full (a key comes to rest later), or the key's composition may
+        defer a booking that would hold a shared limiter far ahead.
+
+        Raises:
+            TooManyKeys: If the table stays full past the timeout.
         """
         with self._lock:
-            limiter = self._get_locked(key)
-            _, at, token = limiter._book(cost, timeout, None)
-        await limiter._wait_async(at, token)
+            try:
+                limiter = self._get_locked(key)
+            except TooManyKeys as full:
+                clock = cast("Clock", self._clock)  # keys are held, so it is known
+                if wait.spent(clock) + full.retry_after > wait.limit:
+                    raise
+                wait.clock, wait.seconds = clock, full.retry_after
+                return cast("LimiterBase", None), None
+            left = max(wait.limit - wait.spent(limiter.clock), 0.0) if wait.timed else None
+            value, at, token = limiter._book_or_defer(cost, left, cancel)
+            if token is None:
+                wait.clock, wait.seconds = limiter.clock, at - limiter.clock.now()
+                return limiter, None
+            return limiter, (value, at, token)
 
     def statistics(self, key: K) -> LimiterStatistics | None:
         """The statistics of *key*'s limiter, or ``None`` if the key is not held."""
         with self._lock:
             limiter = self._limiters.get(key)
         return None if limiter is None else limiter.statistics()
+
+
+class _Wait:
+    """How long a blocking call of `Keyed` may wait, has waited, and sleeps next."""
+
+    __slots__ = ("clock", "limit", "seconds", "started", "timed")
+
+    def __init__(self, limit: float, timed: bool) -> None:
+        self.limit = limit
+        self.timed = timed
+        self.started: float | None = None
+        self.clock: Clock = MONOTONIC
+        self.seconds = 0.0
+
+    def spent(self, clock: Clock) -> float:
+        """Seconds since the first wait began (0 before it), read on *clock*."""
+        now = clock.now()
+        if self.started is None:
+            self.started = now
+        return max(now - self.started, 0.0)

@@ -60,6 +60,9 @@ class DripBase(LimiterBase):
     def _undo(self, booking: _Booking) -> None:
         self._tat = booking.before
 
+    def _slot(self, cost: float) -> float:
+        return cost / self._per_second
+
     def _rest_at_locked(self, now: float) -> float:
         return max(now, self._tat)
 

@@ -14,6 +14,9 @@ A strategy subclasses `LimiterBase` and implements, for a caller that holds ``_l
 - ``_level_locked(now)``: what could be granted now, for statistics;
 - ``_rest_at_locked(now)``: the first instant from which the limiter, left alone, is
   indistinguishable from a fresh one (what `Keyed` needs to forget it safely);
+- ``_slot(cost)``: the time the limiter's rate takes to earn *cost* (``cost / rate``, or
+  ``cost * window / limit``): the furthest a composition may book it ahead of its own
+  need (see `ratekit.all_of`);
 
 and the ``capacity`` property.  A strategy whose queue is bounded sets ``_max_delay``.
 
@@ -218,6 +221,9 @@ class LimiterBase:
     def _rest_at_locked(self, now: float) -> float:
         raise NotImplementedError
 
+    def _slot(self, cost: float) -> float:
+        raise NotImplementedError
+
     # -- shared behaviour ---------------------------------------------------------------
 
     @property
@@ -323,6 +329,16 @@ class LimiterBase:
                 return value, -math.inf, token
             self._waiting += 1
             return value, at, token
+
+    def _book_or_defer(
+        self, cost: object, timeout: float | None, cancel: CancelEvent | None
+    ) -> tuple[float, float, object | None]:
+        """`_book`; or, with no token, the instant to book again at, nothing booked.
+
+        A strategy always books.  A composition defers a booking that would hold one of
+        its members far ahead of that member's own need (see `ratekit.all_of`).
+        """
+        return self._book(cost, timeout, cancel)
 
     def _finish_wait(self, token: object, at: float, started: float, *, granted: bool) -> bool:
         """Account for the end of a wait; return whether the booking was used."""

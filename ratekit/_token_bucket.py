@@ -148,6 +148,9 @@ class TokenBucket(LimiterBase):
     def _undo(self, booking: _Booking) -> None:
         self._level, self._stamp = booking.before
 
+    def _slot(self, cost: float) -> float:
+        return cost / self._per_second
+
     def _rest_at_locked(self, now: float) -> float:
         level, stamp, per_second, capacity = (
             self._level,

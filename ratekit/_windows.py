@@ -44,6 +44,9 @@ class WindowBase(LimiterBase):
         """The largest cost that can ever be granted: the limit."""
         return self._limit
 
+    def _slot(self, cost: float) -> float:
+        return cost * self._window / self._limit
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(limit={self._limit!r}, window={self._window!r})"
 

@@ -10,9 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from specs import SPECS
+from stepped_clock import SteppedClock
 from strategies import advances
 
 from ratekit import (
+    AcquireCancelled,
+    AcquireTimeout,
     AllOf,
     FixedWindow,
     Keyed,
@@ -374,3 +377,328 @@ def test_keyed_answers_as_if_it_never_forgot_anything(spec, data, ops, max_keys)
                 grants[key].append((clock.now(), cost))
     for key, granted in grants.items():
         assert model[key].holds(granted)
+
+
+# -- Keyed with shared limits ----------------------------------------------------------------
+
+
+def test_keyed_forgets_a_key_whose_own_part_rests_while_a_shared_limit_is_busy():
+    """Steady traffic on a shared account limit does not keep keys from being forgotten."""
+    clock = FakeClock()
+    account = TokenBucket("10/s", capacity=10, clock=clock)
+    keyed: Keyed[str] = Keyed(
+        lambda: TokenBucket("1/s", capacity=5, clock=clock), max_keys=2, shared=[account]
+    )
+    assert keyed.shared == (account,)
+    assert keyed.try_acquire("a")
+    assert keyed.try_acquire("b")
+    for step in range(1, 11):  # the account is used every 0.5 s: never back at rest
+        clock.advance(0.5)
+        assert account.try_acquire()
+        assert account.statistics().level < account.capacity
+        if step < 2:  # a and b each refill their one token after 1 s
+            with pytest.raises(TooManyKeys):
+                keyed.try_acquire(f"new {step}")
+    assert keyed.try_acquire("c")  # a is at rest on its own: forgotten
+    assert "a" not in keyed
+    assert keyed.evicted == 1
+    assert (keyed.statistics("c") or pytest.fail("c is held")).granted == 1
+
+
+def test_keyed_shared_limits_hold_for_every_key_together():
+    """A shared limit counts the calls of every key: the keys' own limits are not enough."""
+    clock = FakeClock()
+    account = SlidingWindow(3, 1.0, clock=clock)
+    keyed: Keyed[str] = Keyed(lambda: TokenBucket("5/s", capacity=5, clock=clock), shared=[account])
+    assert [bool(keyed.try_acquire(key)) for key in "abcd"] == [True, True, True, False]
+    assert keyed.try_acquire("d").retry_after == 1.0  # the account's window, not d's bucket
+    assert account.statistics().granted == 0  # granted through the keys, counted there
+
+
+def test_keyed_checks_its_shared_limits():
+    """Shared must be limiters on one clock, which the factory's limiters read too."""
+    with pytest.raises(TypeError, match=r"shared\[1\] must be a ratekit limiter"):
+        Keyed(lambda: TokenBucket(1, 1), shared=[TokenBucket(1, 1), "account"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="shared must be a list of limiters"):
+        Keyed(lambda: TokenBucket(1, 1), shared=TokenBucket(1, 1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"shared\[1\] reads"):
+        Keyed(
+            lambda: TokenBucket(1, 1),
+            shared=[TokenBucket(1, 1, clock=FakeClock()), TokenBucket(1, 1, clock=FakeClock())],
+        )
+    clock = FakeClock()
+    other: Keyed[str] = Keyed(lambda: TokenBucket(1, 1), shared=[TokenBucket(1, 1, clock=clock)])
+    with pytest.raises(ValueError, match="the shared limiters' clock"):
+        other.try_acquire("a")
+    assert "shared=[TokenBucket(" in repr(other)
+
+
+def test_keyed_acquire_on_a_full_table_waits_for_a_key_to_rest():
+    """A blocking acquire for a new key waits, within its timeout, for a key to rest."""
+    clock = FakeClock()
+    keyed: Keyed[str] = Keyed(lambda: SlidingWindow(1, 10.0, clock=clock), max_keys=1)
+    assert keyed.try_acquire("a")  # a rests at t=10
+    with pytest.raises(TooManyKeys) as full:
+        keyed.acquire("b", timeout=9.5)  # refused at once: the wait would not fit
+    assert full.value.retry_after == 10.0
+    assert clock.sleeps == []
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(AcquireCancelled):
+        keyed.acquire("b", cancel=stop)
+    assert clock.sleeps == []
+    assert "b" not in keyed
+    keyed.acquire("b", timeout=10.0)  # the table's wait and the limiter's fit in 10 s
+    assert clock.sleeps == [10.0]
+    assert clock.now() == 10.0
+    assert "b" in keyed
+    assert "a" not in keyed
+    keyed.acquire("c")  # b rests at t=20, then c is granted at once
+    assert clock.sleeps == [10.0, 10.0]
+
+
+def test_keyed_acquire_async_waits_for_a_key_to_rest_too():
+    """The same wait for asyncio, and the timeout covers the limiter's wait as well."""
+    clock = FakeClock()
+    keyed: Keyed[str] = Keyed(lambda: SlidingWindow(1, 10.0, clock=clock), max_keys=1)
+    assert keyed.try_acquire("a")
+
+    async def main() -> None:
+        with pytest.raises(TooManyKeys):
+            await keyed.acquire_async("b", timeout=5.0)
+        await keyed.acquire_async("b", timeout=10.0)
+        assert clock.now() == 10.0
+        await keyed.acquire_async("b", timeout=100.0)  # b's own window: 10 s more
+        assert clock.now() == 20.0
+
+    asyncio.run(main())
+    assert clock.sleeps == [10.0, 10.0]
+
+
+def all_busy(parts):
+    """Whether none of *parts* is at rest (a fresh one would answer differently)."""
+    for part in parts:
+        with part._lock:
+            now = part.clock.now()
+            if part._rest_at_locked(now) <= now:
+                return False
+    return True
+
+
+shared_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d", None]), advances, st.floats(0.1, 1.0), st.booleans()
+    ),
+    max_size=40,
+)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[spec.name for spec in SPECS])
+@given(data=st.data(), ops=shared_ops, max_keys=st.integers(1, 3))
+def test_keyed_with_shared_limits_answers_as_if_it_never_forgot_anything(spec, data, ops, max_keys):
+    """With a shared limit used by the keys and directly, forgetting changes no answer.
+
+    The model keeps every key forever, each composed with its own copy of the shared
+    limit's state; the shared limit and every key keep their guarantees on the grants
+    they made, and a key is refused (TooManyKeys) only when every key held has its own
+    part busy.
+    """
+    builder = data.draw(spec.builders)
+    shared_builder = data.draw(data.draw(st.sampled_from(SPECS)).builders)
+    clock, model_clock = FakeClock(), FakeClock()
+    shared = shared_builder(clock)
+    keyed: Keyed[str] = Keyed(
+        lambda: builder(clock).limiter, max_keys=max_keys, shared=[shared.limiter]
+    )
+    model_shared = shared_builder(model_clock)
+    own = {key: builder(model_clock) for key in "abcd"}
+    model = {key: all_of(own[key].limiter, model_shared.limiter) for key in "abcd"}
+    grants: dict[str, list[tuple[float, float]]] = {key: [] for key in "abcd"}
+    shared_grants: list[tuple[float, float]] = []
+    for key, seconds, fraction, book in ops:
+        clock.advance(seconds)
+        model_clock.advance(seconds)
+        if key is None:  # the shared limit used directly, as by another composition
+            cost = fraction * shared.limiter.capacity
+            decision = shared.limiter.try_acquire(cost)
+            assert decision == model_shared.limiter.try_acquire(cost)
+            if decision:
+                shared_grants.append((clock.now(), cost))
+            continue
+        cost = fraction * model[key].capacity
+        try:
+            if book:
+                reservation = keyed.reserve(key, cost)
+            else:
+                decision = keyed.try_acquire(key, cost)
+        except TooManyKeys:
+            assert key not in keyed
+            assert len(keyed) == max_keys
+            # every key held has its own part busy, however busy the shared limit is
+            assert all_busy([own[held].limiter for held in "abcd" if held in keyed])
+            continue
+        assert len(keyed) <= max_keys
+        if book:
+            expected = model[key].reserve(cost)
+            assert (reservation.ok, reservation.ready_at) == (expected.ok, expected.ready_at)
+            if reservation.ok:
+                grants[key].append((reservation.ready_at, cost))
+                shared_grants.append((reservation.ready_at, cost))
+        else:
+            assert decision == model[key].try_acquire(cost)
+            if decision:
+                grants[key].append((clock.now(), cost))
+                shared_grants.append((clock.now(), cost))
+    for key, granted in grants.items():
+        assert own[key].holds(granted)
+    assert model_shared.holds(shared_grants)
+
+
+def test_keyed_acquire_waiting_for_the_table_ends_when_cancelled():
+    """A thread waiting a minute for the table: setting its event ends the wait at once."""
+    keyed: Keyed[str] = Keyed(lambda: SlidingWindow(1, 60.0), max_keys=1)
+    assert keyed.try_acquire("a")  # a rests in a minute
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            keyed.acquire("b", cancel=stop)
+        except AcquireCancelled as error:
+            raised.append(error)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # waiting for a to rest
+    stop.set()
+    waiter.join(10.0)
+    assert not waiter.is_alive()
+    assert len(raised) == 1
+    assert "b" not in keyed
+    assert keyed.statistics("a").granted == 1  # type: ignore[union-attr]
+
+
+# -- a member shared by several compositions ------------------------------------------------
+
+
+def start(target, *args, **kwargs):
+    """Run *target* in a thread; return the thread and the list its outcome goes into."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(target(*args, **kwargs))
+        except Exception as error:  # noqa: BLE001 - handed to the test, which checks it
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_far_wait_on_one_composition_does_not_freeze_a_shared_member():
+    """The issue's case: a's daily quota is spent; its waiter leaves per_second to others."""
+    clock = SteppedClock()
+    per_second = TokenBucket("10/s", capacity=10, clock=clock)
+    a = all_of(per_second, SlidingWindow(5, 86_400, clock=clock))
+    b = all_of(per_second, SlidingWindow(10_000, 86_400, clock=clock))
+    for _ in range(5):
+        assert a.try_acquire()  # a's quota: spent until t=86400
+    waiter, outcome = start(a.acquire)
+    clock.settle([waiter])
+    assert clock.asleep(waiter)
+    assert b.try_acquire()  # not frozen: b and per_second grant as before
+    assert per_second.try_acquire()
+    assert per_second.statistics().level == 3.0  # 10 - 5 - 1 - 1: nothing booked ahead
+    assert a.statistics().waiting == 1
+    clock.advance(86_399.8, [waiter])  # a slot (0.1 s) before a's quota frees
+    assert per_second.statistics().level >= -1.0  # booked at most one slot ahead
+    clock.advance(0.2, [waiter])
+    waiter.join(5.0)
+    assert outcome == [None]
+    assert a.statistics().granted == 6
+    assert per_second.statistics().level <= 10.0
+
+
+def test_a_shared_member_is_booked_at_most_one_slot_ahead_of_its_own_need():
+    """Just before the binding member frees, every member is booked for the common instant."""
+    clock = SteppedClock()
+    shared = TokenBucket("2/s", capacity=2, clock=clock)  # one slot: 0.5 s
+    quota = SlidingWindow(1, 10.0, clock=clock)
+    api = all_of(shared, quota)
+    assert api.try_acquire()
+    waiter, outcome = start(api.acquire)
+    clock.advance(9.4, [waiter])
+    decision = shared.try_acquire(2)  # the bucket is full, and not yet booked
+    assert decision
+    clock.advance(0.1, [waiter])  # t=9.5: within one slot of t=10, the waiter books
+    refused = shared.try_acquire()
+    assert not refused
+    # The bucket alone would grant at t=9.9 (0.2 tokens + 0.4 s of refill); booked for
+    # t=10, the waiter holds it one slot (0.5 s) longer at most.
+    assert 0.4 < refused.retry_after <= 0.4 + 0.5 + 1e-9
+    clock.advance(0.5, [waiter])
+    waiter.join(5.0)
+    assert outcome == [None]
+    assert clock.now() == 10.0
+
+
+def test_a_deferred_wait_keeps_its_timeout_and_is_cancellable():
+    """Timeouts refuse at once as before; a cancelled deferred wait books nothing."""
+    clock = SteppedClock()
+    shared = TokenBucket("10/s", capacity=10, clock=clock)
+    quota = SlidingWindow(1, 100.0, clock=clock)
+    api = all_of(shared, quota)
+    assert api.try_acquire()
+    with pytest.raises(AcquireTimeout):
+        api.acquire(timeout=50.0)
+    stop = threading.Event()
+    waiter, outcome = start(api.acquire, cancel=stop)
+    clock.advance(10.0, [waiter])
+    stop.set()
+    waiter.join(5.0)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], AcquireCancelled)
+    stats = api.statistics()
+    assert (stats.cancelled, stats.waiting, stats.granted) == (1, 0, 1)
+    assert shared.statistics().level == 10.0  # nothing booked on either member
+    clock.advance(90.0)
+    assert api.try_acquire()  # the slot at t=100 is free for whoever asks
+
+
+def test_a_deferred_waiter_overtaken_waits_again_within_its_timeout():
+    """Two waiters on one quota: the one that books first wins; the other times out."""
+    clock = SteppedClock()
+    shared = TokenBucket("10/s", capacity=10, clock=clock)
+    api = all_of(shared, SlidingWindow(1, 100.0, clock=clock))
+    assert api.try_acquire()
+    first, got_first = start(api.acquire, timeout=150.0)
+    clock.settle([first])
+    second, got_second = start(api.acquire, timeout=150.0)
+    clock.advance(100.0, [first, second])
+    clock.advance(60.0, [first, second])
+    for thread in (first, second):
+        thread.join(5.0)
+    outcomes = got_first + got_second
+    assert outcomes.count(None) == 1  # one grant at t=100
+    [error] = [outcome for outcome in outcomes if outcome is not None]
+    assert isinstance(error, AcquireTimeout)  # the next slot, t=200, is past 150 s
+    assert api.statistics().granted == 2
+
+
+def test_keyed_with_a_shared_limit_and_a_spent_own_quota_does_not_freeze_the_others():
+    """A key waiting a day for its own quota leaves the shared account to the other keys."""
+    clock = SteppedClock()
+    account = TokenBucket("10/s", capacity=10, clock=clock)
+    keyed: Keyed[str] = Keyed(
+        lambda: SlidingWindow(2, 86_400, clock=clock), max_keys=4, shared=[account]
+    )
+    assert keyed.try_acquire("alice", 2)  # alice's day is spent
+    waiter, outcome = start(keyed.acquire, "alice")
+    clock.settle([waiter])
+    assert keyed.try_acquire("bob")
+    assert account.statistics().level == 7.0
+    clock.advance(86_400.0, [waiter])
+    waiter.join(5.0)
+    assert outcome == [None]
