@@ -59,15 +59,26 @@ class SteppedClock:
         raise NotImplementedError("SteppedClock is for threads")
 
     def asleep(self, thread: threading.Thread) -> bool:
-        """Whether *thread* is asleep on this clock."""
+        """Whether *thread* is asleep on this clock, and not due to wake already."""
         with self._condition:
-            return thread.ident in self._sleeping
+            return self._waiting(thread)
+
+    def _waiting(self, thread: threading.Thread) -> bool:
+        until = self._sleeping.get(thread.ident or 0)
+        return until is not None and until > self._now
+
+    def _settled(self, threads: list[threading.Thread]) -> bool:
+        """Whether each of *threads* is done or asleep until later (lock held)."""
+        return all(not thread.is_alive() or self._waiting(thread) for thread in threads)
 
     def settle(self, threads: Iterable[threading.Thread]) -> None:
         """Wait (in real time) until each of *threads* is asleep on this clock or done."""
         pending = list(threads)
         deadline = time.monotonic() + _SETTLE
-        while any(thread.is_alive() and not self.asleep(thread) for thread in pending):
+        while True:
+            with self._condition:
+                if self._settled(pending):
+                    return
             if time.monotonic() > deadline:
                 raise AssertionError("threads did not settle")
             time.sleep(_POLL)
@@ -83,6 +94,8 @@ class SteppedClock:
         while True:
             self.settle(pending)
             with self._condition:
+                if not self._settled(pending):  # one woke meanwhile: settle again
+                    continue
                 due = [until for until in self._sleeping.values() if until <= target]
                 self._now = max(self._now, min(due)) if due else target
                 self._condition.notify_all()
