@@ -24,6 +24,7 @@ from ._errors import (
 )
 from ._keyed import Keyed
 from ._leaky_bucket import LeakyBucket
+from ._limited import limited
 from ._limiter import LimiterBase
 from ._rate import Rate
 from ._scheduler import Scheduler, SchedulerStatistics
@@ -57,6 +58,7 @@ __all__ = [
     "TooManyKeys",
     "all_of",
     "current_cancel",
+    "limited",
     "limiter",
 ]
 

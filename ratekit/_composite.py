@@ -9,6 +9,7 @@ from ._cancel import _CURRENT
 from ._clock import same_clock
 from ._decision import GRANTED, Decision
 from ._errors import AcquireCancelled
+from ._limited import Acquiring
 from ._limiter import _QUEUE_SLACK, LimiterBase
 from ._observe import observer
 from ._rate import Rate
@@ -76,6 +77,10 @@ class AllOf(LimiterBase):
     """
 
     __slots__ = ("_capacity", "_members")
+
+    # Blocks go through this class's own `acquire` and `acquire_async`.
+    __enter__ = Acquiring.__enter__
+    __aenter__ = Acquiring.__aenter__
 
     def __init__(self, *limiters: LimiterBase) -> None:
         members: list[LimiterBase] = []

@@ -44,10 +44,11 @@ from ._cancel import _CURRENT
 from ._clock import MONOTONIC
 from ._decision import GRANTED, Decision, LimiterStatistics, Reservation
 from ._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, QueueFull
+from ._limited import DONE, Acquiring
 from ._validate import optional_wait, positive
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable
+    from collections.abc import Awaitable, Callable, Hashable
     from types import TracebackType
 
     from .typing import CancelEvent, Clock
@@ -157,7 +158,7 @@ class LockLike(Protocol):
     ) -> None: ...
 
 
-class LimiterBase:
+class LimiterBase(Acquiring):
     """The base class of every ratekit strategy and composition.
 
     It holds what they share: blocking and async waits, reservations and statistics,
@@ -403,6 +404,21 @@ class LimiterBase:
             used = self._finish_wait(token, at, started, granted=woke)
         if not used:
             raise AcquireCancelled(value)
+
+    # ``with limiter:`` and ``async with limiter:``: `acquire` and `acquire_async` of a
+    # cost of 1, written out so that a block costs no more than the call it stands for.
+    # A subclass that overrides `acquire` or `acquire_async` overrides these too (a test
+    # checks it).
+
+    def __enter__(self) -> None:
+        value, at, token = self._book(1, None, None)
+        self._wait(value, at, token, None)
+
+    def __aenter__(self) -> Awaitable[None]:
+        _, at, token = self._book(1, None, None)
+        if at == -math.inf:  # granted at once: nothing to await
+            return DONE
+        return self._wait_async(at, token)
 
     async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
         """Wait without blocking the event loop until *cost* is granted.

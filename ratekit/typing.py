@@ -6,15 +6,25 @@ class, checks that you did.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 
     from ._decision import Decision, LimiterStatistics, Reservation
     from .http import Client, Page
 
-__all__ = ["BackoffPolicy", "CancelEvent", "Clock", "Limiter", "Paginator", "TokenProvider"]
+__all__ = [
+    "AsyncHTTPClient",
+    "AsyncPaginator",
+    "AsyncTokenProvider",
+    "BackoffPolicy",
+    "CancelEvent",
+    "Clock",
+    "Limiter",
+    "Paginator",
+    "TokenProvider",
+]
 
 
 @runtime_checkable
@@ -102,7 +112,10 @@ class TokenProvider(Protocol):
     Implementations are thread-safe, cache their token, and never show it in ``repr``.
     One may also have a ``secrets()`` method that returns the secrets it knows (client
     secrets, passwords, its token), which a `ratekit.http.Client` then masks wherever a
-    server echoes them into an error body; `ratekit.http.OAuth2Token` has one.
+    server echoes them into an error body; `ratekit.http.OAuth2Token` has one.  One may
+    also have an ``async def token_async() -> str`` for asyncio programs, which does not
+    block the event loop (see `AsyncTokenProvider`); `ratekit.http.OAuth2Token` has that
+    too.  Neither is required.
     """
 
     def token(self) -> str:
@@ -114,6 +127,49 @@ class TokenProvider(Protocol):
         Invalidating a token that was already replaced does nothing, so that many
         threads that saw the same rejection cause one fetch, not one each.
         """
+
+
+@runtime_checkable
+class AsyncTokenProvider(Protocol):
+    """A token provider for asyncio programs: `ratekit.http.OAuth2Token` is one.
+
+    The optional asyncio side of a `TokenProvider`: put the token that `token_async`
+    returns in the ``Authorization`` header of an `httpx.AsyncClient` or
+    `aiohttp.ClientSession` request, and `invalidate` it when the server answers 401.
+    """
+
+    async def token_async(self) -> str:
+        """Return a valid access token without blocking the event loop.
+
+        A cached token comes at once; a fetch runs where it does not block the loop,
+        and many tasks asking at once cause one request.
+        """
+
+    def invalidate(self, token: str) -> None:
+        """Forget *token* (the server rejected it); the next call fetches another."""
+
+
+@runtime_checkable
+class AsyncHTTPClient(Protocol):
+    """An asyncio HTTP client that paginators can walk a listing with.
+
+    `httpx.AsyncClient` and `aiohttp.ClientSession` fit as they are, with or without a
+    base URL of their own (see ``pages_async`` of `ratekit.http.PageNumberPaginator`
+    and the others).  The response that ``get`` gives is read by duck typing: its status
+    from ``status_code`` (httpx) or ``status`` (aiohttp), its case-insensitive
+    ``headers``, its final URL from ``str(response.url)``, and its body from
+    ``content`` (bytes, httpx) or ``await response.read()`` (aiohttp), after which a
+    response with a ``release()`` method (aiohttp) is released.
+    """
+
+    def get(
+        self,
+        url: str,
+        *,
+        params: Any = ...,  # noqa: ANN401 - each library has its own types for these
+        headers: Any = ...,  # noqa: ANN401
+    ) -> Awaitable[Any]:
+        """Send ``GET url`` with the query *params* and the *headers*; await the response."""
 
 
 @runtime_checkable
@@ -149,4 +205,34 @@ class Paginator(Protocol):
         headers: Mapping[str, str] | None = None,
         cancel: CancelEvent | None = None,
     ) -> Iterator[object]:
+        """The records of every page, in order."""
+
+
+@runtime_checkable
+class AsyncPaginator(Protocol):
+    """Walks a paged listing from asyncio, through an `AsyncHTTPClient`.
+
+    The four paginators of `ratekit.http` fit, as they fit `Paginator`; the page-number
+    and offset ones also take a ``fan_out`` `ratekit.AsyncScheduler`.  Cancelling the
+    task that iterates a walk stops it.
+    """
+
+    def pages_async(
+        self,
+        client: AsyncHTTPClient,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Page]:
+        """The pages of the listing at *url*, in order, fetched as they are needed."""
+
+    def records_async(
+        self,
+        client: AsyncHTTPClient,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[object]:
         """The records of every page, in order."""

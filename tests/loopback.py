@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -153,3 +154,22 @@ def serve() -> Iterator[LoopbackServer]:
         yield server
     finally:
         server.stop()
+
+
+def script(*replies: Reply) -> Callable[[Request], Reply]:
+    """A handler that plays *replies* in turn, then repeats the last one."""
+    played = list(replies)
+    lock = threading.Lock()
+
+    def handler(_: Request) -> Reply:
+        with lock:
+            return played.pop(0) if len(played) > 1 else played[0]
+
+    return handler
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

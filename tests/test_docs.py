@@ -16,6 +16,9 @@ import pytest
 
 import ratekit
 import ratekit.http
+import ratekit.integrations.aiohttp
+import ratekit.integrations.httpx
+import ratekit.integrations.requests
 import ratekit.retry
 import ratekit.stores
 import ratekit_cxone
@@ -99,6 +102,9 @@ def test_document_code_runs(document: Path):
         ratekit,
         ratekit.retry,
         ratekit.http,
+        ratekit.integrations.requests,
+        ratekit.integrations.httpx,
+        ratekit.integrations.aiohttp,
         ratekit.stores,
         ratekit_cxone,
         ratekit_cxone.simulator,

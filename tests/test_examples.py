@@ -95,6 +95,29 @@ EXPECTED: dict[str, list[str]] = {
         "t=17.89 s  /orders/7: gave up after 1 attempt (budget), last: ConnectionError",
         "13 requests for 7 orders in 17.89 s, 16.59 s of it asleep; 0.3 retries left",
     ],
+    "requests_integration.py": [
+        "rate-limited session: 30 answered 200, 0 got 429",
+        "GET /flaky: 200 after two 503s, retried",
+        "POST /flaky: 503, sent once: a POST is not repeated",
+    ],
+    "httpx_integration.py": [
+        "12 items fetched by 4 threads, each once: True",
+        "POST /orders: 502, sent 1 time (it may have been carried out)",
+        "statistics: 14 requests, 1 throttled, 1 retried, 1.0 s of cooldown",
+        "/me: 200 ada, after token-1 was refused: token-2",
+        "10 items fetched by 10 tasks, in order: True",
+    ],
+    "async_pages.py": [
+        "httpx, fanned out: 95 contacts, ids 1 to 95",
+        "aiohttp, one page after another: 95 contacts",
+        "both walks gave every contact once, in order",
+    ],
+    "aiohttp_integration.py": [
+        "page 12: 10 items",
+        "keys rotated: token-1 refused with 401, token-2 fetched once, the request sent again",
+        "turned away with 429 and Retry-After: 1",
+        "every task waited out the second, then the refused page was sent again",
+    ],
     "github_adapter.py": [
         "octo/hello: 25 issues, #1 to #25, each once",
         "octo/missing: HTTPStatusError, status 404",

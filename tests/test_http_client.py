@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import pytest
 import urllib3
-from loopback import LoopbackServer, Reply, Request
+from loopback import LoopbackServer, Reply, Request, script
 
 from ratekit import Scheduler, TokenBucket
 from ratekit.http import (
@@ -49,18 +49,6 @@ class Tokens:
             self.invalidated.append(token)
             if token == self.current:
                 self.current = ""
-
-
-def script(*replies: Reply) -> object:
-    """A handler that plays *replies* in turn, then repeats the last one."""
-    played = list(replies)
-    lock = threading.Lock()
-
-    def handler(_: Request) -> Reply:
-        with lock:
-            return played.pop(0) if len(played) > 1 else played[0]
-
-    return handler
 
 
 def fast_retry(clock: FakeClock) -> RetryPolicy:

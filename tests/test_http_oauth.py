@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
@@ -11,6 +12,7 @@ import socket
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_plus
 
 import attrs
@@ -36,7 +38,7 @@ from ratekit.http import (
 )
 from ratekit.retry import RetryError
 from ratekit.testing import FakeClock
-from ratekit.typing import TokenProvider
+from ratekit.typing import AsyncTokenProvider, TokenProvider
 
 SECRET = "s3cr&t:pa ss+word"  # noqa: S105 - a made-up secret, to look for in what is shown
 PASSWORD = "hunter2-is-my-password"  # noqa: S105 - the same, for the password grant
@@ -239,8 +241,10 @@ def test_basic_auth_may_carry_the_client_id_in_the_form_too(server):
 
 
 def test_is_a_token_provider():
-    """OAuth2Token satisfies the TokenProvider protocol."""
+    """OAuth2Token satisfies the TokenProvider and AsyncTokenProvider protocols."""
     assert isinstance(make(), TokenProvider)
+    assert isinstance(make(), AsyncTokenProvider)
+    assert not isinstance(object(), AsyncTokenProvider)
 
 
 def test_a_given_pool_is_used(server):
@@ -948,3 +952,195 @@ def test_a_fetch_aborted_by_its_cancellation_makes_the_waiters_fetch_anew(server
 def delayed(reply: Reply, delay: float) -> Reply:
     """*reply*, answered after *delay* seconds."""
     return attrs.evolve(reply, delay=delay)
+
+
+# From asyncio
+
+
+class Executor(ThreadPoolExecutor):
+    """A loop's default executor that counts the calls it is given, or refuses them all."""
+
+    def __init__(self, *, workers: int = 4, refuse: bool = False) -> None:
+        super().__init__(max_workers=workers)
+        self.submitted = 0
+        self.refuse = refuse
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Count the call, or refuse it."""
+        if self.refuse:
+            raise AssertionError("a worker thread was asked for")
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def run_with(executor: Executor, main):
+    """Run the coroutine function *main* on a new loop whose default executor is *executor*."""
+
+    async def wrapped():
+        asyncio.get_running_loop().set_default_executor(executor)
+        return await main()
+
+    return asyncio.run(wrapped())
+
+
+async def arrived(server: LoopbackServer) -> None:
+    """Wait until the token endpoint has received a request."""
+    while not server.hits("/token"):  # noqa: ASYNC110 - the server is another thread's
+        await asyncio.sleep(0.005)
+
+
+def test_token_async_gives_a_cached_token_at_once_without_a_thread(server):
+    """A valid cached token comes at once, to 50 tasks: no thread, no wait, no request."""
+    tokens(server, granted())
+    oauth = make(server)
+    assert oauth.token() == ACCESS
+
+    async def main():
+        coroutine = oauth.token_async()
+        with pytest.raises(StopIteration) as finished:  # done without suspending once
+            coroutine.send(None)
+        assert finished.value.value == ACCESS
+        return await asyncio.gather(*(oauth.token_async() for _ in range(50)))
+
+    assert run_with(Executor(refuse=True), main) == [ACCESS] * 50
+    assert len(server.hits("/token")) == 1
+
+
+def test_token_async_fetches_a_token_due_for_refresh(server):
+    """A token past its refresh instant is fetched anew, as `token` would."""
+    clock = FakeClock()
+    tokens(server, granted("first", 100), granted("second", 100))
+    oauth = make(server, clock=clock)
+
+    async def main():
+        first = await oauth.token_async()
+        clock.advance(100)
+        return first, await oauth.token_async(), await oauth.token_async()
+
+    assert asyncio.run(main()) == ("first", "second", "second")
+    assert len(server.hits("/token")) == 2
+
+
+def test_tasks_asking_at_once_share_one_fetch_in_one_thread(server):
+    """50 tasks on an empty cache cause one request, sent from one worker thread."""
+    tokens(server, delayed(granted(), 0.3))
+    oauth = make(server)
+    executor = Executor()
+
+    async def main():
+        return await asyncio.gather(*(oauth.token_async() for _ in range(50)))
+
+    assert run_with(executor, main) == [ACCESS] * 50
+    assert len(server.hits("/token")) == 1
+    assert executor.submitted == 1
+
+
+def test_tasks_and_threads_share_one_fetch(server):
+    """Tasks wait for a thread's request without a thread; threads wait for a task's."""
+    tokens(server, delayed(granted("first", 100), 0.3), delayed(granted("second", 100), 0.3))
+    clock = FakeClock()
+    oauth = make(server, clock=clock)
+    fetched: list[str] = []
+    fetcher = threading.Thread(target=lambda: fetched.append(oauth.token()))
+    fetcher.start()
+
+    async def tasks_wait_for_a_thread():
+        await arrived(server)
+        return await asyncio.gather(*(oauth.token_async() for _ in range(20)))
+
+    assert run_with(Executor(refuse=True), tasks_wait_for_a_thread) == ["first"] * 20
+    fetcher.join(timeout=10)
+    assert fetched == ["first"]
+    assert len(server.hits("/token")) == 1
+    clock.advance(100)
+
+    async def threads_wait_for_a_task():
+        fetching = asyncio.create_task(oauth.token_async())
+        while len(server.hits("/token")) < 2:  # noqa: ASYNC110 - the server's own thread
+            await asyncio.sleep(0.005)
+        threads = [asyncio.to_thread(oauth.token) for _ in range(4)]
+        return await asyncio.gather(fetching, *threads)
+
+    assert asyncio.run(threads_wait_for_a_task()) == ["second"] * 5
+    assert len(server.hits("/token")) == 2
+
+
+def test_the_loop_keeps_running_while_a_slow_endpoint_answers(server):
+    """A ticker task keeps ticking while a token is fetched from an endpoint that takes 0.5 s."""
+    tokens(server, delayed(granted(), 0.5))
+    oauth = make(server)
+    ticks = [0]
+
+    async def ticker():
+        while True:
+            await asyncio.sleep(0.01)
+            ticks[0] += 1
+
+    async def main():
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)  # the ticker starts
+        token = await oauth.token_async()
+        ticking.cancel()
+        return token, ticks[0]
+
+    token, during = asyncio.run(main())
+    assert token == ACCESS
+    # About 50 ticks; a loop blocked by the request would tick once at most.
+    assert during >= 10
+
+
+def test_a_cancelled_task_leaves_its_fetch_to_the_others(server):
+    """The fetching task is cancelled mid-request: the fetch lands for the waiter and the cache."""
+    tokens(server, delayed(granted(), 0.4))
+    oauth = make(server)
+
+    async def main():
+        first = asyncio.create_task(oauth.token_async())
+        await arrived(server)
+        second = asyncio.create_task(oauth.token_async())
+        await asyncio.sleep(0.05)  # the second waits for the first's request
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        got = await asyncio.wait_for(second, 10)
+        return got, await oauth.token_async()
+
+    assert run_with(Executor(), main) == (ACCESS, ACCESS)
+    assert len(server.hits("/token")) == 1
+
+
+def test_a_fetch_queued_for_a_thread_survives_its_cancelled_task(server):
+    """With every worker busy, the fetching task is cancelled: its fetch still runs, for others."""
+    tokens(server, granted())
+    oauth = make(server)
+    release = threading.Event()
+
+    async def main():
+        busy = asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
+        first = asyncio.create_task(oauth.token_async())
+        second = asyncio.create_task(oauth.token_async())
+        await asyncio.sleep(0.05)  # the first's fetch is queued; the second waits for it
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        release.set()
+        await busy
+        return await asyncio.wait_for(second, 10)
+
+    assert run_with(Executor(workers=1), main) == ACCESS
+    assert len(server.hits("/token")) == 1
+
+
+def test_a_refusal_reaches_every_waiting_task(server):
+    """When the one request is refused, every task that waited for it gets the TokenError."""
+    tokens(server, delayed(Reply.json({"error": "invalid_client"}, status=401), 0.2))
+    oauth = make(server)
+
+    async def main():
+        asked = (oauth.token_async() for _ in range(10))
+        return await asyncio.gather(*asked, return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert [getattr(outcome, "error", outcome) for outcome in outcomes] == ["invalid_client"] * 10
+    assert all(isinstance(outcome, TokenError) for outcome in outcomes)
+    assert len(server.hits("/token")) == 1

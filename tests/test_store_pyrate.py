@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -100,7 +101,7 @@ def test_grants_keep_the_sliding_log_guarantee_and_retry_after_is_exact(
     On pyrate-limiter's in-memory bucket and on its SQLite bucket, which shared limits use.
     """
     limiter, clock = make(*rates)
-    with limiter:
+    with contextlib.closing(limiter):
         check_workload(limiter, clock, rates, workload)
 
 

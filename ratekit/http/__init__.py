@@ -17,14 +17,8 @@ from ratekit._errors import (
     TransportError,
 )
 from ratekit.http._adaptive import AdaptiveLimiter
-from ratekit.http._client import (
-    DEFAULT_RETRY,
-    DEFAULT_TIMEOUT,
-    IDEMPOTENT_METHODS,
-    TRANSIENT_ERRORS,
-    Client,
-    ClientStatistics,
-)
+from ratekit.http._client import DEFAULT_RETRY, DEFAULT_TIMEOUT, TRANSIENT_ERRORS, Client
+from ratekit.http._gate import IDEMPOTENT_METHODS, ClientStatistics
 from ratekit.http._oauth import OAuth2Token
 from ratekit.http._pagination import (
     CursorPaginator,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, final
 from ratekit._cancel import resolve
 from ratekit._errors import AcquireCancelled
 from ratekit._leaky_bucket import DripBase
+from ratekit._limited import Acquiring
 from ratekit._validate import optional_wait, positive
 from ratekit.retry import DEFAULT_MAX_RETRY_AFTER, parse_rate_limit_headers, parse_retry_after
 
@@ -221,6 +222,10 @@ class AdaptiveLimiter(DripBase):
         "_wall",
         "_window",
     )
+
+    # Blocks go through this class's own `acquire` and `acquire_async`.
+    __enter__ = Acquiring.__enter__
+    __aenter__ = Acquiring.__aenter__
 
     def __init__(  # noqa: PLR0913 - the tuning of the control law, all keyword-only
         self,

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json as jsonlib
 import logging
-import math
 import re
-import threading
-import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, final
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
@@ -17,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 import attrs
 import urllib3
 
-from ratekit._cancel import cancelled_by, resolve
+from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
 from ratekit._errors import (
     AuthError,
@@ -26,12 +24,11 @@ from ratekit._errors import (
     HTTPStatusError,
     ReadTimeout,
     ResponseError,
-    RetryError,
     TooManyRedirects,
     TransportError,
 )
-from ratekit._observe import observer
 from ratekit._validate import positive, whole_number
+from ratekit.http._gate import ClientStatistics, Gate, idempotent_request
 from ratekit.http._pool import cancellable_pool
 from ratekit.http._redact import check_transport, mask_secrets, redact_url
 from ratekit.http._redirects import DEFAULT_MAX_REDIRECTS, next_hop
@@ -42,10 +39,10 @@ from ratekit.http._transport import (
     send,
     sent_nothing,
 )
-from ratekit.retry import RetryPolicy, parse_retry_after
+from ratekit.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
 
     from ratekit.retry import RetryBudget
     from ratekit.typing import CancelEvent, Clock, Limiter, TokenProvider
@@ -55,10 +52,6 @@ log = logging.getLogger("ratekit.http")
 #: Connect and read timeouts, in seconds, unless a client is given others; a whole
 #: request may take their sum, 40 s.
 DEFAULT_TIMEOUT = urllib3.Timeout(connect=10.0, read=30.0)
-
-#: The methods that can be repeated without harm (RFC 9110 section 9.2.2), which the
-#: client retries whatever the failure, as urllib3's ``Retry`` does.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 #: How many characters of an error response a message shows.
 _EXCERPT = 200
@@ -81,111 +74,6 @@ DEFAULT_RETRY = RetryPolicy(attempts=5, deadline=120.0, retry_on=TRANSIENT_ERROR
 
 
 @attrs.frozen
-class ClientStatistics:
-    """What a `Client` has done so far, as counts (see `Client.statistics`).
-
-    Attributes:
-        requests: Requests sent to the server, each attempt and each re-send after a
-            401 counted, including those that failed to connect or timed out.
-        throttled: Responses with status 429.
-        retries: Attempts the retry policy made after a first one.
-        failures: Attempts that failed to connect, were dropped or timed out.
-        cooled: Seconds during which the shared cooldown held requests: the
-            ``Retry-After`` of 429 and 503 answers and `Client.cool_down`, each second
-            counted once however many announced it.  The cooldown belongs to the
-            limiter, so this counts what every client sharing the limiter announced.
-    """
-
-    requests: int = 0
-    throttled: int = 0
-    retries: int = 0
-    failures: int = 0
-    cooled: float = 0.0
-
-
-class _Counts:
-    """The mutable counts behind `ClientStatistics`, updated under a lock."""
-
-    __slots__ = ("failures", "lock", "requests", "retries", "throttled")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.requests = self.throttled = self.retries = self.failures = 0
-
-    def sent(self, status: int | None) -> None:
-        with self.lock:
-            self.requests += 1
-            if status is None:
-                self.failures += 1
-            elif status == 429:
-                self.throttled += 1
-
-    def retried(self) -> None:
-        with self.lock:
-            self.retries += 1
-
-    def snapshot(self, cooled: float) -> ClientStatistics:
-        with self.lock:
-            return ClientStatistics(
-                self.requests, self.throttled, self.retries, self.failures, cooled
-            )
-
-
-class _PastDeadline(Exception):
-    """A cooldown would hold a request past its retry policy's deadline."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(wait)
-        self.wait = wait
-
-
-class _Cooldown:
-    """The instant until which no request may start, shared by all users of a limiter."""
-
-    __slots__ = ("_held", "_lock", "_until")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._until = float("-inf")
-        self._held = 0.0  # seconds covered by cooldowns so far, each counted once
-
-    def extend(self, now: float, until: float) -> None:
-        with self._lock:
-            if until > self._until:
-                self._held += until - max(self._until, now)
-                self._until = until
-
-    @property
-    def held(self) -> float:
-        """The seconds that cooldowns have covered so far (those to come included)."""
-        with self._lock:
-            return self._held
-
-    def holds(self, now: float) -> bool:
-        """Whether a cooldown is on at *now*."""
-        with self._lock:
-            return now < self._until
-
-    def wait(self, clock: Clock, cancel: CancelEvent | None, deadline: float) -> None:
-        """Sleep until the cooldown ends (it may be extended meanwhile).
-
-        Raises:
-            Cancelled: If *cancel* is set before it ends.
-            _PastDeadline: At once, if it ends after the instant *deadline*.
-        """
-        while True:
-            with self._lock:
-                until = self._until
-            remaining = until - clock.now()
-            if remaining <= 0:
-                return
-            if until > deadline:
-                raise _PastDeadline(remaining)
-            if not clock.sleep(remaining, cancel):
-                raise Cancelled("the wait for the shared cooldown")
-
-
-@attrs.frozen
 class _Prepared:
     """A request as `Client.request` prepared it, for each of its attempts."""
 
@@ -197,25 +85,6 @@ class _Prepared:
     cancel: CancelEvent | None
     deadline: float  # the instant after which no attempt starts (the retry policy's)
     sent: list[bool] = attrs.field(factory=lambda: [False], repr=False)  # may have reached it
-
-
-#: One cooldown per limiter, however many clients share it.
-_COOLDOWNS: weakref.WeakKeyDictionary[object, _Cooldown] = weakref.WeakKeyDictionary()
-_COOLDOWNS_LOCK = threading.Lock()
-
-
-def _cooldown_for(limiter: object) -> _Cooldown:
-    if limiter is None:
-        return _Cooldown()
-    with _COOLDOWNS_LOCK:
-        try:
-            cooldown = _COOLDOWNS.get(limiter)
-        except TypeError:  # a limiter that cannot be weakly referenced: its own cooldown
-            return _Cooldown()
-        if cooldown is None:
-            cooldown = _Cooldown()
-            _COOLDOWNS[limiter] = cooldown
-        return cooldown
 
 
 def _encode_body(
@@ -232,40 +101,6 @@ def _encode_body(
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         return urlencode(fields)
     return body
-
-
-def _paced(read: Callable[[object], float | None]) -> Callable[[object], float | None]:
-    """*read*, with a 429 that says no ``Retry-After`` retried at once.
-
-    For a limiter that learns from answers: it has just cut its rate and paused every
-    request that shares it for a slot, so the retry waits its turn there, at the new
-    pace, rather than for a random backoff of its own.
-    """
-
-    def retry_after(outcome: object) -> float | None:
-        wait = read(outcome)
-        if wait is None and getattr(outcome, "status", None) == 429:
-            return 0.0
-        return wait
-
-    return retry_after
-
-
-def _unless_acted_on(policy: RetryPolicy, request: _Prepared) -> RetryPolicy:
-    """*policy*, narrowed to the failures after which the server cannot have acted.
-
-    For a request that must not be repeated once carried out: what *policy* retries,
-    but only a response that turned it away (`_refused`) or an error raised before it
-    could reach the server.
-    """
-
-    def exception_is_safe(error: BaseException) -> bool:
-        return not request.sent[0] and policy._retries_exception(error)
-
-    def result_is_safe(result: object) -> bool:
-        return _refused(result) and policy._retries_result(result)
-
-    return attrs.evolve(policy, retry_on=exception_is_safe, retry_result=result_is_safe)
 
 
 def _excerpt(data: bytes, secrets: Iterable[str | None] = ()) -> str:
@@ -297,17 +132,6 @@ def _header_secrets(headers: Mapping[str, str]) -> list[str]:
                 decoded = base64.b64decode(credentials, validate=True).decode()
                 found.extend([decoded, *decoded.split(":", 1)])
     return found
-
-
-def _refused(result: object) -> bool:
-    """Whether a response proves that the server did not act on the request.
-
-    A 429, or a 503 with ``Retry-After``: the server turned the request away before
-    doing anything with it (RFC 6585 section 4, RFC 9110 section 15.6.4).
-    """
-    status = getattr(result, "status", None)
-    headers = getattr(result, "headers", {})
-    return status == 429 or (status == 503 and headers.get("Retry-After") is not None)
 
 
 @final
@@ -388,17 +212,14 @@ class Client:
         "_auth",
         "_base_url",
         "_clock",
-        "_cooldown",
         "_counts",
+        "_gate",
         "_headers",
         "_limiter",
-        "_limiter_clock",
         "_max_body",
         "_max_redirects",
-        "_observe",
         "_own_pool",
         "_pool",
-        "_retry",
         "_timeout",
         "_tokens",
     )
@@ -429,11 +250,7 @@ class Client:
             if budget is not None:
                 changes["budget"] = budget
             retry = attrs.evolve(retry, **changes)
-        observe = observer(limiter)
-        if retry is not None and observe is not None and retry.retry_after is not None:
-            retry = attrs.evolve(retry, retry_after=_paced(retry.retry_after))
-        self._retry = retry
-        self._observe = observe
+        self._gate = Gate(limiter, retry, clock=clock)
         self._own_pool = pool is None
         self._pool = cancellable_pool() if pool is None else pool
         if isinstance(timeout, urllib3.Timeout):
@@ -443,9 +260,7 @@ class Client:
         self._headers = dict(headers or {})
         self._max_redirects = whole_number("max_redirects", max_redirects, 0)
         self._max_body = whole_number("max_body", max_body, 1)
-        self._cooldown = _cooldown_for(limiter)
-        self._limiter_clock: Clock = getattr(limiter, "clock", None) or clock
-        self._counts = _Counts()
+        self._counts = self._gate.counts
         # The last bearer tokens sent, to mask them in what servers echo back.
         self._tokens: deque[str] = deque(maxlen=4)
         if auth is not None and base_url:
@@ -467,12 +282,11 @@ class Client:
 
     def statistics(self) -> ClientStatistics:
         """Counts of requests, 429s, retries and failures since the client was made."""
-        return self._counts.snapshot(self._cooldown.held)
+        return self._gate.statistics()
 
     def cool_down(self, seconds: float) -> None:
         """Pause every request that shares this client's limiter for *seconds*."""
-        now = self._clock.now()
-        self._cooldown.extend(now, now + seconds)
+        self._gate.cool_down(seconds)
 
     def request(  # noqa: PLR0913 - the parts of a request, all keyword-only
         self,
@@ -529,42 +343,15 @@ class Client:
         data = _encode_body(json, fields, body, send_headers)
         if self._auth is not None:
             check_transport(full, what="a bearer token")
-        if idempotent is None:
-            idempotent = method.upper() in IDEMPOTENT_METHODS or any(
-                name.lower() == "idempotency-key" for name in send_headers
-            )
+        idempotent = idempotent_request(method, send_headers, idempotent)
         explicit = cancel is not None
         cancel = resolve(cancel)
-        policy = self._retry
-        deadline = math.inf
-        if policy is not None and policy.deadline is not None:
-            deadline = self._clock.now() + policy.deadline
-        prepared = _Prepared(method, full, data, send_headers, cost, cancel, deadline)
-        if policy is None:
-            with cancelled_by(cancel if explicit else None):
-                return self._attempt(prepared, 1)
-        if not idempotent:
-            policy = _unless_acted_on(policy, prepared)
-        made = 0
-
-        def attempt() -> urllib3.BaseHTTPResponse:
-            nonlocal made
-            if made:
-                self._counts.retried()
-            made += 1
-            try:
-                return self._attempt(prepared, made)
-            except _PastDeadline as error:
-                made -= 1  # held back: never sent
-                detail = (
-                    f"a shared cooldown of {error.wait:.6g} s would pass the deadline of "
-                    f"{policy.deadline:g} s"
-                )
-                raise RetryError(made, "deadline", detail=detail) from None
-
-        if explicit:
-            return policy.call(attempt, cancel=cancel)
-        return policy.call(attempt)
+        gate = self._gate
+        prepared = _Prepared(method, full, data, send_headers, cost, cancel, gate.deadline())
+        policy = gate.policy(idempotent=idempotent, unsent=lambda _: not prepared.sent[0])
+        return gate.run(
+            functools.partial(self._attempt, prepared), policy, cancel=cancel, explicit=explicit
+        )
 
     def url(self, url: str, params: Mapping[str, str | int | float] | None = None) -> str:
         """The URL a request for *url* goes to: joined to *base_url*, *params* encoded.
@@ -585,26 +372,15 @@ class Client:
             found += [secret for secret in listed() if isinstance(secret, str)]
         return found
 
-    def _admit(self, request: _Prepared) -> None:
-        """Wait out any cooldown, then take a turn at the limiter after it."""
-        while True:
-            self._cooldown.wait(self._clock, request.cancel, request.deadline)
-            if self._limiter is None:
-                return
-            self._limiter.acquire(request.cost, cancel=request.cancel)
-            if not self._cooldown.holds(self._clock.now()):
-                return
-            # A cooldown began while this request waited for its turn, which came
-            # inside it: take another after it, rather than leave with everyone else.
-
     def _attempt(self, request: _Prepared, number: int) -> urllib3.BaseHTTPResponse:
         """One attempt: cooldown, limiter, auth (with one retry on 401), send, redirects."""
         method, url, body, headers = request.method, request.url, request.body, request.headers
         home = url
         same_origin = True
         fresh = redirects = 0
+        gate = self._gate
         while True:
-            self._admit(request)
+            gate.admit(request.cost, request.cancel, request.deadline)
             token = None
             send = headers
             if self._auth is not None and same_origin:
@@ -612,7 +388,7 @@ class Client:
                 if token not in self._tokens:
                     self._tokens.append(token)
                 send = {**headers, "Authorization": f"Bearer {token}"}
-            sent = self._limiter_clock.now()
+            sent = gate.sending()
             response = self._send(
                 request, method=method, url=url, body=body, headers=send, number=number
             )
@@ -622,9 +398,7 @@ class Client:
                     raise AuthError(401, redact_url(url), "access token")
                 fresh += 1
                 continue
-            if self._observe is not None:  # a limiter that learns (AdaptiveLimiter)
-                self._observe(response.status, response.headers, sent)
-            self._note_cooldown(response)
+            gate.answered(response.status, response.headers, sent)
             hop = None
             if self._max_redirects:
                 location = response.headers.get("Location")
@@ -693,18 +467,6 @@ class Client:
         self._counts.sent(response.status)
         log.debug("%s -> %s", shown, response.status)
         return response
-
-    def _note_cooldown(self, response: urllib3.BaseHTTPResponse) -> None:
-        """Share a server's ``Retry-After`` on 429 and 503 with every user of the limiter."""
-        if response.status not in {429, 503}:
-            return
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if retry_after is None:
-            return
-        if self._retry is not None:
-            retry_after = min(retry_after, self._retry.max_retry_after)
-        self.cool_down(retry_after)
-        log.debug("cooling down for %.3f s: the server answered %s", retry_after, response.status)
 
     def get(
         self,

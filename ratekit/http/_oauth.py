@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import contextvars
+import functools
 import json
 import logging
 import math
@@ -30,7 +33,7 @@ from ratekit.http._redact import MASK, check_transport, redact_url
 from ratekit.http._transport import BodyTooLarge, Undecodable, send
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from ratekit.typing import Clock
 
@@ -56,11 +59,16 @@ _CLIENT_AUTHS = ("basic", "body")
 
 @attrs.define(eq=False)
 class _Flight:
-    """One fetch in progress; the threads that wait for it read its outcome here."""
+    """One fetch in progress; the threads and tasks that wait for it read its outcome here.
+
+    Threads wait on the provider's condition; tasks are woken by their *wakers*, called
+    (with the lock held) when the flight ends.
+    """
 
     done: bool = False
     token: str | None = None
     error: BaseException | None = None
+    wakers: list[Callable[[], object]] = attrs.Factory(list)
 
 
 @attrs.frozen
@@ -302,10 +310,9 @@ class OAuth2Token:
         """
         while True:
             with self._cond:
-                if self._token is not None and (
-                    self._refresh_at is None or self._clock.now() < self._refresh_at
-                ):
-                    return self._token
+                token = self._cached()
+                if token is not None:
+                    return token
                 flight = self._flight
                 if flight is None:
                     flight = self._flight = _Flight()
@@ -313,6 +320,64 @@ class OAuth2Token:
             token = self._await(flight)
             if token is not None:
                 return token
+        return self._fly(flight)
+
+    async def token_async(self) -> str:
+        """`token` for asyncio: the cached token at once, or a fetch that does not block.
+
+        A valid cached token is returned at once, without a thread and without waiting.
+        Otherwise the request is sent from a worker thread of the loop's default
+        executor (as `asyncio.to_thread` does) while the event loop goes on, and it is
+        the same single flight as `token`'s: many tasks and threads that ask at once
+        cause one request, and the tasks that wait for another's request take no
+        thread.
+
+        Cancelling the task cancels its wait, not the request: a request under way, or
+        queued for a worker thread, still completes (within the endpoint's *timeout*)
+        and its token is cached and handed to every other task and thread that waits
+        for it.
+
+        Raises:
+            TokenError: If the endpoint refused, or its answer could not be read (see
+                `token`).
+            ratekit.http.TransportError: If the request failed (see `token`).
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                token = self._cached()
+                if token is not None:
+                    return token
+                flight = self._flight
+                if flight is None:
+                    flight = self._flight = _Flight()
+                    break
+                ended: asyncio.Future[None] = loop.create_future()
+                flight.wakers.append(functools.partial(_wake_soon, loop, ended))
+            await ended
+            token = self._outcome(flight)
+            if token is not None:
+                return token
+        fly = functools.partial(contextvars.copy_context().run, self._fly, flight)
+        try:
+            fetching = loop.run_in_executor(None, fly)
+        except BaseException as error:  # the executor is shut down: no fetch will end it
+            self._fail(flight, error)
+            raise
+        # Shielded: cancelling this task must not cancel a fetch still queued for a
+        # thread, which every other waiter awaits (asyncio.to_thread would).
+        return await asyncio.shield(fetching)
+
+    def _cached(self) -> str | None:
+        """The cached token, if it is not due for a refresh (with the lock held)."""
+        if self._token is not None and (
+            self._refresh_at is None or self._clock.now() < self._refresh_at
+        ):
+            return self._token
+        return None
+
+    def _fly(self, flight: _Flight) -> str:
+        """Fetch a token for *flight*, which this caller holds, and end the flight."""
         try:
             fetched = self._fetch()
         except BaseException as error:
@@ -329,8 +394,7 @@ class OAuth2Token:
 
         The wait ends early, with `ratekit.Cancelled`, when the `ratekit.current_cancel`
         is set (woken at once if it is a ratekit cancellation; a plain event is seen when
-        the fetch ends, within its timeouts).  A fetch that was itself cancelled tells
-        nothing about the token: a caller that was not cancelled fetches anew.
+        the fetch ends, within its timeouts).
         """
         cancel = current_cancel()
         with waking(cancel, self._wake), self._cond:
@@ -340,6 +404,15 @@ class OAuth2Token:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("the wait for another thread's token request")
                 self._cond.wait()
+        return self._outcome(flight)
+
+    @staticmethod
+    def _outcome(flight: _Flight) -> str | None:
+        """What an ended *flight* gives its waiters: a token, ``None`` to fetch anew, or its error.
+
+        A fetch that was itself cancelled tells nothing about the token: a caller that
+        was not cancelled fetches anew.
+        """
         if isinstance(flight.error, Cancelled):
             return None
         if flight.error is not None:
@@ -413,6 +486,8 @@ class OAuth2Token:
         flight.done = True
         self._flight = None
         self._cond.notify_all()
+        for wake in flight.wakers:
+            wake()
 
     def _fetch(self) -> _Fetched:
         log.debug("fetching a token from %s (grant %s)", self._shown_url, self._grant)
@@ -485,6 +560,17 @@ class OAuth2Token:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def _wake_soon(loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:
+    """Resolve *ended* in its *loop*, from whichever thread ended the flight."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: no task waits any more
+        loop.call_soon_threadsafe(_resolve, ended)
+
+
+def _resolve(ended: asyncio.Future[None]) -> None:
+    if not ended.done():  # a waiter that was cancelled has cancelled it
+        ended.set_result(None)
 
 
 def _required(name: str, value: object) -> None:

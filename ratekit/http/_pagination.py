@@ -4,34 +4,46 @@ A paginator is a small immutable value that says how an API pages; its `pages` m
 walks the pages of one listing through a `ratekit.http.Client` (so every request is
 paced, authenticated and retried by the client), and `records` streams the records of
 every page in order.  Memory stays bounded: one page at a time, or, when the pages are
-fanned out over a `ratekit.Scheduler`, the scheduler's window of pages.
+fanned out over a `ratekit.Scheduler`, the scheduler's window of pages.  ``pages_async``
+and ``records_async`` do the same from asyncio, through an `httpx.AsyncClient`, an
+`aiohttp.ClientSession` or any `ratekit.typing.AsyncHTTPClient`.
+
+Each walk is written once, without I/O: a generator of steps that asks for a page
+(`_Fetch`, answered with the decoded `_Answer`), hands out a `Page`, or asks for pages
+fetched concurrently (`_FanOut`, then `_Signal.SERVED` for each).  `_walked` runs the
+steps through a `Client` and a `Scheduler`, `_walked_async` through an asyncio client
+and an `AsyncScheduler`; what a walk checks is the same whichever runs it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
+import inspect
 import json
 import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import unquote_plus, urldefrag, urljoin
 
 import attrs
 from urllib3.util import parse_url
 
 from ratekit._cancel import as_cancellation, resolve
 from ratekit._errors import HTTPStatusError, IncompleteListing, ResponseError
-from ratekit.http._client import _excerpt
+from ratekit.http._client import _excerpt, _header_secrets, _query_values
 from ratekit.http._redact import _BLANK_OR_CONTROL, Origin, origin, redact_url
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+    from typing import TypeAlias
 
+    from ratekit._async_scheduler import AsyncScheduler
     from ratekit._scheduler import Scheduler
     from ratekit.http._client import Client
-    from ratekit.typing import CancelEvent, Paginator
+    from ratekit.typing import AsyncHTTPClient, AsyncPaginator, CancelEvent, Paginator
 
 log = logging.getLogger("ratekit.http")
 
@@ -121,7 +133,9 @@ class Page:
 class _Answer:
     """A successful response: where it came from, and its decoded body."""
 
-    url: str  # as requested, query included; absolute when the client has a base URL
+    # Query included: as requested through a `Client` (absolute with a base URL), or
+    # as answered to an asyncio client (the response's URL, see `_get_async`).
+    url: str
     status: int
     data: bytes
     body: object
@@ -131,6 +145,26 @@ class _Answer:
     def error(self, reason: str) -> ResponseError:
         excerpt = _excerpt(self.data, self.secrets)
         return ResponseError(self.status, redact_url(self.url), excerpt, reason)
+
+
+def _answered(url: str, status: int, data: bytes, link: str | None, secrets: list[str]) -> _Answer:
+    """The `_Answer` of a ``GET`` of *url*, decoded as `Client.json` decodes a body.
+
+    Raises:
+        HTTPStatusError: If *status* is not 2xx.
+        ResponseError: If the body is neither empty nor JSON.
+    """
+    if not 200 <= status < 300:
+        raise HTTPStatusError(status, "GET", redact_url(url), _excerpt(data, secrets))
+    body: object = None
+    if status != 204 and data.strip():
+        try:
+            body = json.loads(data)
+        except ValueError as error:  # UnicodeDecodeError included
+            reason = f"a body that is not JSON ({error.__class__.__name__})"
+            excerpt = _excerpt(data, secrets)
+            raise ResponseError(status, redact_url(url), excerpt, reason) from None
+    return _Answer(url, status, data, body, link, secrets)
 
 
 def _get(
@@ -147,20 +181,64 @@ def _get(
     """
     full = client.url(url, params)
     response = client.request("GET", url, params=params, headers=headers, cancel=cancel)
-    data = response.data
     secrets = client._secrets(full, headers)
-    if not 200 <= response.status < 300:
-        excerpt = _excerpt(data, secrets)
-        raise HTTPStatusError(response.status, "GET", redact_url(full), excerpt)
-    body: object = None
-    if response.status != 204 and data.strip():
-        try:
-            body = json.loads(data)
-        except ValueError as error:  # UnicodeDecodeError included
-            reason = f"a body that is not JSON ({error.__class__.__name__})"
-            excerpt = _excerpt(data, secrets)
-            raise ResponseError(response.status, redact_url(full), excerpt, reason) from None
-    return _Answer(full, response.status, data, body, response.headers.get("Link"), secrets)
+    return _answered(full, response.status, response.data, response.headers.get("Link"), secrets)
+
+
+async def _get_async(
+    client: AsyncHTTPClient,
+    url: str,
+    params: Mapping[str, str | int | float] | None,
+    headers: Mapping[str, str] | None,
+) -> _Answer:
+    """``GET`` through an asyncio client, and decode the body as `_get` does.
+
+    The answer's URL is the response's (where the client's base URL, its own query
+    parameters and any redirect took the request), which next links resolve against.
+    What the excerpt of an error masks: the query values of the URL asked for and of
+    the response's, and the credential headers given and sent.
+    """
+    response = await client.get(url, params=params, headers=headers)
+    status, final, link, data, sent = await _read_response(response)
+    secrets = [*_query_values(final), *_query_values(url)]
+    for given in (headers or {}, sent):
+        secrets += _header_secrets(given)
+    return _answered(final, status, data, link, secrets)
+
+
+async def _read_response(
+    response: Any,  # noqa: ANN401 - an httpx or aiohttp response, read by duck typing
+) -> tuple[int, str, str | None, bytes, Mapping[str, str]]:
+    """The status, final URL, ``Link`` header, body and sent headers of *response*.
+
+    An `httpx.Response` has ``status_code``, its body read as ``content`` (bytes) and
+    its request as ``request``; an `aiohttp.ClientResponse` has ``status``, a body to
+    ``await read()`` and its request as ``request_info``, and it is released here,
+    whatever happens, so that its connection goes back to the pool.  Both have
+    case-insensitive ``headers`` and a ``url`` to show with ``str()``.
+    """
+    try:
+        status = getattr(response, "status_code", None)
+        if status is None:
+            status = response.status
+        headers = response.headers
+        # aiohttp keeps repeated fields apart; urllib3 and httpx join them with commas.
+        getall = getattr(headers, "getall", None)
+        link = ", ".join(getall("Link", ())) if callable(getall) else headers.get("Link")
+        content = getattr(response, "content", None)
+        data = content if isinstance(content, bytes) else await response.read()
+        request = getattr(response, "request_info", None)
+        if request is None:
+            with contextlib.suppress(RuntimeError):  # httpx: a response built by hand
+                request = response.request
+        sent = getattr(request, "headers", None)
+        return int(status), str(response.url), link or None, bytes(data), sent or {}
+    finally:
+        release = getattr(response, "release", None)
+        if callable(release):
+            released = release()
+            if inspect.isawaitable(released):
+                await released
 
 
 def _dig(body: object, path: str) -> Any:  # noqa: ANN401 - any JSON value
@@ -211,21 +289,138 @@ def _absent(value: object) -> bool:
     return value is _MISSING or value is None or value is False or value == ""
 
 
-def _walked(  # noqa: PLR0913, PLR0917 - a walk and what it is given
-    walk: Callable[..., Generator[Page, None, None]],
+# --- walks, and what runs them ------------------------------------------------------------
+
+
+@attrs.frozen
+class _Fetch:
+    """A step of a walk: ``GET`` *url* with the query *params*; the `_Answer` is sent back."""
+
+    url: str
+    params: Mapping[str, str | int | float] | None
+
+
+@attrs.frozen
+class _FanOut:
+    """A step of a numbered walk: fetch the pages at *places* concurrently, in order.
+
+    Sent back is whether the driver fans out (it has a scheduler); if it does, each
+    `_Signal.SERVED` step that follows is sent the next page of the map, in order, or
+    ``None`` after the last.  Each call of the map fetches ``request(place)`` and reads
+    it with ``read(answer, place)`` in the worker, so that a page that cannot be read
+    fails the map at once, as a page that cannot be fetched does.
+    """
+
+    places: Iterator[_Place]
+    request: Callable[[_Place], _Fetch]
+    read: Callable[[_Answer, _Place], Page]
+
+
+class _Signal(enum.Enum):
+    """A step of a fanned-out walk that asks for the next page that the map served."""
+
+    SERVED = "served"
+
+
+if TYPE_CHECKING:
+    #: Where a numbered page starts: its first record (offset) and its index in the walk.
+    _Place: TypeAlias = "tuple[int, int]"
+    #: What a walk yields; it is sent an `_Answer` for a `_Fetch`, a bool for a
+    #: `_FanOut`, a `Page` or ``None`` for `_Signal.SERVED`, and ``None`` for a `Page`.
+    _Step: TypeAlias = "Page | _Fetch | _FanOut | _Signal"
+    _Steps: TypeAlias = "Generator[_Step, Any, None]"
+
+
+def _advance(steps: _Steps, reply: object) -> _Step | None:
+    """The next step of *steps*, sent *reply* for the last one; ``None`` at the end."""
+    try:
+        return steps.send(reply)
+    except StopIteration:
+        return None
+
+
+def _walked(
+    steps: _Steps,
     client: Client,
-    url: str,
-    params: Mapping[str, str | int | float] | None,
     headers: Mapping[str, str] | None,
     cancel: CancelEvent | None,
+    fan_out: Scheduler | None = None,
 ) -> Generator[Page, None, None]:
-    """Run *walk* with *cancel* (or the current one) as a cancellation its requests share.
+    """Run the walk *steps* through *client*, fanned out over *fan_out* if it asks to.
 
-    A plain event is linked once for the whole walk, so that each request in flight can
-    be aborted when it is set (see `ratekit.http.cancellable_pool`).
+    *cancel* (or the current one) is the cancellation that the walk's requests share:
+    a plain event is linked once for the whole walk, so that each request in flight can
+    be aborted when it is set (see `ratekit.http.cancellable_pool`).  Closing the
+    generator closes the walk and any fan-out map.
     """
-    with as_cancellation(resolve(cancel)) as stop:
-        yield from walk(client, url, params, headers, stop)
+    with as_cancellation(resolve(cancel)) as stop, contextlib.ExitStack() as stack:
+        stack.callback(steps.close)
+        served: Iterator[Page] | None = None
+        reply: object = None
+        while (step := _advance(steps, reply)) is not None:
+            reply = None
+            if isinstance(step, Page):
+                yield step
+            elif isinstance(step, _Fetch):
+                reply = _get(client, step.url, step.params, headers, stop)
+            elif isinstance(step, _FanOut):
+                if fan_out is not None:
+                    call = functools.partial(_fanned, client, headers, step)
+                    later = fan_out.map(call, step.places, ordered=True, cancel=stop)
+                    served = stack.enter_context(contextlib.closing(later))
+                reply = fan_out is not None
+            else:
+                reply = None if served is None else next(served, None)
+
+
+def _fanned(
+    client: Client, headers: Mapping[str, str] | None, fan_out: _FanOut, place: _Place
+) -> Page:
+    """One call of a fan-out map: the page at *place*."""
+    fetch = fan_out.request(place)
+    # No explicit event: the map's own, which the walk's cancel and a failure both set,
+    # is the current one in its workers.
+    return fan_out.read(_get(client, fetch.url, fetch.params, headers, None), place)
+
+
+async def _walked_async(
+    steps: _Steps,
+    client: AsyncHTTPClient,
+    headers: Mapping[str, str] | None,
+    fan_out: AsyncScheduler | None = None,
+) -> AsyncGenerator[Page, None]:
+    """Run the walk *steps* through an asyncio *client*, fanned out over *fan_out*.
+
+    Cancelling the task that iterates it ends the request in flight; that, or closing
+    the generator (``aclose``), closes the walk and any fan-out map, whose tasks are
+    cancelled and awaited.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(steps.close)
+        served: AsyncIterator[Page] | None = None
+        reply: object = None
+        while (step := _advance(steps, reply)) is not None:
+            reply = None
+            if isinstance(step, Page):
+                yield step
+            elif isinstance(step, _Fetch):
+                reply = await _get_async(client, step.url, step.params, headers)
+            elif isinstance(step, _FanOut):
+                if fan_out is not None:
+                    call = functools.partial(_fanned_async, client, headers, step)
+                    later = fan_out.map(call, step.places, ordered=True)
+                    served = await stack.enter_async_context(contextlib.aclosing(later))
+                reply = fan_out is not None
+            else:
+                reply = None if served is None else await anext(served, None)
+
+
+async def _fanned_async(
+    client: AsyncHTTPClient, headers: Mapping[str, str] | None, fan_out: _FanOut, place: _Place
+) -> Page:
+    """One call of an asyncio fan-out map: the page at *place*."""
+    fetch = fan_out.request(place)
+    return fan_out.read(await _get_async(client, fetch.url, fetch.params, headers), place)
 
 
 def _records_of(pages: Generator[Page, None, None]) -> Generator[object, None, None]:
@@ -233,6 +428,14 @@ def _records_of(pages: Generator[Page, None, None]) -> Generator[object, None, N
     with contextlib.closing(pages):
         for page in pages:
             yield from page.records
+
+
+async def _records_of_async(pages: AsyncGenerator[Page, None]) -> AsyncGenerator[object, None]:
+    # aclosing(): a consumer that stops early stops the walk (and any fan-out) at once.
+    async with contextlib.aclosing(pages):
+        async for page in pages:
+            for record in page.records:
+                yield record
 
 
 # --- page numbers and offsets -------------------------------------------------------------
@@ -271,20 +474,16 @@ class _NumberedPaginator:
         """Records of the listing before page 0 (an offset's resume point), not walked."""
         return 0
 
-    def _fetch(  # noqa: PLR0913 - a page of a walk: the walk's parts and its place
-        self,
-        client: Client,
-        url: str,
-        params: Mapping[str, str | int | float] | None,
-        headers: Mapping[str, str] | None,
-        place: tuple[int, int],
-        *,
-        cancel: CancelEvent | None,
-    ) -> Page:
+    def _request(
+        self, url: str, params: Mapping[str, str | int | float] | None, place: _Place
+    ) -> _Fetch:
+        """The request for the page at *place*: the caller's *params*, then the paging ones."""
+        position, index = place
+        return _Fetch(url, {**(params or {}), **self._query(position, index)})
+
+    def _read(self, answer: _Answer, place: _Place) -> Page:
         """The page of index ``place[1]`` that starts at the record ``place[0]``."""
         position, index = place
-        query = {**(params or {}), **self._query(position, index)}
-        answer = _get(client, url, query, headers, cancel)
         records = _records(answer, self.records_key)
         if len(records) > self.page_size:
             # Offsets would then repeat records, and neither a short page nor the total
@@ -295,6 +494,17 @@ class _NumberedPaginator:
             )
         total = _total(answer.body, self.total_key)
         return Page(index, records, answer.body, total, position)
+
+    def _listing(self, url: str) -> str:
+        """The listing as messages show it: a page's *url* without the paging parameters."""
+        own = set(self._query(0, 0))
+        base, _, query = redact_url(url).partition("?")
+        kept = [
+            pair
+            for pair in query.split("&")
+            if pair and unquote_plus(pair.partition("=")[0]) not in own
+        ]
+        return f"{base}?{'&'.join(kept)}" if kept else base
 
     def pages(  # noqa: PLR0913 - the parts of a walk, all keyword-only
         self,
@@ -365,40 +575,83 @@ class _NumberedPaginator:
             BaseException: Whatever `Client.request` raises (`ratekit.retry.RetryError`
                 when its retry policy gives up, for instance).
         """
+        return _walked(self._steps(url, params, start), client, headers, cancel, fan_out)
+
+    def pages_async(  # noqa: PLR0913 - the parts of a walk, all keyword-only
+        self,
+        client: AsyncHTTPClient,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+        fan_out: AsyncScheduler | None = None,
+        start: int = 0,
+    ) -> AsyncGenerator[Page, None]:
+        """`pages` from asyncio: the same walk, the same checks, through an asyncio client.
+
+        The walk ends, checks its total and fans out exactly as `pages` does; only the
+        requests differ.  *client* is an `httpx.AsyncClient`, an
+        `aiohttp.ClientSession` or any `ratekit.typing.AsyncHTTPClient`, with or
+        without a base URL of its own; its own settings (timeouts, retries, auth,
+        redirects) apply, and no limiter paces it but the *fan_out*'s.  Relative next
+        pages and messages use the URL of each response.
+
+        To stop the walk, cancel the task that iterates it, or close the iterator
+        (``aclose``, or leave an ``async with contextlib.aclosing(...)`` block): the
+        request in flight ends, no other one starts, and a fan-out's tasks are
+        cancelled.  There is no ``cancel`` argument.
+
+        Args:
+            client: The asyncio client that sends the requests.
+            url: The listing's URL, absolute or relative to the client's base URL.
+            params: Query parameters sent with every page (the paginator's own
+                parameters take precedence).
+            headers: Extra headers sent with every page.
+            fan_out: An `ratekit.AsyncScheduler` to fetch pages concurrently, when the
+                total is known (see `pages`).
+            start: The index of the first page to fetch (see `pages`).
+
+        Returns:
+            An async generator of `Page` values.
+
+        Raises:
+            TypeError, ValueError: At once, if *start* is not a whole number from 0.
+            ratekit.http.IncompleteListing: If the walk ends before the total.
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page cannot be read (see `pages`).
+            BaseException: Whatever the client raises.
+        """
+        return _walked_async(self._steps(url, params, start), client, headers, fan_out)
+
+    def _steps(
+        self, url: str, params: Mapping[str, str | int | float] | None, start: int
+    ) -> _Steps:
+        """The walk, one page after another and fanned out where it may be.
+
+        Raises:
+            TypeError, ValueError: At once, if *start* is not a whole number from 0.
+        """
         if isinstance(start, bool) or not isinstance(start, int):
             raise TypeError(f"start must be an integer, got {start!r}")
         if start < 0:
             raise ValueError(f"start must be at least 0, got {start!r}")
+        return self._walk(functools.partial(self._request, url, params), start)
 
-        walk = functools.partial(self._walk, fan_out=fan_out, start=start)
-        return _walked(walk, client, url, params, headers, cancel)
-
-    def _walk(  # noqa: PLR0913 - the parts of a walk, checked by `pages`
-        self,
-        client: Client,
-        url: str,
-        params: Mapping[str, str | int | float] | None,
-        headers: Mapping[str, str] | None,
-        cancel: CancelEvent | None,
-        *,
-        fan_out: Scheduler | None,
-        start: int,
-    ) -> Generator[Page, None, None]:
-        fetch = functools.partial(self._fetch, client, url, params, headers, cancel=cancel)
-        walk = _Walk(self, client.url(url, params))
-        page = fetch((self._skipped() + start * self.page_size, start))
+    def _walk(self, request: Callable[[_Place], _Fetch], start: int) -> _Steps:
+        place = (self._skipped() + start * self.page_size, start)
+        answer = yield request(place)
+        walk = _Walk(self, self._listing(answer.url))
+        page = self._read(answer, place)
         yield walk.took(page)
         if walk.ended(page):
             return
-        if fan_out is not None and page.total is not None and page.records:
-            # No explicit event in the map's calls: the map's own, which *cancel* and a
-            # failure both set, is the current one in its workers.
-            in_map = functools.partial(self._fetch, client, url, params, headers, cancel=None)
-            yield from walk.fanned(page, fan_out, in_map, fetch, cancel)
+        if page.total is not None and page.records:
+            yield from walk.fanned(page, request, self._read)
             if walk.done:
                 return
         while True:
-            page = fetch(walk.next_place())
+            place = walk.next_place()
+            page = self._read((yield request(place)), place)
             yield walk.took(page)
             if walk.ended(page):
                 return
@@ -435,6 +688,38 @@ class _NumberedPaginator:
         )
         return _records_of(pages)
 
+    def records_async(
+        self,
+        client: AsyncHTTPClient,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+        fan_out: AsyncScheduler | None = None,
+    ) -> AsyncGenerator[object, None]:
+        """Stream the records of every page, in order, from asyncio (see `pages_async`).
+
+        Cancelling the task that iterates it, or closing it, stops the walk and any
+        fan-out.
+
+        Args:
+            client: The asyncio client that sends the requests.
+            url: The listing's URL, absolute or relative to the client's base URL.
+            params: Query parameters sent with every page.
+            headers: Extra headers sent with every page.
+            fan_out: An `ratekit.AsyncScheduler` to fetch pages concurrently, when the
+                total is known.
+
+        Returns:
+            An async generator of records.
+
+        Raises:
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page cannot be read (see `pages`).
+        """
+        pages = self.pages_async(client, url, params=params, headers=headers, fan_out=fan_out)
+        return _records_of_async(pages)
+
 
 class _Walk:
     """Where a numbered walk is, what total the API told last, and whether it is whole.
@@ -456,9 +741,9 @@ class _Walk:
         "walked",
     )
 
-    def __init__(self, paginator: _NumberedPaginator, url: str) -> None:
+    def __init__(self, paginator: _NumberedPaginator, shown: str) -> None:
         self.paginator = paginator
-        self.shown = redact_url(url)
+        self.shown = shown  # the listing's URL, without query values
         self.position = self.walked = paginator._skipped()
         self.index = 0
         self.number: int | None = None
@@ -522,43 +807,47 @@ class _Walk:
     def fanned(
         self,
         first: Page,
-        fan_out: Scheduler,
-        in_map: Callable[[tuple[int, int]], Page],
-        fetch: Callable[[tuple[int, int]], Page],
-        cancel: CancelEvent | None,
-    ) -> Generator[Page, None, None]:
-        """Fetch the pages the first page's total counts, concurrently; each record once."""
+        request: Callable[[_Place], _Fetch],
+        read: Callable[[_Answer, _Place], Page],
+    ) -> _Steps:
+        """Fetch the pages the first page's total counts, concurrently; each record once.
+
+        A driver without a scheduler declines the fan-out, and the walk goes on one
+        page after another.
+        """
         stride = len(first.records)  # the size the API serves, page_size or its cap
         total = self.total or 0
         count = -(-max(total - self.position, 0) // stride)
-        places = [(self.position + i * stride, self.index + i) for i in range(count)]
+        position, index = self.position, self.index
+        places = ((position + i * stride, index + i) for i in range(count))
+        if not (yield _FanOut(places, request, read)):
+            return
         by_offset = self.paginator._by_offset
-        later = fan_out.map(in_map, places, ordered=True, cancel=cancel)
-        with contextlib.closing(later):
-            for served in later:
-                page = served
-                offset = page.offset or 0
-                if by_offset:
-                    # A page served short leaves a gap before this one: fill it first.
-                    while self.position < offset:
-                        fill = fetch((self.position, self.index))
-                        kept = fill.records[: offset - self.position]
-                        if not kept:
-                            break  # nothing there: the end check tells what is missing
-                        yield self.took(attrs.evolve(fill, records=kept))
-                    if self.position > offset:  # it overlaps what was handed out
-                        page = attrs.evolve(
-                            page,
-                            records=page.records[self.position - offset :],
-                            offset=self.position,
-                        )
-                    if len(page.records) > stride:  # served longer than the first
-                        page = attrs.evolve(page, records=page.records[:stride])
-                yield self.took(page)
-                if not page.records or not self.paginator._more(page):
-                    # The listing ends here, by what the API says: whole, or it raises.
-                    self.done = self.ended(page)
-                    return
+        while (served := (yield _Signal.SERVED)) is not None:
+            page: Page = served
+            offset = page.offset or 0
+            if by_offset:
+                # A page served short leaves a gap before this one: fill it first.
+                while self.position < offset:
+                    place = (self.position, self.index)
+                    fill = read((yield request(place)), place)
+                    kept = fill.records[: offset - self.position]
+                    if not kept:
+                        break  # nothing there: the end check tells what is missing
+                    yield self.took(attrs.evolve(fill, records=kept))
+                if self.position > offset:  # it overlaps what was handed out
+                    page = attrs.evolve(
+                        page,
+                        records=page.records[self.position - offset :],
+                        offset=self.position,
+                    )
+                if len(page.records) > stride:  # served longer than the first
+                    page = attrs.evolve(page, records=page.records[:stride])
+            yield self.took(page)
+            if not page.records or not self.paginator._more(page):
+                # The listing ends here, by what the API says: whole, or it raises.
+                self.done = self.ended(page)
+                return
         # Read the end again if the listing may have grown since the first page: the
         # total grew, or the last page was full.
         last = self.last or []
@@ -850,21 +1139,50 @@ class NextLinkPaginator:
                 another origin (unless *allow_other_origins*), or if it is ambiguous.
             BaseException: Whatever `Client.request` raises.
         """
-        return _walked(self._walk, client, url, params, headers, cancel)
+        return _walked(self._walk(url, params), client, headers, cancel)
 
-    def _walk(
+    def pages_async(
         self,
-        client: Client,
+        client: AsyncHTTPClient,
         url: str,
-        params: Mapping[str, str | int | float] | None,
-        headers: Mapping[str, str] | None,
-        cancel: CancelEvent | None,
-    ) -> Generator[Page, None, None]:
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[Page, None]:
+        """`pages` from asyncio: the same walk, the same checks, through an asyncio client.
+
+        *client* is an `httpx.AsyncClient`, an `aiohttp.ClientSession` or any
+        `ratekit.typing.AsyncHTTPClient`, with or without a base URL of its own.  Next
+        links resolve against the URL of the response that gave them (after any
+        redirect the client followed), and are judged as `pages` judges them.
+
+        To stop the walk, cancel the task that iterates it, or close the iterator
+        (``aclose``): the request in flight ends and no other one starts.  There is no
+        ``cancel`` argument.
+
+        Args:
+            client: The asyncio client that sends the requests.
+            url: The first page's URL, absolute or relative to the client's base URL.
+            params: Query parameters of the first request.
+            headers: Extra headers sent with every page.
+
+        Returns:
+            An async generator of `Page` values.
+
+        Raises:
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page or its next link cannot be read or
+                followed (see `pages`).
+            BaseException: Whatever the client raises.
+        """
+        return _walked_async(self._walk(url, params), client, headers)
+
+    def _walk(self, url: str, params: Mapping[str, str | int | float] | None) -> _Steps:
         fetched: set[str] = set()
         query = params
         number = 0
         while True:
-            answer = _get(client, url, query, headers, cancel)
+            answer: _Answer = yield _Fetch(url, query)
             fetched.add(answer.url)
             yield _page(number, answer, self.records_key, self.total_key)
             link = self._next(answer)
@@ -909,6 +1227,33 @@ class NextLinkPaginator:
             ratekit.http.ResponseError: If a page cannot be read (see `pages`).
         """
         return _records_of(self.pages(client, url, params=params, headers=headers, cancel=cancel))
+
+    def records_async(
+        self,
+        client: AsyncHTTPClient,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[object, None]:
+        """Stream the records of every page, in order, from asyncio (see `pages_async`).
+
+        Cancelling the task that iterates it, or closing it, stops the walk.
+
+        Args:
+            client: The asyncio client that sends the requests.
+            url: The first page's URL, absolute or relative to the client's base URL.
+            params: Query parameters of the first request.
+            headers: Extra headers sent with every page.
+
+        Returns:
+            An async generator of records.
+
+        Raises:
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page cannot be read (see `pages`).
+        """
+        return _records_of_async(self.pages_async(client, url, params=params, headers=headers))
 
 
 # --- cursors ------------------------------------------------------------------------------
@@ -985,16 +1330,43 @@ class CursorPaginator:
                 integer.
             BaseException: Whatever `Client.request` raises.
         """
-        return _walked(self._walk, client, url, params, headers, cancel)
+        return _walked(self._walk(url, params), client, headers, cancel)
 
-    def _walk(
+    def pages_async(
         self,
-        client: Client,
+        client: AsyncHTTPClient,
         url: str,
-        params: Mapping[str, str | int | float] | None,
-        headers: Mapping[str, str] | None,
-        cancel: CancelEvent | None,
-    ) -> Generator[Page, None, None]:
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[Page, None]:
+        """`pages` from asyncio: the same walk, the same checks, through an asyncio client.
+
+        *client* is an `httpx.AsyncClient`, an `aiohttp.ClientSession` or any
+        `ratekit.typing.AsyncHTTPClient`, with or without a base URL of its own.
+
+        To stop the walk, cancel the task that iterates it, or close the iterator
+        (``aclose``): the request in flight ends and no other one starts.  There is no
+        ``cancel`` argument.
+
+        Args:
+            client: The asyncio client that sends the requests.
+            url: The listing's URL, absolute or relative to the client's base URL.
+            params: Query parameters sent with every page.
+            headers: Extra headers sent with every page.
+
+        Returns:
+            An async generator of `Page` values.
+
+        Raises:
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page or its cursor cannot be read (see
+                `pages`).
+            BaseException: Whatever the client raises.
+        """
+        return _walked_async(self._walk(url, params), client, headers)
+
+    def _walk(self, url: str, params: Mapping[str, str | int | float] | None) -> _Steps:
         sent: set[str] = set()
         cursor: str | None = None
         previous: list[object] = []
@@ -1003,7 +1375,7 @@ class CursorPaginator:
             query = dict(params or {})
             if cursor is not None:
                 query[self.cursor_param] = cursor
-            answer = _get(client, url, query, headers, cancel)
+            answer: _Answer = yield _Fetch(url, query)
             page = _page(number, answer, self.records_key, self.total_key)
             following = self._cursor(answer)
             if cursor is not None and following == cursor and page.records == previous:
@@ -1048,10 +1420,37 @@ class CursorPaginator:
         """
         return _records_of(self.pages(client, url, params=params, headers=headers, cancel=cancel))
 
+    def records_async(
+        self,
+        client: AsyncHTTPClient,
+        url: str,
+        *,
+        params: Mapping[str, str | int | float] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[object, None]:
+        """Stream the records of every page, in order, from asyncio (see `pages_async`).
 
-if TYPE_CHECKING:  # every paginator is a `ratekit.typing.Paginator` (checked by mypy)
+        Cancelling the task that iterates it, or closing it, stops the walk.
+
+        Args:
+            client: The asyncio client that sends the requests.
+            url: The listing's URL, absolute or relative to the client's base URL.
+            params: Query parameters sent with every page.
+            headers: Extra headers sent with every page.
+
+        Returns:
+            An async generator of records.
+
+        Raises:
+            ratekit.http.HTTPStatusError: If a page answers with a status that is not 2xx.
+            ratekit.http.ResponseError: If a page cannot be read (see `pages`).
+        """
+        return _records_of_async(self.pages_async(client, url, params=params, headers=headers))
+
+
+if TYPE_CHECKING:  # every paginator is a `ratekit.typing.Paginator` and an `AsyncPaginator`
 
     def _conforms(
         a: PageNumberPaginator, b: OffsetPaginator, c: NextLinkPaginator, d: CursorPaginator
-    ) -> list[Paginator]:
-        return [a, b, c, d]
+    ) -> tuple[list[Paginator], list[AsyncPaginator]]:
+        return [a, b, c, d], [a, b, c, d]

@@ -38,6 +38,7 @@ from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
 from ratekit._decision import GRANTED, Decision, LimiterStatistics, Reservation
 from ratekit._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, StoreUnavailable
+from ratekit._limited import Acquiring
 from ratekit._limiter import exact_delay
 from ratekit._rate import Rate
 from ratekit._validate import optional_wait, positive
@@ -120,7 +121,7 @@ def _acquire_lock(lock: Any, timeout: float) -> bool:  # noqa: ANN401 - three lo
     return bool(lock.acquire(timeout=wait))
 
 
-class PyrateLimiter:
+class PyrateLimiter(Acquiring):
     """A pyrate-limiter bucket or ``Limiter`` as a ratekit `ratekit.typing.Limiter`.
 
     Each call stamps one ``RateItem`` (named *name*, weighing the cost) and puts it in
@@ -632,14 +633,12 @@ class PyrateLimiter:
             return math.nan
 
     def close(self) -> None:
-        """Close the bucket or ``Limiter`` (an SQLite connection, for instance)."""
+        """Close the bucket or ``Limiter`` (an SQLite connection, for instance).
+
+        ``with limiter:`` acquires, as on every limiter; to close at the end of a block,
+        use ``with contextlib.closing(limiter):``.
+        """
         self._source.close()
-
-    def __enter__(self) -> PyrateLimiter:  # noqa: PYI034 - a final class in practice
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def _in_window(bucket: AbstractBucket, rate: _PyrateRate, stamp: int) -> int:

@@ -32,6 +32,7 @@ from ratekit._errors import (
     QueueFull,
     StoreUnavailable,
 )
+from ratekit._limited import Acquiring
 from ratekit._limiter import _QUEUE_SLACK
 from ratekit._rate import Rate, to_rate
 from ratekit._validate import optional_wait, positive
@@ -723,7 +724,7 @@ class _Handoff:
 
 
 @final
-class RedisLimiter:
+class RedisLimiter(Acquiring):
     """A limit held in a `RedisStore`: a `ratekit.typing.Limiter` shared by every process.
 
     Made by the store's `RedisStore.token_bucket`, `RedisStore.leaky_bucket`,
