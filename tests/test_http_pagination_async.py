@@ -60,6 +60,12 @@ TLS = ssl.create_default_context()
 SECRET = "q-s3cret-value-77"  # noqa: S105 - made up, to look for in messages
 
 
+#: The walks are the sync ones, whose properties tests/test_http_pagination.py checks
+#: with the full count of examples; here each example only drives them through a real
+#: asyncio client (a new event loop and connection each), so a few examples suffice.
+DRIVER = settings(max_examples=12)
+
+
 @pytest.fixture(scope="module")
 def api() -> Iterator[LoopbackServer]:
     """One server for every example of a module: each example mounts its own path."""
@@ -134,6 +140,7 @@ def walk_all(
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
+@DRIVER
 @given(
     n=counts,
     size=sizes,
@@ -171,6 +178,7 @@ def test_page_numbers_give_every_record_once_in_order(  # noqa: PLR0913, PLR0917
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
+@DRIVER
 @given(n=counts, size=sizes, knows_total=st.booleans(), based=st.booleans())
 def test_offsets_give_every_record_once_in_order(api, library, n, size, knows_total, based):  # noqa: PLR0913, PLR0917
     """Offset paging from asyncio gives the N records in order, numbered, with their offsets."""
@@ -193,6 +201,7 @@ def test_offsets_give_every_record_once_in_order(api, library, n, size, knows_to
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
+@DRIVER
 @given(
     n=counts,
     size=sizes,
@@ -218,6 +227,7 @@ def test_next_links_give_every_record_once_in_order(api, library, n, size, style
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
+@DRIVER
 @given(
     n=counts,
     size=sizes,
@@ -320,6 +330,7 @@ def test_start_must_be_a_page_index(api: LoopbackServer, library):
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
+@DRIVER
 @given(n=counts, size=sizes, kind=st.sampled_from(["page", "offset"]))
 def test_fan_out_gives_every_record_once_in_order(api, library, n, size, kind):
     """With a total and an AsyncScheduler(4), every page is fetched once, records in order."""
@@ -420,9 +431,7 @@ def test_a_page_served_short_in_a_fan_out_is_completed(server: LoopbackServer, l
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
-# The walk is the sync one, whose properties the sync suite checks at the full count of
-# examples; these check the async driver over real connections, a few seconds' worth.
-@settings(max_examples=30)
+@DRIVER
 @given(
     initial=st.integers(min_value=0, max_value=60),
     grown=st.integers(min_value=0, max_value=30),
