@@ -26,6 +26,7 @@ from ._keyed import Keyed
 from ._leaky_bucket import LeakyBucket
 from ._limited import limited
 from ._limiter import LimiterBase
+from ._priority import Prioritized, Priority, current_priority, priority
 from ._rate import Rate
 from ._scheduler import Scheduler, SchedulerStatistics
 from ._token_bucket import TokenBucket
@@ -46,6 +47,8 @@ __all__ = [
     "LimiterStatistics",
     "MapTimeout",
     "MonotonicClock",
+    "Prioritized",
+    "Priority",
     "QueueFull",
     "Rate",
     "RateKitError",
@@ -58,8 +61,10 @@ __all__ = [
     "TooManyKeys",
     "all_of",
     "current_cancel",
+    "current_priority",
     "limited",
     "limiter",
+    "priority",
 ]
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._errors import AcquireTimeout, MapTimeout, QueueFull, SchedulerClosed
+from ._priority import _PRIORITY, map_priority
 from ._scheduler import SchedulerBase, SchedulerStatistics, _Options, _Outcomes
 
 if TYPE_CHECKING:
@@ -78,13 +79,16 @@ class AsyncScheduler(SchedulerBase):
         return_exceptions: bool = False,
         timeout: float | None = None,
         on_progress: Callable[[SchedulerStatistics], object] | None = None,
+        priority: int | None = None,
     ) -> AsyncGenerator[R, None]:
         """Await ``fn(item)`` for each item on the worker tasks; yield results as they come.
 
         The same as `Scheduler.map`, with *items* a plain or an async iterable.  Running
         calls are cancelled (`asyncio.CancelledError`) when the map stops early.  Close
         the iterator when leaving it early (`contextlib.aclosing`), or leave the
-        scheduler's block, to stop its tasks at once.
+        scheduler's block, to stop its tasks at once.  With *priority*, each call runs
+        at that `ratekit.current_priority`, as with `Scheduler.map`; ``None``: the one
+        of the code that calls `map`, if any.
 
         Raises:
             SchedulerClosed: If the scheduler was shut down (from the iterator, if that
@@ -98,7 +102,8 @@ class AsyncScheduler(SchedulerBase):
             raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
         if self._closed:
             raise SchedulerClosed("the scheduler was shut down; no call starts after that")
-        options = _Options(ordered, cost, return_exceptions, timeout, on_progress)
+        level = map_priority(priority)
+        options = _Options(ordered, cost, return_exceptions, timeout, on_progress, level)
         run: _AsyncRun[T, R] = _AsyncRun(self, fn, items, options)
         return run.results()
 
@@ -218,6 +223,8 @@ class _AsyncRun(Generic[T, R]):
             return index, item
 
     async def _work(self) -> None:
+        if self._options.priority is not None:  # in this task's own copy of the context
+            _PRIORITY.set(self._options.priority)
         while True:
             while not self._stopping and self._claimed - self._yielded >= self._window:
                 await self._changes()
@@ -277,6 +284,7 @@ class _AsyncRun(Generic[T, R]):
         """Await the call and keep its outcome; ``False`` if the map fails instead."""
         counts, options = self._scheduler._counts, self._options
         counts[2] += 1
+        counts[5] += 1  # started
         try:
             result: object = await self._fn(item)
         except BaseException as error:

@@ -201,36 +201,50 @@ class AllOf(LimiterBase):
             cancel = _CURRENT.get()
         left = timeout
         started = self._now()
-        while True:
-            value, at, token = self._book_or_defer(cost, left, cancel)
-            if token is not None:
-                break
-            self._sleep_deferred(value, at, cancel)
-            if timeout is not None:
-                left = max(timeout - (self._now() - started), 0.0)
-        self._wait(value, at, token, cancel)
+        # Set once the call has slept before booking: its wait is counted as one, from
+        # there to its grant (or to its end, if it ends otherwise).
+        since: float | None = None
+        try:
+            while True:
+                value, at, token = self._book_or_defer(cost, left, cancel)
+                if token is not None:
+                    break
+                since = started if since is None else since
+                self._sleep_deferred(value, at, cancel)
+                if timeout is not None:
+                    left = max(timeout - (self._now() - started), 0.0)
+        except BaseException:
+            if since is not None:
+                self._count_wait(since)
+            raise
+        self._wait(value, at, token, cancel, since)
 
     async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
         """`acquire` without blocking the event loop; to cancel, cancel the task."""
         left = timeout
         started = self._now()
-        while True:
-            _, at, token = self._book_or_defer(cost, left, None)
-            if token is not None:
-                break
-            with self._lock:
-                self._waiting += 1
-            began = self._now()
-            try:
-                while (remaining := at - self._now()) > 0:
-                    await self._clock.sleep_async(remaining)
-            finally:
+        since: float | None = None  # as in `acquire`
+        try:
+            while True:
+                _, at, token = self._book_or_defer(cost, left, None)
+                if token is not None:
+                    break
+                since = started if since is None else since
                 with self._lock:
-                    self._waiting -= 1
-                    self._waited += max(self._now() - began, 0.0)
-            if timeout is not None:
-                left = max(timeout - (self._now() - started), 0.0)
-        await self._wait_async(at, token)
+                    self._waiting += 1
+                try:
+                    while (remaining := at - self._now()) > 0:
+                        await self._clock.sleep_async(remaining)
+                finally:
+                    with self._lock:
+                        self._waiting -= 1
+                if timeout is not None:
+                    left = max(timeout - (self._now() - started), 0.0)
+        except BaseException:
+            if since is not None:
+                self._count_wait(since)
+            raise
+        await self._wait_async(at, token, since)
 
     def _book_or_defer(
         self, cost: object, timeout: float | None, cancel: CancelEvent | None
@@ -263,7 +277,6 @@ class AllOf(LimiterBase):
         """Sleep, booking nothing, until *until*; raise `AcquireCancelled` if cancelled."""
         with self._lock:
             self._waiting += 1
-        began = self._now()
         cancelled = False
         try:
             while (remaining := until - self._now()) > 0:
@@ -273,7 +286,6 @@ class AllOf(LimiterBase):
         finally:
             with self._lock:
                 self._waiting -= 1
-                self._waited += max(self._now() - began, 0.0)
                 self._cancelled += cancelled
         if cancelled:
             raise AcquireCancelled(cost)

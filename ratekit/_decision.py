@@ -100,6 +100,9 @@ class LimiterStatistics:
             `LeakyBucket`, the room left in its queue; for a composition, the lowest
             level of its members.
         capacity: The most that can ever be granted at once.
+        withdrawn: Reservations withdrawn after they were granted; each one was taken
+            off ``granted``, so ``granted + withdrawn`` never decreases (what
+            `ratekit.telemetry` reports as grants).
     """
 
     granted: int
@@ -110,3 +113,4 @@ class LimiterStatistics:
     waited: float
     level: float
     capacity: float
+    withdrawn: int = 0

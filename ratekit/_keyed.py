@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar, cast, final
 
+from . import _hooks
 from ._cancel import _CURRENT
 from ._clock import MONOTONIC, same_clock
 from ._composite import AllOf
@@ -68,6 +69,7 @@ class Keyed(Generic[K]):
     """
 
     __slots__ = (
+        "__weakref__",  # for ratekit.telemetry, which must not keep it alive
         "_clock",
         "_evicted",
         "_factory",
@@ -76,6 +78,7 @@ class Keyed(Generic[K]):
         "_lock",
         "_max_keys",
         "_own",
+        "_refused",
         "_serial",
         "_shared",
     )
@@ -124,6 +127,8 @@ class Keyed(Generic[K]):
                         f"{limiter.clock!r}, shared[0] reads {self._clock!r}"
                     )
         self._evicted = 0
+        self._refused = 0
+        _hooks.made(self)
 
     @property
     def max_keys(self) -> int:
@@ -139,6 +144,11 @@ class Keyed(Generic[K]):
     def evicted(self) -> int:
         """How many keys have been forgotten (each back at rest when it was)."""
         return self._evicted
+
+    @property
+    def refused(self) -> int:
+        """How many calls raised `TooManyKeys`: a new key found every key held still limiting."""
+        return self._refused
 
     def __len__(self) -> int:
         return len(self._limiters)
@@ -158,7 +168,10 @@ class Keyed(Generic[K]):
             return limiter
         if len(self._limiters) >= self._max_keys:
             self._forget_one_locked()
-        made: object = self._factory()
+        # A key's limiters are reported through this `Keyed`, not one by one.
+        made: object = (
+            self._factory() if _hooks.created is None else _hooks.unwatched(self._factory)
+        )
         if not isinstance(made, LimiterBase):
             raise TypeError(
                 f"factory must return a ratekit limiter (TokenBucket, LeakyBucket, "
@@ -173,7 +186,7 @@ class Keyed(Generic[K]):
                 f"factory must make limiters that read one clock{shared}: got "
                 f"{own.clock!r} after {self._clock!r}"
             )
-        limiter = AllOf(own, *self._shared) if self._shared else own
+        limiter = _hooks.unwatched(lambda: AllOf(own, *self._shared)) if self._shared else own
         self._limiters[key] = limiter
         self._own[key] = own
         heapq.heappush(self._heap, (self._clock.now(), next(self._serial), key))
@@ -203,7 +216,12 @@ class Keyed(Generic[K]):
             TooManyKeys: If *key* is new and no key held can be forgotten.
         """
         with self._lock:
-            return self._get_locked(key).try_acquire(cost)
+            try:
+                limiter = self._get_locked(key)
+            except TooManyKeys:
+                self._refused += 1
+                raise
+            return limiter.try_acquire(cost)
 
     def reserve(self, key: K, cost: float = 1, *, max_wait: float | None = None) -> Reservation:
         """`reserve` on *key*'s limiter.
@@ -212,7 +230,12 @@ class Keyed(Generic[K]):
             TooManyKeys: If *key* is new and no key held can be forgotten.
         """
         with self._lock:
-            return self._get_locked(key).reserve(cost, max_wait=max_wait)
+            try:
+                limiter = self._get_locked(key)
+            except TooManyKeys:
+                self._refused += 1
+                raise
+            return limiter.reserve(cost, max_wait=max_wait)
 
     def acquire(
         self,
@@ -281,6 +304,7 @@ class Keyed(Generic[K]):
             except TooManyKeys as full:
                 clock = cast("Clock", self._clock)  # keys are held, so it is known
                 if wait.spent(clock) + full.retry_after > wait.limit:
+                    self._refused += 1
                     raise
                 wait.clock, wait.seconds = clock, full.retry_after
                 return cast("LimiterBase", None), None

@@ -40,6 +40,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from . import _hooks
 from ._cancel import _CURRENT
 from ._clock import MONOTONIC
 from ._decision import GRANTED, Decision, LimiterStatistics, Reservation
@@ -176,9 +177,11 @@ class LimiterBase(Acquiring):
         "_lock",
         "_max_delay",
         "_now",
+        "_on_wait",
         "_timed_out",
         "_waited",
         "_waiting",
+        "_withdrawn_grants",
     )
 
     def __init__(self, clock: Clock | None) -> None:
@@ -193,6 +196,11 @@ class LimiterBase(Acquiring):
         self._cancelled = 0
         self._waiting = 0
         self._waited = 0.0
+        # Reservations withdrawn after being granted, so that granted + withdrawn only grows.
+        self._withdrawn_grants = 0
+        # Called with the seconds of each finished wait (`ratekit.telemetry`), or None.
+        self._on_wait: Callable[[float], None] | None = None
+        _hooks.made(self)
 
     # -- the primitives a strategy implements (called with ``_lock`` held) --------------
 
@@ -297,6 +305,7 @@ class LimiterBase(Acquiring):
                 return False
             object.__setattr__(reservation, "_cancelled", True)  # frozen to everyone else
             self._granted -= 1
+            self._withdrawn_grants += 1
             return True
 
     def _give_back_locked(self, token: object, at: float) -> bool:
@@ -345,12 +354,15 @@ class LimiterBase(Acquiring):
         """Account for the end of a wait; return whether the booking was used."""
         with self._lock:
             self._waiting -= 1
-            self._waited += max(self._now() - started, 0.0)
-            if not granted and self._give_back_locked(token, at):
-                return False
+            waited = max(self._now() - started, 0.0)
+            self._waited += waited
             # Woken, or interrupted only after its time came: the booking stands.
-            self._granted += 1
-            return True
+            used = granted or not self._give_back_locked(token, at)
+            if used:
+                self._granted += 1
+        if self._on_wait is not None:  # out of the lock: a metrics SDK takes its own
+            self._on_wait(waited)
+        return used
 
     def acquire(
         self,
@@ -382,9 +394,22 @@ class LimiterBase(Acquiring):
         value, at, token = self._book(cost, timeout, cancel)
         self._wait(value, at, token, cancel)
 
-    def _wait(self, value: float, at: float, token: object, cancel: CancelEvent | None) -> None:
-        """Sleep until a booking made by `_book` is due (``at == -inf``: it already is)."""
+    def _wait(
+        self,
+        value: float,
+        at: float,
+        token: object,
+        cancel: CancelEvent | None,
+        since: float | None = None,
+    ) -> None:
+        """Sleep until a booking made by `_book` is due (``at == -inf``: it already is).
+
+        *since*: when the caller's wait began, if it waited before booking (a
+        composition that deferred): the whole wait is then counted as one.
+        """
         if at == -math.inf:
+            if since is not None:
+                self._count_wait(since)
             return
         if cancel is None:  # read only here: a grant without a wait never needs it
             cancel = _CURRENT.get()
@@ -401,9 +426,18 @@ class LimiterBase(Acquiring):
             else:
                 woke = True
         finally:
-            used = self._finish_wait(token, at, started, granted=woke)
+            began = started if since is None else since
+            used = self._finish_wait(token, at, began, granted=woke)
         if not used:
             raise AcquireCancelled(value)
+
+    def _count_wait(self, since: float) -> None:
+        """Count a wait that began at *since* and ends now, with nothing booked."""
+        with self._lock:
+            waited = max(self._now() - since, 0.0)
+            self._waited += waited
+        if self._on_wait is not None:
+            self._on_wait(waited)
 
     # ``with limiter:`` and ``async with limiter:``: `acquire` and `acquire_async` of a
     # cost of 1, written out so that a block costs no more than the call it stands for.
@@ -435,9 +469,11 @@ class LimiterBase(Acquiring):
         _, at, token = self._book(cost, timeout, None)
         await self._wait_async(at, token)
 
-    async def _wait_async(self, at: float, token: object) -> None:
+    async def _wait_async(self, at: float, token: object, since: float | None = None) -> None:
         """`_wait` for asyncio."""
         if at == -math.inf:
+            if since is not None:
+                self._count_wait(since)
             return
         clock = self._clock
         started = self._now()
@@ -449,7 +485,7 @@ class LimiterBase(Acquiring):
                 remaining = at - self._now()
             woke = True
         finally:
-            self._finish_wait(token, at, started, granted=woke)
+            self._finish_wait(token, at, started if since is None else since, granted=woke)
 
     def statistics(self) -> LimiterStatistics:
         """Return a frozen snapshot of the counters and the current level."""
@@ -463,4 +499,5 @@ class LimiterBase(Acquiring):
                 waited=self._waited,
                 level=self._level_locked(self._now()),
                 capacity=self.capacity,
+                withdrawn=self._withdrawn_grants,
             )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import attrs
 
+from . import _hooks
 from ._cancel import _CURRENT, Cancellation, linked, resolve, wants_cancel
 from ._clock import MONOTONIC
 from ._errors import (
@@ -19,6 +20,7 @@ from ._errors import (
     QueueFull,
     SchedulerClosed,
 )
+from ._priority import _PRIORITY, map_priority
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
@@ -45,6 +47,7 @@ class SchedulerStatistics:
         running: Calls running right now.
         waiting: Calls waiting on the limiter right now.
         cancelled: Items taken but never called, because the map stopped first.
+        started: Calls started: those running, and those that returned or raised.
     """
 
     done: int
@@ -52,6 +55,7 @@ class SchedulerStatistics:
     running: int
     waiting: int
     cancelled: int
+    started: int = 0
 
 
 def _check_workers(max_workers: object) -> int:
@@ -65,7 +69,16 @@ def _check_workers(max_workers: object) -> int:
 class SchedulerBase:
     """What `Scheduler` and `AsyncScheduler` share: settings and counters."""
 
-    __slots__ = ("_clock", "_closed", "_counts", "_limiter", "_lock", "_max_workers", "_runs")
+    __slots__ = (
+        "__weakref__",  # for ratekit.telemetry, which must not keep a scheduler alive
+        "_clock",
+        "_closed",
+        "_counts",
+        "_limiter",
+        "_lock",
+        "_max_workers",
+        "_runs",
+    )
 
     def __init__(
         self, max_workers: int, limiter: Limiter | None = None, *, clock: Clock | None = None
@@ -79,8 +92,9 @@ class SchedulerBase:
         self._lock = threading.RLock()
         self._closed = False
         self._runs: set[Any] = set()
-        # done, failed, running, waiting, cancelled
-        self._counts = [0, 0, 0, 0, 0]
+        # done, failed, running, waiting, cancelled, started
+        self._counts = [0, 0, 0, 0, 0, 0]
+        _hooks.made(self)
 
     @property
     def max_workers(self) -> int:
@@ -104,6 +118,12 @@ class SchedulerBase:
     def _count(self, index: int, change: int) -> None:
         with self._lock:
             self._counts[index] += change
+
+    def _start(self) -> None:
+        """Count a call as started and running."""
+        with self._lock:
+            self._counts[2] += 1
+            self._counts[5] += 1
 
 
 @final
@@ -173,6 +193,7 @@ class Scheduler(SchedulerBase):
         timeout: float | None = None,
         on_progress: Callable[[SchedulerStatistics], object] | None = None,
         cancel: CancelEvent | None = None,
+        priority: int | None = None,
     ) -> Generator[R, None, None]:
         """Call ``fn(item)`` for each item on the workers; yield results as they come.
 
@@ -201,6 +222,11 @@ class Scheduler(SchedulerBase):
                 mapped call stops with the outer map).  A ratekit event (the one a map
                 hands its calls) stops it at once; any other is watched by a helper
                 thread while the map runs, which also sees it at once.
+            priority: The priority each call runs at (its `ratekit.current_priority`),
+                which its own acquire from the limiter uses too: what a
+                `ratekit.Prioritized` limiter serves first.  ``None``: the
+                `ratekit.current_priority` of the code that calls `map`, if any.
+                Other limiters ignore it.
 
         Returns:
             A generator of results (and of exceptions, with *return_exceptions*).
@@ -212,6 +238,8 @@ class Scheduler(SchedulerBase):
         Raises:
             SchedulerClosed: If the scheduler was shut down (from the iterator, if
                 that happens while the map runs).
+            ValueError: If *timeout* or *priority* is negative.
+            TypeError: If *priority* is not an integer.
             MapTimeout: From the iterator, when *timeout* passes.
             ratekit.Cancelled: From the iterator, when *cancel* is set.
             BaseException: From the iterator, the first exception of a call (unless
@@ -223,7 +251,8 @@ class Scheduler(SchedulerBase):
         with self._lock:
             if self._closed:
                 raise SchedulerClosed("the scheduler was shut down; no call starts after that")
-        options = _Options(ordered, cost, return_exceptions, timeout, on_progress)
+        level = map_priority(priority)
+        options = _Options(ordered, cost, return_exceptions, timeout, on_progress, level)
         run: _Run[T, R] = _Run(self, fn, items, options, resolve(cancel))
         return run.results()
 
@@ -271,6 +300,7 @@ class _Options(Generic[T]):
     return_exceptions: bool
     timeout: float | None
     on_progress: Callable[[SchedulerStatistics], object] | None
+    priority: int | None = None  # the calls' `ratekit.current_priority`, if any
 
 
 class _Run(Generic[T, R]):
@@ -296,6 +326,7 @@ class _Run(Generic[T, R]):
         self._cost = options.cost
         self._return_exceptions = options.return_exceptions
         self._on_progress = options.on_progress
+        self._priority = options.priority
         clock = scheduler._clock
         self._clock = clock
         timeout = options.timeout
@@ -416,6 +447,8 @@ class _Run(Generic[T, R]):
     def _work(self) -> None:
         # This thread's calls stop with the map: ratekit's waits read the event here.
         _CURRENT.set(self.cancel)
+        if self._priority is not None:  # and a Prioritized limiter reads the priority
+            _PRIORITY.set(self._priority)
         try:
             while True:
                 with self._cond:
@@ -501,7 +534,7 @@ class _Run(Generic[T, R]):
         if self.cancel.is_set():
             scheduler._count(4, 1)
             return
-        scheduler._count(2, 1)
+        scheduler._start()
         try:
             if self._pass_cancel:
                 result: object = self._fn(item, cancel=self.cancel)

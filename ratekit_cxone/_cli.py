@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import re
 import shlex
 import signal
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn, TextIO
 
 import attrs
 
+from ratekit import Priority, priority
 from ratekit._clock import wall_time
 from ratekit.http import (
     DEFAULT_RETRY,
@@ -54,6 +56,7 @@ from ratekit_cxone._export import (
     state_path,
 )
 from ratekit_cxone._limits import make_limiter
+from ratekit_cxone._metrics import MetricsUnavailable, track, watching
 from ratekit_cxone._models import Contact, Interaction
 from ratekit_cxone._rates import (
     CACHE_DIR_VARIABLE,
@@ -67,6 +70,8 @@ from ratekit_cxone._rates import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from opentelemetry.sdk.metrics import MeterProvider
 
     from ratekit.retry import RetryPolicy
     from ratekit.typing import Limiter
@@ -351,6 +356,32 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_metrics(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="N",
+        help="serve the run's metrics for Prometheus at http://HOST:N/metrics (needs "
+        "ratekit[metrics]); OTEL_EXPORTER_OTLP_ENDPOINT sends them over OTLP instead or too",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address --metrics-port listens on (default 127.0.0.1; 0.0.0.0 to be "
+        "scraped from other hosts)",
+    )
+
+
+@contextlib.contextmanager
+def _metrics(args: argparse.Namespace, api: str) -> Iterator[MeterProvider | None]:
+    """The command's metrics exported for the block (see `ratekit_cxone._metrics`)."""
+    with watching(
+        args.metrics_port, host=args.metrics_host, environ=os.environ, api=api, warn=_warn
+    ) as provider:
+        yield provider
+
+
 def _add_export(commands: argparse._SubParsersAction[_Parser]) -> None:
     export = commands.add_parser(
         "export",
@@ -414,6 +445,7 @@ def _add_export(commands: argparse._SubParsersAction[_Parser]) -> None:
         f"interactions, at most {MAX_INTERACTIONS_PAGE})",
     )
     _add_limits(export)
+    _add_metrics(export)
     export.set_defaults(handler=_export_command)
 
 
@@ -504,6 +536,7 @@ def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     demo.add_argument("--seed", type=int, default=0, metavar="N", help="seeds data and faults")
     demo.add_argument("--quiet", action="store_true", help="no progress report")
+    _add_metrics(demo)
     demo.set_defaults(handler=_demo_command)
 
 
@@ -531,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return handler(args)
         except _UsageError as error:
             _error(f"{error} (see '{error.command} --help')")
+            return EXIT_USAGE
+        except MetricsUnavailable as error:
+            _error(str(error))
             return EXIT_USAGE
         except KeyboardInterrupt:
             _error("interrupted", prefix="")
@@ -607,6 +643,8 @@ class _Job:
     since_last: bool = False
     #: Where the limiter starts from, and what it learnt is kept (no --rate); or None.
     remembered: RememberedRate | None = None
+    #: Where the export's metrics go (--metrics-port, OTEL_*), or None.
+    metrics: MeterProvider | None = None
 
     @property
     def api(self) -> Literal["contacts", "interactions"]:
@@ -677,10 +715,13 @@ def _export(job: _Job, *, label: str = "export", resumable: bool = True) -> int:
     """Run *job*, reporting on standard error; return the exit code.
 
     What the limiter learnt is remembered however the run ends (done, failed or
-    interrupted), once the tenant is known.
+    interrupted), once the tenant is known.  An export is bulk work: it runs at
+    `ratekit.Priority.BULK`, so that, on a `ratekit.Prioritized` limiter shared with
+    other work, anything more urgent goes first.
     """
     try:
-        return _run(job, label, resumable=resumable)
+        with priority(Priority.BULK):
+            return _run(job, label, resumable=resumable)
     finally:
         if job.remembered is not None:
             job.remembered.save()
@@ -697,6 +738,7 @@ def _run(job: _Job, label: str, *, resumable: bool) -> int:
             retry=job.retry,
             timeout=job.timeout,
         ) as client:
+            track(job.metrics, client.statistics, job.api)
             # Who the export is for is known before the output is touched, and before
             # the first request that the limiter paces.
             tenant_id = _tenant(client, job)
@@ -967,27 +1009,30 @@ def _export_command(args: argparse.Namespace) -> int:
             f"argument --page-size: at most {most} with --api {args.api}, got {page_size}",
             command,
         )
-    limiter, remembered = _limiter(args, command)
-    try:
-        config = CXoneConfig.from_env(args.api)
-    except ConfigError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    job = _Job(
-        config=config,
-        out=args.out,
-        start=start,
-        end=end,
-        page_size=page_size,
-        concurrency=args.concurrency,
-        limiter=limiter,
-        retry=_retry(args.retries),
-        timeout=args.timeout,
-        progress=_progress_mode(args.quiet),
-        since_last=args.since_last,
-        remembered=remembered,
-    )
-    return _export(job)
+    with _metrics(args, args.api) as metrics:
+        # Made inside the block, so that the metrics cover the limiter too.
+        limiter, remembered = _limiter(args, command)
+        try:
+            config = CXoneConfig.from_env(args.api)
+        except ConfigError as error:
+            _error(str(error))
+            return EXIT_USAGE
+        job = _Job(
+            config=config,
+            out=args.out,
+            start=start,
+            end=end,
+            page_size=page_size,
+            concurrency=args.concurrency,
+            limiter=limiter,
+            retry=_retry(args.retries),
+            timeout=args.timeout,
+            progress=_progress_mode(args.quiet),
+            since_last=args.since_last,
+            remembered=remembered,
+            metrics=metrics,
+        )
+        return _export(job)
 
 
 def _simulate_command(args: argparse.Namespace) -> int:
@@ -1076,19 +1121,23 @@ def _demo_command(args: argparse.Namespace) -> int:
         # The demo learns from scratch and remembers nothing: its tenant is a new
         # simulator on a new port each time (an entry would never be read again), and
         # showing the limit being learnt is the point of it.
-        job = _Job(
-            config=config,
-            out=out,
-            start=start,
-            end=end,
-            page_size=args.page_size,
-            concurrency=DEMO_CONCURRENCY,
-            limiter=make_limiter(None),
-            retry=_retry(DEFAULT_RETRIES + 3),
-            timeout=DEFAULT_TIMEOUT,
-            progress=_progress_mode(args.quiet),
-        )
-        code = _export(job, label="demo", resumable=False)
+        # The simulator is not instrumented: it is made before the block, and its
+        # requests are the client's, counted by the client.
+        with _metrics(args, "contacts") as metrics:
+            job = _Job(
+                config=config,
+                out=out,
+                start=start,
+                end=end,
+                page_size=args.page_size,
+                concurrency=DEMO_CONCURRENCY,
+                limiter=make_limiter(None),
+                retry=_retry(DEFAULT_RETRIES + 3),
+                timeout=DEFAULT_TIMEOUT,
+                progress=_progress_mode(args.quiet),
+                metrics=metrics,
+            )
+            code = _export(job, label="demo", resumable=False)
         if code != EXIT_OK:
             return code
         expected = [Contact.from_raw(raw).key for raw in simulator.contacts(start, end)]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar, cast, final
 from ratekit import Scheduler
 from ratekit._cancel import cancelled_by
 from ratekit._clock import MONOTONIC
+from ratekit._priority import at_priority, check_priority
 from ratekit._validate import positive
 from ratekit.http import (
     DEFAULT_RETRY,
@@ -262,6 +263,7 @@ class CXoneClient:
         fields: Sequence[str] | None = None,
         skip: int = 0,
         cancel: CancelEvent | None = None,
+        priority: int | None = None,
     ) -> Iterator[RecordPage]:
         """Walk the contacts completed from *start* to *end*, a page at a time.
 
@@ -278,6 +280,8 @@ class CXoneClient:
             skip: Records to skip first: resume a walk with the ``position`` plus the
                 number of records of the last page it handled.
             cancel: An event that stops the walk (see the class docstring).
+            priority: The priority of the walk's requests (see `ratekit.Prioritized`);
+                ``None``: the `ratekit.current_priority` where the iterator is advanced.
 
         Returns:
             An iterator of `RecordPage` values of `Contact` records; the requests start
@@ -297,7 +301,7 @@ class CXoneClient:
             ratekit.retry.RetryError: If the retry policy gives up.
             ratekit.Cancelled: If *cancel* is set.
         """
-        return self._contact_pages(start, end, page_size, fields, skip, cancel)
+        return self._contact_pages(start, end, page_size, fields, skip, cancel, priority)
 
     def _contact_pages(  # noqa: PLR0913, PLR0917 - the arguments of the public method
         self,
@@ -307,7 +311,9 @@ class CXoneClient:
         fields: Sequence[str] | None,
         skip: int,
         cancel: CancelEvent | None,
+        priority: int | None = None,
     ) -> Generator[RecordPage, None, None]:
+        level = None if priority is None else check_priority(priority)
         params = self._window(start, end)
         page_size = _count("page_size", page_size, 1, MAX_CONTACTS_PAGE)
         skip = _count("skip", skip, 0)
@@ -326,7 +332,14 @@ class CXoneClient:
             return page.offset if page.offset is not None else skip + page.number * page_size
 
         return self._walk(
-            paginator, url, params, position, Contact.from_raw, fan_out=True, cancel=cancel
+            paginator,
+            url,
+            params,
+            position,
+            Contact.from_raw,
+            fan_out=True,
+            cancel=cancel,
+            priority=level,
         )
 
     def _window(self, start: datetime, end: datetime) -> dict[str, str | int | float]:
@@ -345,13 +358,18 @@ class CXoneClient:
         return params
 
     def completed_contacts_total(
-        self, start: datetime, end: datetime, *, cancel: CancelEvent | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        cancel: CancelEvent | None = None,
+        priority: int | None = None,
     ) -> int:
         """How many contacts completed from *start* to *end* the API reports now.
 
         One request for a single record (``top=1``), read for its ``totalRecords``; a
         204 means none.  For checking, after a walk, that the records kept are all the
-        API has.
+        API has.  *priority* is the request's (see `completed_contact_pages`).
 
         Raises:
             ValueError: If *start* or *end* is naive, or *end* is not after *start*.
@@ -360,7 +378,8 @@ class CXoneClient:
             ratekit.http.HTTPError: If the API answers an error.
         """
         params = {**self._window(start, end), "top": 1, "skip": 0, "fields": "contactId"}
-        with cancelled_by(cancel):
+        level = None if priority is None else check_priority(priority)
+        with cancelled_by(cancel), at_priority(level):
             base = self._auth.api_base()
             url = f"{base}/inContactAPI/services/v{self._config.version}/contacts/completed"
             body = self._http.get_json(url, params=params, headers=_ACCEPT_JSON)
@@ -381,18 +400,24 @@ class CXoneClient:
         fields: Sequence[str] | None = None,
         skip: int = 0,
         cancel: CancelEvent | None = None,
+        priority: int | None = None,
     ) -> Iterator[Contact]:
         """Stream the contacts completed from *start* to *end*, in the API's order.
 
         See `completed_contact_pages` for the arguments and errors.
         """
-        pages = self._contact_pages(start, end, page_size, fields, skip, cancel)
+        pages = self._contact_pages(start, end, page_size, fields, skip, cancel, priority)
         return cast("Iterator[Contact]", _records(pages))
 
     # --- interactions (the tutorial's contract) -------------------------------------------
 
     def interaction_pages(
-        self, *, page_size: int = 100, first_page: int = 1, cancel: CancelEvent | None = None
+        self,
+        *,
+        page_size: int = 100,
+        first_page: int = 1,
+        cancel: CancelEvent | None = None,
+        priority: int | None = None,
     ) -> Iterator[RecordPage]:
         """Walk the interactions, a page at a time (the tutorial's contract).
 
@@ -404,6 +429,8 @@ class CXoneClient:
             first_page: The page number to start at (the first is 1): resume a walk
                 with the ``position`` of the last page it handled, plus one.
             cancel: An event that stops the walk (see the class docstring).
+            priority: The priority of the walk's requests (see `ratekit.Prioritized`);
+                ``None``: the `ratekit.current_priority` where the iterator is advanced.
 
         Returns:
             An iterator of `RecordPage` values of `Interaction` records; close it to
@@ -418,10 +445,14 @@ class CXoneClient:
             ratekit.retry.RetryError: If the retry policy gives up.
             ratekit.Cancelled: If *cancel* is set.
         """
-        return self._interaction_pages(page_size, first_page, cancel)
+        return self._interaction_pages(page_size, first_page, cancel, priority)
 
     def _interaction_pages(
-        self, page_size: int, first_page: int, cancel: CancelEvent | None
+        self,
+        page_size: int,
+        first_page: int,
+        cancel: CancelEvent | None,
+        priority: int | None = None,
     ) -> Generator[RecordPage, None, None]:
         if self._config.api != "interactions":
             raise ConfigError(
@@ -430,6 +461,7 @@ class CXoneClient:
             )
         page_size = _count("page_size", page_size, 1, MAX_INTERACTIONS_PAGE)
         first_page = _count("first_page", first_page, 1)
+        level = None if priority is None else check_priority(priority)
         paginator = PageNumberPaginator(
             page_size, first=first_page, records_key="entities", next_key="nextPage"
         )
@@ -441,14 +473,26 @@ class CXoneClient:
             return first_page + page.number
 
         return self._walk(
-            paginator, url, {}, position, Interaction.from_raw, fan_out=False, cancel=cancel
+            paginator,
+            url,
+            {},
+            position,
+            Interaction.from_raw,
+            fan_out=False,
+            cancel=cancel,
+            priority=level,
         )
 
     def interactions(
-        self, *, page_size: int = 100, first_page: int = 1, cancel: CancelEvent | None = None
+        self,
+        *,
+        page_size: int = 100,
+        first_page: int = 1,
+        cancel: CancelEvent | None = None,
+        priority: int | None = None,
     ) -> Iterator[Interaction]:
         """Stream the interactions, in the API's order (see `interaction_pages`)."""
-        pages = self._interaction_pages(page_size, first_page, cancel)
+        pages = self._interaction_pages(page_size, first_page, cancel, priority)
         return cast("Iterator[Interaction]", _records(pages))
 
     # --- walking --------------------------------------------------------------------------
@@ -463,11 +507,16 @@ class CXoneClient:
         *,
         fan_out: bool,
         cancel: CancelEvent | None,
+        priority: int | None = None,
     ) -> Generator[RecordPage, None, None]:
-        """Fetch the pages through *paginator*, type their records, count and hand out."""
+        """Fetch the pages through *paginator*, type their records, count and hand out.
+
+        Each step of the walk runs at *priority* (when given), which its requests and
+        the fan-out map it starts take on; never around a ``yield``.
+        """
         with self._lock:
             self._total = None
-        with cancelled_by(cancel):  # not around a yield: the variable would leak
+        with cancelled_by(cancel), at_priority(priority):  # not around a yield: they would leak
             where = url()  # discovery, if need be, when the walk starts
         scheduler = self._scheduler if fan_out else None
         pages = paginator.pages(
@@ -479,7 +528,11 @@ class CXoneClient:
             cancel=cancel,
         )
         with contextlib.closing(pages):
-            for page in pages:
+            while True:
+                with at_priority(priority):
+                    page = next(pages, None)
+                if page is None:
+                    break
                 total = _total(page.body, paginator.total_key)
                 records = [_parse(parse, record, where) for record in page.records]
                 with self._lock:

@@ -50,7 +50,7 @@ def test_results_are_complete_and_ordered_for_ten_thousand_items():
         async with AsyncScheduler(8) as scheduler:
             results = [r async for r in scheduler.map(square, range(10_000))]
             assert results == [x * x for x in range(10_000)]
-            assert scheduler.statistics() == SchedulerStatistics(10_000, 0, 0, 0, 0)
+            assert scheduler.statistics() == SchedulerStatistics(10_000, 0, 0, 0, 0, started=10_000)
 
     run(main)
 

@@ -21,6 +21,7 @@ import ratekit.integrations.httpx
 import ratekit.integrations.requests
 import ratekit.retry
 import ratekit.stores
+import ratekit.telemetry
 import ratekit_cxone
 import ratekit_cxone.simulator
 
@@ -106,6 +107,7 @@ def test_document_code_runs(document: Path):
         ratekit.integrations.httpx,
         ratekit.integrations.aiohttp,
         ratekit.stores,
+        ratekit.telemetry,
         ratekit_cxone,
         ratekit_cxone.simulator,
     ],

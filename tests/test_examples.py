@@ -31,6 +31,11 @@ EXPECTED: dict[str, list[str]] = {
         "timeout=0.01: refused at once",
         "cost 3 granted",
     ],
+    "priority_lanes.py": [
+        "bulk job: 30 calls done",
+        "ratekit.limiter.grants: 33",
+        "ratekit.scheduler.calls.completed: 30",
+    ],
     "reservations.py": [
         "urgent: refused (it would wait 3.0 s)",
         "cleanup: cost 1, runs in 2.0 s",

@@ -26,7 +26,9 @@ def test_unknown_attributes_raise_attribute_error():
         _ = ratekit_cxone.nope  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("name", ["ratekit", "ratekit.typing", "ratekit.testing", "ratekit_cxone"])
+@pytest.mark.parametrize(
+    "name", ["ratekit", "ratekit.typing", "ratekit.testing", "ratekit.telemetry", "ratekit_cxone"]
+)
 def test_all_is_sorted_and_importable(name):
     """Every public module lists a sorted __all__ whose names all exist."""
     module = importlib.import_module(name)

@@ -40,7 +40,7 @@ def test_results_are_complete_and_ordered_for_ten_thousand_items():
     with Scheduler(8) as scheduler:
         results = list(scheduler.map(lambda x: x * x, range(10_000)))
         assert results == [x * x for x in range(10_000)]
-        assert scheduler.statistics() == SchedulerStatistics(10_000, 0, 0, 0, 0)
+        assert scheduler.statistics() == SchedulerStatistics(10_000, 0, 0, 0, 0, started=10_000)
     assert no_new_threads(before)
 
 

@@ -337,9 +337,7 @@ class AdaptiveLimiter(DripBase):
                 self._clock.sleep(delay, cancel)
         finally:
             if started is not None:
-                with self._lock:
-                    self._waiting -= 1
-                    self._waited += max(self._now() - started, 0.0)
+                self._end_wait(started)
 
     async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
         """Wait without blocking the event loop, taking the next free slot (see `acquire`)."""
@@ -360,9 +358,16 @@ class AdaptiveLimiter(DripBase):
                 await self._clock.sleep_async(delay)
         finally:
             if started is not None:
-                with self._lock:
-                    self._waiting -= 1
-                    self._waited += max(self._now() - started, 0.0)
+                self._end_wait(started)
+
+    def _end_wait(self, started: float) -> None:
+        """Count a wait that began at *started* as over."""
+        with self._lock:
+            self._waiting -= 1
+            waited = max(self._now() - started, 0.0)
+            self._waited += waited
+        if self._on_wait is not None:
+            self._on_wait(waited)
 
     def _take_if_free(self, cost: float) -> float | None:
         """Grant *cost* if the slot is free now (``None``); else the wait until it frees."""

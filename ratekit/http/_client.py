@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 import attrs
 import urllib3
 
+from ratekit import _hooks
 from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
 from ratekit._errors import (
@@ -27,6 +28,7 @@ from ratekit._errors import (
     TooManyRedirects,
     TransportError,
 )
+from ratekit._priority import at_priority, check_priority
 from ratekit._validate import positive, whole_number
 from ratekit.http._gate import ClientStatistics, Gate, idempotent_request
 from ratekit.http._pool import cancellable_pool
@@ -209,6 +211,7 @@ class Client:
     """
 
     __slots__ = (
+        "__weakref__",  # for ratekit.telemetry, which must not keep a client alive
         "_auth",
         "_base_url",
         "_clock",
@@ -265,6 +268,7 @@ class Client:
         self._tokens: deque[str] = deque(maxlen=4)
         if auth is not None and base_url:
             check_transport(base_url, what="a bearer token")
+        _hooks.made(self)
 
     def __repr__(self) -> str:
         return f"Client(base_url={redact_url(self._base_url)!r}, limiter={self._limiter!r})"
@@ -301,6 +305,7 @@ class Client:
         cost: float = 1,
         cancel: CancelEvent | None = None,
         idempotent: bool | None = None,
+        priority: int | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """Send a request under the limiter, auth and retry policy; return the response.
 
@@ -322,6 +327,9 @@ class Client:
             idempotent: Whether the request may be repeated whatever happened to it;
                 ``None``: by its method, or an ``Idempotency-Key`` header (see the
                 class docstring).
+            priority: The priority the request waits for the limiter at (every
+                attempt), which a `ratekit.Prioritized` limiter serves first (other
+                limiters ignore it); ``None``: the `ratekit.current_priority`, if any.
 
         Raises:
             ratekit.retry.RetryError: When the retry policy gives up (reason
@@ -337,6 +345,8 @@ class Client:
             ratekit.http.TooManyRedirects: Past *max_redirects*.
             ratekit.http.InsecureTransport: If a token would go over plain http, or a
                 redirect leads from https to http.
+            ValueError: If *priority* is negative, or out of range for the limiter.
+            TypeError: If *priority* is not an integer.
         """
         full = self.url(url, params)
         send_headers = {**self._headers, **(headers or {})}
@@ -344,14 +354,16 @@ class Client:
         if self._auth is not None:
             check_transport(full, what="a bearer token")
         idempotent = idempotent_request(method, send_headers, idempotent)
+        level = None if priority is None else check_priority(priority)
         explicit = cancel is not None
         cancel = resolve(cancel)
         gate = self._gate
         prepared = _Prepared(method, full, data, send_headers, cost, cancel, gate.deadline())
         policy = gate.policy(idempotent=idempotent, unsent=lambda _: not prepared.sent[0])
-        return gate.run(
-            functools.partial(self._attempt, prepared), policy, cancel=cancel, explicit=explicit
-        )
+        with at_priority(level):  # what the limiter's acquire reads, if it is Prioritized
+            return gate.run(
+                functools.partial(self._attempt, prepared), policy, cancel=cancel, explicit=explicit
+            )
 
     def url(self, url: str, params: Mapping[str, str | int | float] | None = None) -> str:
         """The URL a request for *url* goes to: joined to *base_url*, *params* encoded.
@@ -449,22 +461,22 @@ class Client:
                 cancel=cancel,
             )
         except (TransportError, Cancelled) as error:
-            self._counts.sent(None)
+            self._counts.sent(None, method, error)
             if sent_nothing(error):
                 request.sent[0] = False
             if isinstance(error, Cancelled):
                 raise Cancelled(f"{shown} (attempt {number})") from error.__cause__
             raise
         except BodyTooLarge as large:
-            self._counts.sent(large.status)
+            self._counts.sent(large.status, method)
             excerpt = _excerpt(large.head, self._secrets(url, headers))
             reason = f"a body of more than max_body={self._max_body} bytes"
             raise ResponseError(large.status, redact_url(url), excerpt, reason) from None
         except Undecodable as bad:
-            self._counts.sent(bad.status)
+            self._counts.sent(bad.status, method)
             reason = "a body that is not in the content coding it claims"
             raise ResponseError(bad.status, redact_url(url), "", reason) from None
-        self._counts.sent(response.status)
+        self._counts.sent(response.status, method)
         log.debug("%s -> %s", shown, response.status)
         return response
 

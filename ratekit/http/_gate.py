@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
     from ratekit.typing import CancelEvent, Clock, Limiter
 
+    #: Reports one attempt: its method, its status (``None``: it failed) and its error.
+    SentHook = Callable[[str, int | None, BaseException | None], None]
+
 T = TypeVar("T")
 
 log = logging.getLogger("ratekit.http")
@@ -65,19 +68,26 @@ class ClientStatistics:
 class _Counts:
     """The mutable counts behind `ClientStatistics`, updated under a lock."""
 
-    __slots__ = ("failures", "lock", "requests", "retries", "throttled")
+    __slots__ = ("failures", "hook", "lock", "requests", "retries", "throttled")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests = self.throttled = self.retries = self.failures = 0
+        # Told of every attempt by `ratekit.telemetry` (after the network), or None.
+        self.hook: SentHook | None = None
 
-    def sent(self, status: int | None) -> None:
+    def sent(
+        self, status: int | None, method: str = "", error: BaseException | None = None
+    ) -> None:
+        """Count an attempt of a *method* request: answered *status*, or failed with *error*."""
         with self.lock:
             self.requests += 1
             if status is None:
                 self.failures += 1
             elif status == 429:
                 self.throttled += 1
+        if self.hook is not None:
+            self.hook(method, status, error)
 
     def retried(self) -> None:
         with self.lock:

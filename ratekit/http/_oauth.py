@@ -18,6 +18,7 @@ from urllib.parse import quote_plus, urlencode
 import attrs
 import urllib3
 
+from ratekit import _hooks
 from ratekit._cancel import current_cancel, waking
 from ratekit._clock import MONOTONIC
 from ratekit._errors import (
@@ -143,11 +144,14 @@ class OAuth2Token:
     """
 
     __slots__ = (
+        "__weakref__",  # for ratekit.telemetry, which must not keep a token alive
         "_body",
         "_client_id",
         "_clock",
         "_cond",
         "_expires_at",
+        "_fetch_failures",
+        "_fetches",
         "_flight",
         "_grant",
         "_headers",
@@ -212,6 +216,10 @@ class OAuth2Token:
         self._pause = 0.0
         self._response: Mapping[str, object] = MappingProxyType({})
         self._flight: _Flight | None = None
+        # Token requests that ended, and those of them that failed (`ratekit.telemetry`).
+        self._fetches = 0
+        self._fetch_failures = 0
+        _hooks.made(self)
 
     def _encode(
         self,
@@ -437,6 +445,7 @@ class OAuth2Token:
     def _land(self, flight: _Flight, fetched: _Fetched) -> None:
         """Cache the *fetched* token and hand it to the threads that wait for *flight*."""
         with self._cond:
+            self._fetches += 1
             self._token = fetched.token
             self._expires_at = fetched.expires_at
             self._refresh_at = fetched.refresh_at
@@ -454,6 +463,8 @@ class OAuth2Token:
         """
         now = self._clock.now()
         with self._cond:
+            self._fetches += 1
+            self._fetch_failures += 1
             token, expires_at = self._token, self._expires_at
             if not (
                 isinstance(error, (TransportError, TokenError))

@@ -30,6 +30,7 @@ from aiohttp import hdrs
 from aiohttp.payload import BytesPayload, Payload
 from yarl import URL
 
+from ratekit import _hooks
 from ratekit._errors import (
     ConnectionFailed,
     InsecureTransport,
@@ -209,7 +210,7 @@ class _Pacing:
         except Exception as error:
             if error is not self._counted:  # not counted further in
                 self._counted = error
-                gate.counts.sent(None)
+                gate.counts.sent(None, request.method, error)
                 log.debug("%s (%s) failed: %s", self.shown, what, type(error).__name__)
             raise
         finally:
@@ -236,7 +237,7 @@ class _Pacing:
     def _report(self, response: aiohttp.ClientResponse, what: str, sent: float) -> None:
         self._counted = response
         gate = self.gate
-        gate.counts.sent(response.status)
+        gate.counts.sent(response.status, response.method)
         log.debug("%s (%s) -> %s", self.shown, what, response.status)
         gate.answered(response.status, response.headers, sent)
 
@@ -346,7 +347,7 @@ class RateLimitMiddleware:
         ValueError: If *cost* is not a positive finite number.
     """
 
-    __slots__ = ("_cost", "_gate", "_limiter")
+    __slots__ = ("__weakref__", "_cost", "_gate", "_limiter")
 
     def __init__(  # noqa: PLR0913 - the settings of a middleware, all keyword-only
         self,
@@ -363,6 +364,7 @@ class RateLimitMiddleware:
         )
         self._limiter = limiter
         self._cost = cost
+        _hooks.made(self)
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware({self._limiter!r}, cost={self._cost!r})"

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, cast, final
 import attrs
 import httpx
 
+from ratekit import _hooks
 from ratekit._cancel import current_cancel
 from ratekit._errors import ConnectionFailed, ReadTimeout, RetryError, TLSError
 from ratekit._validate import positive
@@ -233,7 +234,7 @@ class _Exchange:
 
     def raised(self, error: BaseException, number: int) -> None:
         """Note that attempt *number* raised *error*."""
-        self.gate.counts.sent(None)
+        self.gate.counts.sent(None, self.request.method, error)
         log.debug("%s (attempt %d) failed: %s", self.shown, number, type(error).__name__)
         self.last = error
 
@@ -241,7 +242,7 @@ class _Exchange:
         """Note the answer to attempt *number*, sent at the instant *sent*."""
         self.live = self.last = response
         status = response.status_code
-        self.gate.counts.sent(status)
+        self.gate.counts.sent(status, self.request.method)
         log.debug("%s (attempt %d) -> %s", self.shown, number, status)
         self.gate.answered(status, response.headers, sent)
 
@@ -400,6 +401,7 @@ class RateLimitedTransport(httpx.BaseTransport):
         self._limiter = limiter
         self._cost = cost
         self._transport = httpx.HTTPTransport() if transport is None else transport
+        _hooks.made(self)
 
     def __repr__(self) -> str:
         return f"RateLimitedTransport({self._limiter!r}, cost={self._cost!r})"
@@ -513,6 +515,7 @@ class AsyncRateLimitedTransport(httpx.AsyncBaseTransport):
         self._limiter = limiter
         self._cost = cost
         self._transport = httpx.AsyncHTTPTransport() if transport is None else transport
+        _hooks.made(self)
 
     def __repr__(self) -> str:
         return f"AsyncRateLimitedTransport({self._limiter!r}, cost={self._cost!r})"

@@ -27,6 +27,7 @@ from requests.utils import rewind_body
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from ratekit import _hooks
 from ratekit._cancel import resolve
 from ratekit._errors import RetryError
 from ratekit.http._client import DEFAULT_RETRY
@@ -214,6 +215,7 @@ class RateLimitedAdapter(HTTPAdapter):
             (False, False): once,
         }
         super().__init__(**adapter_options)
+        _hooks.made(self)
 
     def __repr__(self) -> str:
         return f"RateLimitedAdapter({self._limiter!r}, cost={self._cost!r})"
@@ -257,11 +259,11 @@ class RateLimitedAdapter(HTTPAdapter):
                     request, stream=stream, timeout=timeout, verify=verify, cert=cert,
                     proxies=proxies,
                 )  # fmt: skip
-            except Exception:
-                gate.counts.sent(None)
+            except Exception as error:
+                gate.counts.sent(None, method, error)
                 log.debug("%s (attempt %d) failed", shown, number)
                 raise
-            gate.counts.sent(response.status_code)
+            gate.counts.sent(response.status_code, method)
             log.debug("%s (attempt %d) -> %s", shown, number, response.status_code)
             gate.answered(response.status_code, response.headers, sent)
             sent_one.append(response)

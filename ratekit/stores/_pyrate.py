@@ -34,6 +34,7 @@ from pyrate_limiter import AbstractBucket, MultiprocessBucket, RateItem, Sliding
 from pyrate_limiter import Limiter as _PyrateLimiter
 from pyrate_limiter import Rate as _PyrateRate
 
+from ratekit import _hooks
 from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
 from ratekit._decision import GRANTED, Decision, LimiterStatistics, Reservation
@@ -196,6 +197,7 @@ class PyrateLimiter(Acquiring):
         "_capacity",
         "_clock",
         "_clock_arg",
+        "_counts",
         "_denied",
         "_factory",
         "_fail_open",
@@ -204,6 +206,7 @@ class PyrateLimiter(Acquiring):
         "_limiter",
         "_locks",
         "_name",
+        "_on_wait",
         "_recipe",
         "_source",
         "_stamp_on_clock",
@@ -282,6 +285,12 @@ class PyrateLimiter(Acquiring):
         self._cancelled = 0
         self._waiting = 0
         self._waited = 0.0
+        # Round trips, `StoreUnavailable` raised, calls granted by failing open (under
+        # ``_stats``; read by `ratekit.telemetry`).
+        self._counts = [0, 0, 0]
+        # Called with the seconds of each finished wait (`ratekit.telemetry`), or None.
+        self._on_wait: Callable[[float], None] | None = None
+        _hooks.made(self)
 
     # -- properties --------------------------------------------------------------------
 
@@ -346,6 +355,8 @@ class PyrateLimiter(Acquiring):
 
     def _attempt(self, weight: int) -> float:
         """Put *weight* in the bucket: ``0.0`` if granted, else the seconds to wait."""
+        with self._stats:
+            self._counts[0] += 1
         try:
             with ExitStack() as stack:
                 self._locked(stack)
@@ -358,6 +369,8 @@ class PyrateLimiter(Acquiring):
         """Fail closed (raise `StoreUnavailable`) or open (log, and let the caller grant)."""
         self._rollback()
         reason = _reason(error)
+        with self._stats:
+            self._counts[2 if self._fail_open else 1] += 1
         if not self._fail_open:
             raise StoreUnavailable(self._store, reason) from error
         logger.warning(
@@ -513,9 +526,16 @@ class PyrateLimiter(Acquiring):
                     raise AcquireCancelled(float(weight))
         finally:
             if slept:
-                with self._stats:
-                    self._waiting -= 1
-                    self._waited += max(clock.now() - started, 0.0)
+                self._end_wait(started)
+
+    def _end_wait(self, started: float) -> None:
+        """Count a wait that began at *started* as over."""
+        with self._stats:
+            self._waiting -= 1
+            waited = max(self._clock.now() - started, 0.0)
+            self._waited += waited
+        if self._on_wait is not None:
+            self._on_wait(waited)
 
     def _check_wait(
         self, weight: int, timeout: float | None, limit: float, elapsed: float, delay: float
@@ -567,9 +587,7 @@ class PyrateLimiter(Acquiring):
                     raise
         finally:
             if slept:
-                with self._stats:
-                    self._waiting -= 1
-                    self._waited += max(clock.now() - started, 0.0)
+                self._end_wait(started)
 
     def reserve(self, cost: float = 1, *, max_wait: float | None = None) -> Reservation:
         """Grant *cost* now if it fits; pyrate-limiter cannot book a later slot.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, final
 
 import attrs
 
+from ratekit import _hooks
 from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
 from ratekit._composite import _SEPARATOR
@@ -201,6 +202,7 @@ class RedisStore:
         "__weakref__",
         "_client",
         "_clock",
+        "_counts",
         "_description",
         "_down",
         "_errors",
@@ -273,6 +275,10 @@ class RedisStore:
         self._script = client.register_script(SCRIPT)
         #: Whether calls go by FCALL; turned off for good once the server refuses it.
         self._functions = True
+        #: Round trips, `StoreUnavailable` raised, calls granted by failing open (under
+        #: ``_lock``; read by `ratekit.telemetry`).
+        self._counts = [0, 0, 0]
+        _hooks.made(self)
 
     # -- what the store is --------------------------------------------------------------
 
@@ -503,14 +509,22 @@ class RedisStore:
                 self._pool = ThreadPoolExecutor(_ASYNC_THREADS, thread_name_prefix=_THREAD_PREFIX)
             return self._pool.submit(call, *args)
 
-    def _run(self, keys: Sequence[str], args: Sequence[str]) -> list[str] | None:
+    def _run(
+        self, keys: Sequence[str], args: Sequence[str], *, counted: bool = True
+    ) -> list[str] | None:
         """Run the script once; ``None`` means: unavailable, and granted (fail open).
+
+        *counted*: whether the call counts in the store's counts (not a level read for
+        `RedisLimiter.statistics`, which metrics collection makes).
 
         Raises:
             StoreUnavailable: If Redis cannot be reached or refuses the call (unless
                 failing open).
             redis.ResponseError: If Redis answers with another error: a bug.
         """
+        if counted:
+            with self._lock:
+                self._counts[0] += 1
         try:
             reply = self._invoke(keys, args)
         except Exception as error:
@@ -519,6 +533,9 @@ class RedisStore:
                 raise
             unavailable = StoreUnavailable(self._description, reason)
             if not self._fail_open:
+                if counted:
+                    with self._lock:
+                        self._counts[1] += 1
                 raise unavailable from error
             with self._lock:
                 first, self._down = not self._down, True
@@ -752,10 +769,12 @@ class RedisLimiter(Acquiring):
         "_lock",
         "_max_delay",
         "_members",
+        "_on_wait",
         "_store",
         "_timed_out",
         "_waited",
         "_waiting",
+        "_withdrawn_grants",
     )
 
     def __init__(self, store: RedisStore, members: tuple[_Member, ...], *, composite: bool) -> None:
@@ -782,6 +801,10 @@ class RedisLimiter(Acquiring):
         self._cancelled = 0
         self._waiting = 0
         self._waited = 0.0
+        self._withdrawn_grants = 0  # see `LimiterStatistics.withdrawn`
+        # Called with the seconds of each finished wait (`ratekit.telemetry`), or None.
+        self._on_wait: Callable[[float], None] | None = None
+        _hooks.made(self)
 
     @property
     def store(self) -> RedisStore:
@@ -814,7 +837,14 @@ class RedisLimiter(Acquiring):
     def _call(self, op: str, cost: float, extra: str = "", token: str = "") -> list[str] | None:
         inject = self._store._inject
         now = "" if inject is None else _fmt(inject.now())
-        return self._store._run(self._keys, [op, now, _fmt(cost), extra, token, *self._args])
+        args = [op, now, _fmt(cost), extra, token, *self._args]
+        return self._store._run(self._keys, args, counted=op != "level")
+
+    def _opened(self) -> None:
+        """Count a call granted without the store, which is down (fail open)."""
+        store = self._store
+        with store._lock:
+            store._counts[2] += 1
 
     def _book_call(self, cost: float, limit: float) -> tuple[bool, float, float, _Booking | None]:
         """Book *cost* if it waits at most *limit*: (booked, local instant, delay, booking).
@@ -824,6 +854,7 @@ class RedisLimiter(Acquiring):
         reply = self._call("book", cost, _fmt(limit))
         clock = self._store.clock
         if reply is None:
+            self._opened()
             return True, clock.now(), 0.0, None
         delay = float(reply[2])
         # With an injected clock the script's instants are that clock's; otherwise they
@@ -871,6 +902,8 @@ class RedisLimiter(Acquiring):
         """
         value = self._check_cost(cost)
         reply = self._call("try", value)
+        if reply is None:
+            self._opened()
         if reply is None or reply[0] == "1":
             with self._lock:
                 self._granted += 1
@@ -924,6 +957,7 @@ class RedisLimiter(Acquiring):
             return False
         with self._lock:
             self._granted -= 1
+            self._withdrawn_grants += 1
         return True
 
     def _book(
@@ -953,9 +987,12 @@ class RedisLimiter(Acquiring):
     def _finish_wait(self, started: float, *, used: bool) -> None:
         with self._lock:
             self._waiting -= 1
-            self._waited += max(self._store.clock.now() - started, 0.0)
+            waited = max(self._store.clock.now() - started, 0.0)
+            self._waited += waited
             if used:
                 self._granted += 1
+        if self._on_wait is not None:
+            self._on_wait(waited)
 
     def acquire(
         self,
@@ -1143,4 +1180,5 @@ class RedisLimiter(Acquiring):
                 waited=self._waited,
                 level=level,
                 capacity=self._capacity,
+                withdrawn=self._withdrawn_grants,
             )
