@@ -6,6 +6,7 @@ profile and everything else the fast ``default`` one.
 
 from __future__ import annotations
 
+import gc
 import os
 import ssl
 from typing import TYPE_CHECKING
@@ -34,6 +35,21 @@ _profile = os.environ.get("HYPOTHESIS_PROFILE") or (
     "ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "default"
 )
 settings.load_profile(_profile)
+
+
+@pytest.fixture
+def collect_garbage() -> Iterator[None]:
+    """Collect garbage after the test, for tests that make multiprocessing locks.
+
+    A lock of a multiprocessing context registers a semaphore with the resource
+    tracker, and its finalizer unregisters it.  If that finalizer runs in a garbage
+    collection that starts while the tracker is itself busy (making the next lock),
+    CPython 3.12 refuses the reentrant call and reports it as an unraisable warning,
+    which fails the test that happens to be running.  Collecting at the end of each
+    such test runs the finalizers while nothing is inside the tracker.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture

@@ -40,6 +40,9 @@ from ratekit.retry import RetryError
 from ratekit.testing import FakeClock
 from ratekit.typing import AsyncTokenProvider, TokenProvider
 
+# Multiprocessing locks are made here: their finalizers run between tests (conftest).
+pytestmark = pytest.mark.usefixtures("collect_garbage")
+
 SECRET = "s3cr&t:pa ss+word"  # noqa: S105 - a made-up secret, to look for in what is shown
 PASSWORD = "hunter2-is-my-password"  # noqa: S105 - the same, for the password grant
 ACCESS = "eyJ-the-access-token"

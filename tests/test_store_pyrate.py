@@ -34,6 +34,9 @@ from ratekit.typing import Limiter as LimiterProtocol
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+# Multiprocessing locks are made here: their finalizers run between tests (conftest).
+pytestmark = pytest.mark.usefixtures("collect_garbage")
+
 #: Half a millisecond: well inside the millisecond that pyrate-limiter stamps in.
 HALF_MS = 0.0005
 

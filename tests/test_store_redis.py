@@ -72,6 +72,9 @@ from ratekit.typing import Limiter
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+# Multiprocessing locks are made here: their finalizers run between tests (conftest).
+pytestmark = pytest.mark.usefixtures("collect_garbage")
+
 _server: RedisServer | None = None
 _client: redis.Redis | None = None
 _made: list[RedisStore] = []

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+# Multiprocessing locks are made here: their finalizers run between tests (conftest).
+pytestmark = pytest.mark.usefixtures("collect_garbage")
+
 #: Run in each child process: try to acquire until the deadline (wall-clock seconds, the
 #: clock pyrate-limiter's SQLiteBucket stamps with), sleeping the reported wait after a
 #: refusal, and record the wall-clock instants just before and just after each grant.
