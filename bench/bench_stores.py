@@ -9,7 +9,7 @@ Usage::
     python bench/bench_stores.py --json out.json
 
 It starts a throwaway ``redis-server`` on a free loopback port (no persistence) and
-prints two Markdown tables:
+prints three Markdown tables:
 
 - **Redis latency**: one non-blocking call of a `ratekit.stores.RedisStore` limiter
   (granted and denied), beside pyrate-limiter's ``RedisBucket`` and the ``limits``
@@ -17,7 +17,17 @@ prints two Markdown tables:
   the round trips and the server commands that each call costs;
 - **shared accuracy**: four processes sharing one limit of 100 per second for 3 s, on
   SQLite, on pyrate-limiter's multiprocess storage and on Redis: grants against the
-  ideal, the most grants in any second, and any over-admission.
+  ideal, the most grants in any second, and any over-admission;
+- **asyncio throughput**: calls per second of ``await limiter.acquire()`` on a
+  `ratekit.stores.AsyncRedisStore` (``redis.asyncio``, no thread) against
+  ``await limiter.acquire_async()`` on a `RedisStore` (its round trips on the store's
+  four threads), with 1 to 256 tasks calling at once (``--asyncio-only``: this table
+  alone).
+
+``--cluster-only`` prints one more table instead: the latency of one call on a Redis
+Cluster of three primaries (started on loopback), beside the same call on one server,
+with the server's microseconds per call (``FCALL`` in ``INFO commandstats`` on the node
+that holds the limit's slot).
 
 What each column means and how each library is driven is described in
 ``bench/README.md``.  Trials of different rows are interleaved and summarised by their
@@ -27,6 +37,7 @@ median, so that a noisy machine blurs every row alike.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import bisect
 import contextlib
 import datetime as dt
@@ -60,10 +71,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import ratekit
-from ratekit.stores import PyrateLimiter, RedisStore, multiprocess_limiter, sqlite_limiter
+from ratekit.stores import (
+    AsyncRedisStore,
+    PyrateLimiter,
+    RedisStore,
+    multiprocess_limiter,
+    sqlite_limiter,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
     from multiprocessing.queues import Queue
     from multiprocessing.sharedctypes import Synchronized
     from multiprocessing.synchronize import Barrier
@@ -98,6 +115,8 @@ class Settings:
     count_calls: int
     accuracy_rounds: int
     accuracy_seconds: float
+    async_rounds: int
+    async_calls: int
 
 
 FULL = Settings(
@@ -107,6 +126,8 @@ FULL = Settings(
     count_calls=200,
     accuracy_rounds=2,
     accuracy_seconds=3.0,
+    async_rounds=5,
+    async_calls=4000,
 )
 QUICK = Settings(
     latency_rounds=3,
@@ -115,6 +136,16 @@ QUICK = Settings(
     count_calls=50,
     accuracy_rounds=1,
     accuracy_seconds=1.0,
+    async_rounds=2,
+    async_calls=1000,
+)
+
+#: How many tasks call at once in the asyncio throughput runs.
+ASYNC_TASKS = (1, 16, 256)
+#: The rows of the asyncio table: (key, store, how each task calls).
+ASYNC_ROWS = (
+    ("native", "`AsyncRedisStore`", "`await acquire()`"),
+    ("executor", "`RedisStore` (4 threads)", "`await acquire_async()`"),
 )
 
 
@@ -851,6 +882,220 @@ def render_accuracy(runs: list[ShareRun], header: str) -> str:
     return "\n".join(lines)
 
 
+# -- asyncio throughput ---------------------------------------------------------------------
+
+
+async def _throughput(acquire: Callable[[], Awaitable[None]], tasks: int, calls: int) -> float:
+    """Calls per second of *tasks* tasks that share *calls* calls of *acquire*."""
+    left = calls
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await acquire()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(tasks)))
+    return calls / (time.perf_counter() - started)
+
+
+def measure_async(url: str, settings: Settings) -> dict[str, dict[int, list[float]]]:
+    """Calls per second of each row of `ASYNC_ROWS`, by number of tasks, per trial.
+
+    Both limiters are token buckets that grant every call at once: each call is one
+    round trip (a booking), so the table compares how the round trips are carried.
+    """
+    rates: dict[str, dict[int, list[float]]] = {
+        key: {tasks: [] for tasks in ASYNC_TASKS} for key, _, _ in ASYNC_ROWS
+    }
+
+    async def run() -> None:
+        async with AsyncRedisStore(url=url, timeout=TIMEOUT, prefix="bench:aio:") as native:
+            with RedisStore(url=url, timeout=TIMEOUT, prefix="bench:thr:") as threaded:
+                acquires = {
+                    "native": native.token_bucket("huge", HUGE, HUGE).acquire,
+                    "executor": threaded.token_bucket("huge", HUGE, HUGE).acquire_async,
+                }
+                for acquire in acquires.values():  # connect, load the library
+                    await _throughput(acquire, 16, 64)
+                for index in range(settings.async_rounds):
+                    for tasks in ASYNC_TASKS:
+                        for key in _rotated(list(acquires), index):
+                            rate = await _throughput(acquires[key], tasks, settings.async_calls)
+                            rates[key][tasks].append(rate)
+
+    asyncio.run(run())
+    return rates
+
+
+def render_async(rates: dict[str, dict[int, list[float]]], header: str) -> str:
+    """The asyncio table: median calls per second, by number of tasks."""
+    lines = [
+        f"> {header}",
+        "",
+        "| Store | Each task calls | "
+        + " | ".join(f"{tasks} task{'s' if tasks > 1 else ''}, calls/s" for tasks in ASYNC_TASKS)
+        + " |",
+        "|---|---|" + "--:|" * len(ASYNC_TASKS),
+    ]
+    for key, store, calls in ASYNC_ROWS:
+        cells = [f"{statistics.median(rates[key][tasks]):,.0f}" for tasks in ASYNC_TASKS]
+        lines.append(f"| {store} | {calls} | " + " | ".join(cells) + " |")
+    ratios = ", ".join(
+        f"{tasks} task{'s' if tasks > 1 else ''}: "
+        + _ratio(
+            statistics.median(rates["native"][tasks]), statistics.median(rates["executor"][tasks])
+        )
+        for tasks in ASYNC_TASKS
+    )
+    lines += ["", f"`AsyncRedisStore` against the executor: {ratios}."]
+    return "\n".join(lines)
+
+
+# -- Redis Cluster -------------------------------------------------------------------------
+
+#: A cluster node's bus listens on its port plus this, which must be a port too.
+BUS_OFFSET = 10000
+
+
+def _free_cluster_port(taken: set[int]) -> int:
+    """A free loopback port below the ephemeral range whose bus port is free too."""
+    for port in range(21000, 30000, 7):
+        if {port, port + BUS_OFFSET} & taken:
+            continue
+        try:
+            for each in (port, port + BUS_OFFSET):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind(("127.0.0.1", each))
+        except OSError:
+            continue
+        taken.update({port, port + BUS_OFFSET})
+        return port
+    raise SystemExit("no free pair of ports for a cluster node")
+
+
+@contextlib.contextmanager
+def redis_cluster() -> Iterator[list[int]]:
+    """Run a Redis Cluster of three primaries on loopback (no persistence); yield the ports."""
+    executable, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if executable is None or cli is None:
+        raise SystemExit("--cluster needs redis-server and redis-cli on PATH")
+    directory = tempfile.mkdtemp(prefix="ratekit-bench-cluster-")
+    taken: set[int] = set()
+    ports = [_free_cluster_port(taken) for _ in range(3)]
+    processes = []
+    try:
+        for port in ports:
+            command = [executable, "--port", str(port), "--bind", "127.0.0.1"]
+            command += ["--cluster-enabled", "yes", "--cluster-config-file"]
+            command += [f"{directory}/nodes-{port}.conf", "--save", "", "--appendonly", "no"]
+            command += ["--dir", directory]
+            processes.append(
+                subprocess.Popen(  # noqa: S603 - a fixed executable and arguments
+                    command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(_answers_ping(port) for port in ports):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"redis-server did not answer within {START_TIMEOUT:g} s")
+            time.sleep(0.01)
+        create = [cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports)]
+        create += ["--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(  # noqa: S603 - a fixed executable and arguments
+            create, check=True, capture_output=True, timeout=START_TIMEOUT
+        )
+        while True:
+            states = []
+            for port in ports:
+                with contextlib.closing(redis.Redis(port=port)) as node:
+                    states.append(node.cluster("info").get("cluster_state"))
+            if states == ["ok"] * 3:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("the cluster was not ok in time")
+            time.sleep(0.05)
+        yield ports
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=START_TIMEOUT)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _owner_port(store: RedisStore, key: str, url: str) -> int:
+    """The port of the server that holds *key*: the slot's primary on a cluster."""
+    if not store.cluster:
+        return int(url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    client: Any = store._client  # a RedisCluster
+    return int(client.get_node_from_key(key).port)
+
+
+def measure_cluster(settings: Settings) -> list[str]:
+    """Latency and server time of one call on a three-primary cluster and on one server.
+
+    The server's time is that of ``FCALL`` in ``INFO commandstats`` on the node that
+    holds the limit's slot.
+    """
+    table = [
+        "| Store | Call | p50 µs | p99 µs | server µs per call | redis-server |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    with redis_cluster() as ports, redis_server() as url:
+        cluster = RedisStore(url=f"redis://127.0.0.1:{ports[0]}", cluster=True, timeout=TIMEOUT)
+        single = RedisStore(url=url, timeout=TIMEOUT)
+        rows: list[tuple[str, str, Any, bool]] = []  # RedisLimiter rows
+        for name, store in (("one server", single), ("cluster, 3 primaries", cluster)):
+            rows += [
+                (
+                    name,
+                    "token_bucket try_acquire, granted",
+                    store.token_bucket("b", HUGE, HUGE),
+                    True,
+                ),
+                (
+                    name,
+                    'limiter("N/s, N/h") try_acquire, granted',
+                    store.limiter("l", f"{HUGE}/second, {HUGE}/hour"),
+                    True,
+                ),
+                (
+                    name,
+                    "sliding_window try_acquire, denied",
+                    store.sliding_window("d", 1, 3600.0),
+                    False,
+                ),
+            ]
+        for name, text, limiter, expect in rows:
+            store = limiter.store
+            port = _owner_port(store, limiter.keys[0], url)
+            _log(f"cluster table: {name}, {text}")
+            for _ in range(50):  # connect, load the library, use up the denied row's limit
+                limiter.try_acquire()
+            row = Caller(text, "ratekit", text, "", limiter.try_acquire, expect)
+            with contextlib.closing(redis.Redis(port=port)) as node:
+                version_text = str(node.info("server")["redis_version"])
+                before = _commandstats(node).get("fcall", (0, 0))
+                trials = []
+                for _ in range(settings.latency_rounds):
+                    samples, wrong = _timed(row, settings.latency_calls)
+                    if wrong:
+                        raise SystemExit(f"{name}, {text}: {wrong} calls had another outcome")
+                    trials.append(samples)
+                after = _commandstats(node).get("fcall", (0, 0))
+            calls = after[0] - before[0]
+            server = (after[1] - before[1]) / calls if calls else math.nan
+            p50 = statistics.median(_percentile(t, 0.5) for t in trials) / 1e3
+            p99 = statistics.median(_percentile(t, 0.99) for t in trials) / 1e3
+            table.append(
+                f"| {name} | {text} | {p50:.1f} | {p99:.1f} | {server:.1f} | {version_text} |"
+            )
+        cluster.close()
+        single.close()
+    return table
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -878,8 +1123,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a shorter, noisier run")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write raw numbers here")
+    parser.add_argument(
+        "--asyncio-only", action="store_true", help="only the asyncio throughput table"
+    )
+    parser.add_argument(
+        "--cluster-only", action="store_true", help="only the Redis Cluster latency table"
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
+    if args.cluster_only:
+        print("\n".join(measure_cluster(settings)))
+        return 0
 
     began = time.monotonic()
     with redis_server() as url:
@@ -892,6 +1146,15 @@ def main(argv: list[str] | None = None) -> int:
             f"on loopback, redis-py {env['redis']}, pyrate-limiter {env['pyrate-limiter']}, "
             f"limits {env['limits']}{' --quick' if args.quick else ''}. "
         )
+        async_header = preamble + (
+            f"{settings.async_calls} calls shared by the tasks per trial, median of "
+            f"{settings.async_rounds} interleaved trials; every call is granted at once "
+            "(one round trip each)."
+        )
+        if args.asyncio_only:
+            print(render_async(measure_async(url, settings), async_header))
+            client.close()
+            return 0
         rows, closing = callers(client, url, "bench:")
         try:
             latency = measure_latency(client, rows, settings)
@@ -908,6 +1171,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         tables = [render_latency(rows, latency, latency_header)]
         runs = measure_accuracy(url, settings)
+        rates = measure_async(url, settings)
         client.close()
     accuracy_header = preamble + (
         f"{PROCESSES} spawned processes share {LIMIT} per {WINDOW:g} s for "
@@ -917,6 +1181,7 @@ def main(argv: list[str] | None = None) -> int:
         "worst run)."
     )
     tables.append(render_accuracy(runs, accuracy_header))
+    tables.append(render_async(rates, async_header))
     print("\n\n".join(tables))
     _log(f"done in {time.monotonic() - began:.0f} s")
     if args.json is not None:
@@ -928,6 +1193,9 @@ def main(argv: list[str] | None = None) -> int:
                 for row in rows
             },
             "accuracy": [asdict(run) for run in runs],
+            "asyncio": {
+                key: {str(tasks): r for tasks, r in by.items()} for key, by in rates.items()
+            },
         }
         args.json.write_text(json.dumps(dump, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -59,7 +59,7 @@ apart.
 | `ratekit.client.cooldown` | ObservableCounter | `s` | Seconds the shared cooldown held requests (``cooled``) | |
 | `ratekit.token.refreshes` | ObservableCounter | `{request}` | Requests of an `ratekit.http.OAuth2Token` to its token endpoint that ended, successful or not | |
 | `ratekit.token.refresh_failures` | ObservableCounter | `{request}` | Those of them that failed | |
-| `ratekit.store.round_trips` | ObservableCounter | `{request}` | Calls to a `ratekit.stores.RedisStore` or a `ratekit.stores.PyrateLimiter`'s store (level reads for ``statistics()`` left out) | |
+| `ratekit.store.round_trips` | ObservableCounter | `{request}` | Calls to a `ratekit.stores.RedisStore`, a `ratekit.stores.AsyncRedisStore` or a `ratekit.stores.PyrateLimiter`'s store (level reads for ``statistics()`` left out) | |
 | `ratekit.store.unavailable` | ObservableCounter | `{call}` | Calls that found the store unavailable and failed closed (`ratekit.stores.StoreUnavailable`) | |
 | `ratekit.store.fail_open_grants` | ObservableCounter | `{call}` | Calls granted without the store, which was unavailable (``fail_open``) | |
 
@@ -415,6 +415,8 @@ _LAYERED: Final = (
     ("ratekit.stores._pyrate", "PyrateLimiter", (_LIMITER, _STORE)),
     ("ratekit.stores._redis", "RedisLimiter", (_LIMITER,)),
     ("ratekit.stores._redis", "RedisStore", (_STORE,)),
+    ("ratekit.stores._redis_async", "AsyncRedisLimiter", (_LIMITER,)),
+    ("ratekit.stores._redis_async", "AsyncRedisStore", (_STORE,)),
     ("ratekit.http._oauth", "OAuth2Token", (_TOKEN,)),
 )
 
@@ -907,12 +909,14 @@ def instrument(
 
     Args:
         obj: A limiter (any ratekit strategy or composition,
-            `ratekit.http.AdaptiveLimiter`, a `ratekit.stores.RedisLimiter` or
-            `ratekit.stores.PyrateLimiter`, or any object whose ``statistics()`` returns
-            a `ratekit.LimiterStatistics`), a `ratekit.Keyed`, a `ratekit.Scheduler` or
-            `ratekit.AsyncScheduler`, a `ratekit.http.Client` or an integration's
-            adapter, transport or middleware, a `ratekit.http.OAuth2Token`, or a
-            `ratekit.stores.RedisStore`.  ``None``: every object of those kinds that
+            `ratekit.http.AdaptiveLimiter`, a `ratekit.stores.RedisLimiter`,
+            `ratekit.stores.AsyncRedisLimiter` (whose level is not reported: reading it
+            takes an awaited round trip) or `ratekit.stores.PyrateLimiter`, or any
+            object whose ``statistics()`` returns a `ratekit.LimiterStatistics`), a
+            `ratekit.Keyed`, a `ratekit.Scheduler` or `ratekit.AsyncScheduler`, a
+            `ratekit.http.Client` or an integration's adapter, transport or middleware,
+            a `ratekit.http.OAuth2Token`, or a `ratekit.stores.RedisStore` or
+            `ratekit.stores.AsyncRedisStore`.  ``None``: every object of those kinds that
             ratekit makes from now on (until `Instrumentation.close`), except the
             limiters a `ratekit.Keyed` makes for its keys.  Objects are held weakly:
             one that is garbage-collected stops being reported.

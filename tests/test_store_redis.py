@@ -21,6 +21,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, NoReturn
 
+import attrs
 import pytest
 import redis
 from hypothesis import given, settings
@@ -254,15 +255,39 @@ def drive(limiter, clock: FakeClock, workload, *, sleeps: bool = True) -> list[o
 @given(data=st.data(), workload=steps)
 @scaled(3)
 def test_redis_answers_exactly_as_memory(name, data, workload):
-    """The same workload gets the same answers, to the last bit, in memory and in Redis."""
+    """The same workload gets the same answers, to the last bit, in memory and in Redis.
+
+    To the last bit but for the clock a composition's wait leaves: see below.
+    """
     make = data.draw(TWINS[name])
     clocks = FakeClock(), FakeClock()
     memory, _ = make(clocks[0], fresh_store(clocks[0]))
     _, shared = make(clocks[1], fresh_store(clocks[1]))
     whole = not isinstance(memory, AllOf)
-    assert drive(memory, clocks[0], workload, sleeps=whole) == drive(
-        shared, clocks[1], workload, sleeps=whole
-    )
+    expected = drive(memory, clocks[0], workload, sleeps=whole)
+    got = drive(shared, clocks[1], workload, sleeps=whole)
+    if whole:
+        assert got == expected
+    else:
+        # A composition that sleeps in two steps where Redis sleeps once ends its wait
+        # at the same instant, reached by a different sum of floats: the clock may read
+        # one or two units in the last place apart, and so may what is measured from it.
+        assert _ulps_apart(got, expected, 4), (got, expected)
+
+
+def _ulps_apart(first: object, second: object, ulps: int) -> bool:
+    """Whether two answers are equal, but for floats at most *ulps* units apart."""
+    if isinstance(first, float) and isinstance(second, float):
+        if math.isinf(first) or math.isinf(second) or first == second:
+            return first == second
+        return abs(first - second) <= ulps * math.ulp(max(abs(first), abs(second)))
+    if attrs.has(type(first)) and type(first) is type(second):
+        first, second = attrs.astuple(first, recurse=False), attrs.astuple(second, recurse=False)
+    if isinstance(first, (list, tuple)) and isinstance(second, (list, tuple)):
+        return len(first) == len(second) and all(
+            _ulps_apart(a, b, ulps) for a, b in zip(first, second, strict=True)
+        )
+    return first == second
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import math
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Literal, TypeVar, cast, final
 
 import attrs
 
@@ -39,6 +39,10 @@ from ratekit._rate import Rate, to_rate
 from ratekit._validate import optional_wait, positive
 from ratekit.http._redact import MASK, redact_url
 
+from ._redis_cluster import connect as connect_cluster
+from ._redis_cluster import describe as describe_cluster
+from ._redis_cluster import hash_tag, is_cluster, node_of
+from ._redis_cluster import outages as cluster_outages
 from ._redis_script import FUNCTION, LIBRARY, SCRIPT
 
 if TYPE_CHECKING:
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import redis
+    from redis.cluster import RedisCluster
 
     from ratekit.typing import CancelEvent, Clock
 
@@ -132,14 +137,60 @@ class _Member:
     capacity: float
     max_delay: float
     shown: str  # the parameters, for repr
+    #: The hash tag of its keys (see `_member`), or ``None``: keys without one.
+    tag: str | None = None
 
     def __repr__(self) -> str:
-        return f"{_KINDS[self.kind][1]}({self.shown}, key={self.key!r})"
+        group = "" if self.tag in {None, self.key} else f", group={self.tag!r}"
+        return f"{_KINDS[self.kind][1]}({self.shown}, key={self.key!r}{group})"
 
 
 def _fmt(value: float) -> str:
     """A float as text the script reads back exactly (``repr`` round-trips)."""
     return repr(float(value))
+
+
+def _member(  # noqa: PLR0913 - a member's parts, and where its keys go
+    prefix: str,
+    kind: str,
+    key: str,
+    params: tuple[float, float],
+    shown: str,
+    *,
+    tag: str | None = None,
+) -> _Member:
+    """One member, with (rate per second, capacity) or (limit, window), and its keys.
+
+    Its state key is ``prefix`` and *key*, then the kind (``ratekit:api:sliding_window``),
+    as ever; with a hash *tag* (on a cluster, or with a ``group``) it is
+    ``prefix{tag}:key:kind``, or ``prefix{key}:kind`` when the tag is the key.  The log
+    key is the state key and ``:log``.
+    """
+    first, second = params
+    name = _KINDS[kind][0]
+    if tag is None:
+        state = f"{prefix}{_check_key(key)}:{name}"
+    elif tag == key:
+        state = f"{prefix}{{{hash_tag(_check_key(key))}}}:{name}"
+    else:
+        state = f"{prefix}{{{hash_tag(tag)}}}:{_check_key(key)}:{name}"
+    capacity = second if kind in {"tb", "lb"} else first
+    max_delay = capacity / first if kind == "lb" else math.inf
+    return _Member(kind, key, state, f"{state}:log", first, second, capacity, max_delay, shown, tag)
+
+
+def _bucket_params(rate: Rate | float | str, capacity: float) -> tuple[tuple[float, float], str]:
+    """A bucket's (rate per second, capacity), checked, and how its repr shows them."""
+    value = to_rate(rate, "rate")
+    size = positive("capacity", capacity)
+    return (value.per_second, size), f"rate={value!r}, capacity={size!r}"
+
+
+def _window_params(limit: float, window: float) -> tuple[tuple[float, float], str]:
+    """A window's (limit, length in seconds), checked, and how its repr shows them."""
+    size = positive("limit", limit)
+    length = positive("window", window)
+    return (size, length), f"limit={size!r}, window={length!r}"
 
 
 def _check_key(key: object) -> str:
@@ -174,15 +225,26 @@ class RedisStore:
     reconnects.  Other errors of Redis (a key of the wrong type) are bugs, and are
     raised as redis-py raises them.
 
-    All keys of one call go to one server, so with Redis Cluster give the keys of a
-    composition one hash tag (``"{tenant}:api"``).
+    On a Redis Cluster (a `redis.cluster.RedisCluster` client, or ``cluster=True``
+    with a URL) each call goes to the primary that serves its keys' slot.  The store
+    gives every limit's keys a hash tag of its own (``ratekit:{api}:sliding_window``),
+    so that one limiter's keys share a slot while different limits spread over the
+    primaries; the members of a composition must share a slot too, so limits that are
+    composed are made with one ``group`` (``group="tenant-42"`` for a tenant's limit
+    and its users' limits), and `all_of` refuses members of different groups.  The
+    function library is loaded on each primary by the first call it gets, and again
+    after a restart, a failover or ``FUNCTION FLUSH`` (see ``docs/stores.md``).
 
     Args:
-        client: A `redis.Redis` client to use as it is (its own timeouts and retries
-            apply); it is left open by `close`.
+        client: A `redis.Redis` or `redis.cluster.RedisCluster` client to use as it is
+            (its own timeouts and retries apply); it is left open by `close`.
         url: Or a URL such as ``"redis://:password@host:6379/0"``, for a client made
             here with *timeout* and one immediate retry of a dropped connection.
-        prefix: Put before every key.
+        cluster: With *url*: the server is one node of a Redis Cluster, whose other
+            nodes the client discovers from it (a URL alone cannot tell).  With a
+            client, its class tells.
+        prefix: Put before every key (on a cluster, without ``{``: the store places the
+            hash tags).
         timeout: Seconds to wait for a connection and for each answer (URL only).
         fail_open: Grant calls while Redis is unreachable, instead of raising.
         clock: ``None`` (production): the Redis server's ``TIME`` decides.  A clock
@@ -192,7 +254,10 @@ class RedisStore:
 
     Raises:
         ValueError: If neither or both of *client* and *url* are given, *url* is not a
-            Redis URL, or *timeout* is not a positive number.
+            Redis URL, *timeout* is not a positive number, *cluster* is given with a
+            client that is not a cluster's, or a cluster's *prefix* holds a ``{``.
+        StoreUnavailable: With ``cluster=True``, if no node of the cluster can be
+            reached (its client reads the cluster's layout at once).
         ModuleNotFoundError: If redis-py is not installed (the ``redis`` extra).
 
     .. versionadded:: 0.2
@@ -202,6 +267,7 @@ class RedisStore:
         "__weakref__",
         "_client",
         "_clock",
+        "_cluster",
         "_counts",
         "_description",
         "_down",
@@ -218,11 +284,12 @@ class RedisStore:
         "_timeout",
     )
 
-    def __init__(  # noqa: PLR0913 - a client or a URL, and the store's four options
+    def __init__(  # noqa: PLR0913 - a client or a URL (of a cluster?), and four options
         self,
-        client: redis.Redis | None = None,
+        client: redis.Redis | RedisCluster | None = None,
         *,
         url: str | None = None,
+        cluster: bool | None = None,
         prefix: str = "ratekit:",
         timeout: float = 1.0,
         fail_open: bool = False,
@@ -237,7 +304,22 @@ class RedisStore:
         self._timeout = positive("timeout", timeout)
         if (client is None) == (url is None):
             raise ValueError("RedisStore needs exactly one of client or url")
-        if url is not None:
+        if client is not None and cluster is not None and bool(cluster) != is_cluster(client):
+            raise ValueError(
+                f"cluster={cluster!r} does not match the client, a {type(client).__name__}: "
+                "leave cluster out with a client (its class tells)"
+            )
+        self._cluster = bool(cluster) if url is not None else is_cluster(client)
+        if self._cluster and "{" in prefix:
+            raise ValueError(
+                f"prefix must not contain '{{' on a Redis Cluster, got {prefix!r}: the store "
+                "puts each limit's hash tag after the prefix"
+            )
+        if url is not None and self._cluster:
+            if not isinstance(url, str):
+                raise TypeError(f"url must be a str, got {type(url).__name__}")
+            client = self._connect_cluster(url)
+        elif url is not None:
             if not isinstance(url, str):
                 raise TypeError(f"url must be a str, got {type(url).__name__}")
             try:
@@ -265,12 +347,15 @@ class RedisStore:
         self._down = False
         #: The threads of asyncio waits, started on first use (see `_submit`).
         self._pool: ThreadPoolExecutor | None = None
-        self._description, self._secrets = _describe(client)
+        self._description, self._secrets = (
+            describe_cluster(client) if self._cluster else _describe(client)  # type: ignore[arg-type]
+        )
         #: The failures to reach the server; its refusals are told apart by `_refusal`.
         self._errors: tuple[type[BaseException], ...] = (
             redis_module.ConnectionError,
             redis_module.TimeoutError,
             OSError,
+            *(cluster_outages() if self._cluster else ()),
         )
         self._script = client.register_script(SCRIPT)
         #: Whether calls go by FCALL; turned off for good once the server refuses it.
@@ -301,6 +386,35 @@ class RedisStore:
     def clock(self) -> Clock:
         """The clock that blocking waits sleep on."""
         return self._clock
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the store is a Redis Cluster (its keys carry hash tags)."""
+        return self._cluster
+
+    def _connect_cluster(self, url: str) -> RedisCluster:
+        """A client of the cluster that *url* names a node of (see `connect_cluster`).
+
+        Raises:
+            StoreUnavailable: If no node can be reached.
+        """
+        try:
+            return connect_cluster(url, self._timeout)
+        except ValueError:
+            raise
+        except Exception as error:
+            reason = _explain(
+                error,
+                errors=(*cluster_outages(), OSError),
+                timeout=self._timeout,
+                owned=True,
+                secrets=(),
+            )
+            if reason is None:
+                raise
+            raise StoreUnavailable(
+                f"Redis Cluster at {redact_url(url)}", redact_url(reason)
+            ) from error
 
     def __repr__(self) -> str:
         return (
@@ -336,52 +450,69 @@ class RedisStore:
 
     # -- limiters -----------------------------------------------------------------------
 
-    def _one(self, kind: str, key: str, params: tuple[float, float], shown: str) -> RedisLimiter:
+    def _one(
+        self,
+        kind: str,
+        key: str,
+        params: tuple[float, float],
+        shown: str,
+        group: str | None = None,
+    ) -> RedisLimiter:
         """A limiter of one member, with (rate per second, capacity) or (limit, window)."""
-        first, second = params
-        state = f"{self._prefix}{_check_key(key)}:{_KINDS[kind][0]}"
-        capacity = second if kind in {"tb", "lb"} else first
-        max_delay = capacity / first if kind == "lb" else math.inf
-        member = _Member(
-            kind, key, state, f"{state}:log", first, second, capacity, max_delay, shown
-        )
+        member = _member(self._prefix, kind, key, params, shown, tag=self._tag(key, group))
         return RedisLimiter(self, (member,), composite=False)
 
-    def token_bucket(self, key: str, rate: Rate | float | str, capacity: float) -> RedisLimiter:
+    def _tag(self, key: str, group: str | None) -> str | None:
+        """The hash tag of a limit's keys: its group; on a cluster, by default its key."""
+        if group is not None:
+            if not isinstance(group, str):
+                raise TypeError(f"group must be a str, got {type(group).__name__} {group!r}")
+            if not group:
+                raise ValueError("group must not be empty")
+            return group
+        return key if self._cluster else None
+
+    def token_bucket(
+        self, key: str, rate: Rate | float | str, capacity: float, *, group: str | None = None
+    ) -> RedisLimiter:
         """A `ratekit.TokenBucket` held in the store under *key*.
 
         Args:
             key: Names the limit; every limiter with this key shares it.
             rate: A `Rate`, units per second, or text (``"90/minute"``).
             capacity: The largest burst, and the largest cost.
+            group: Names the limits that may be composed with this one (see `all_of`);
+                part of the limit's name: the same key in another group is another limit.
+                ``None``: on a cluster, the key; else no group.
 
         Raises:
             ValueError: If the rate or the capacity is not positive and finite, or the
-                key is empty.
+                key or group is empty.
         """
-        value = to_rate(rate, "rate")
-        size = positive("capacity", capacity)
-        shown = f"rate={value!r}, capacity={size!r}"
-        return self._one("tb", key, (value.per_second, size), shown)
+        return self._one("tb", key, *_bucket_params(rate, capacity), group)
 
-    def leaky_bucket(self, key: str, rate: Rate | float | str, capacity: float) -> RedisLimiter:
+    def leaky_bucket(
+        self, key: str, rate: Rate | float | str, capacity: float, *, group: str | None = None
+    ) -> RedisLimiter:
         """A `ratekit.LeakyBucket` held in the store under *key*.
 
         Args:
             key: Names the limit; every limiter with this key shares it.
             rate: A `Rate`, units per second, or text (``"2/s"``).
             capacity: How much may wait in the queue, in cost units; also the largest cost.
+            group: Names the limits that may be composed with this one (see `all_of`);
+                part of the limit's name: the same key in another group is another limit.
+                ``None``: on a cluster, the key; else no group.
 
         Raises:
             ValueError: If the rate or the capacity is not positive and finite, or the
-                key is empty.
+                key or group is empty.
         """
-        value = to_rate(rate, "rate")
-        size = positive("capacity", capacity)
-        shown = f"rate={value!r}, capacity={size!r}"
-        return self._one("lb", key, (value.per_second, size), shown)
+        return self._one("lb", key, *_bucket_params(rate, capacity), group)
 
-    def sliding_window(self, key: str, limit: float, window: float) -> RedisLimiter:
+    def sliding_window(
+        self, key: str, limit: float, window: float, *, group: str | None = None
+    ) -> RedisLimiter:
         """A `ratekit.SlidingWindow` held in the store under *key*.
 
         Its log is a sorted set beside the key's state, with one entry per distinct grant
@@ -391,17 +522,19 @@ class RedisStore:
             key: Names the limit; every limiter with this key shares it.
             limit: The most that may be granted within any window; also the largest cost.
             window: The window's length in seconds.
+            group: Names the limits that may be composed with this one (see `all_of`);
+                part of the limit's name: the same key in another group is another limit.
+                ``None``: on a cluster, the key; else no group.
 
         Raises:
-            ValueError: If *limit* or *window* is not positive and finite, or the key is
-                empty.
+            ValueError: If *limit* or *window* is not positive and finite, or the key or
+                group is empty.
         """
-        size = positive("limit", limit)
-        length = positive("window", window)
-        shown = f"limit={size!r}, window={length!r}"
-        return self._one("sw", key, (size, length), shown)
+        return self._one("sw", key, *_window_params(limit, window), group)
 
-    def fixed_window(self, key: str, limit: float, window: float) -> RedisLimiter:
+    def fixed_window(
+        self, key: str, limit: float, window: float, *, group: str | None = None
+    ) -> RedisLimiter:
         """A `ratekit.FixedWindow` held in the store under *key*.
 
         On the server's time the windows are aligned on the Unix epoch, so ``"100/hour"``
@@ -411,21 +544,22 @@ class RedisStore:
             key: Names the limit; every limiter with this key shares it.
             limit: The most that may be granted within one window; also the largest cost.
             window: The window's length in seconds.
+            group: Names the limits that may be composed with this one (see `all_of`);
+                part of the limit's name: the same key in another group is another limit.
+                ``None``: on a cluster, the key; else no group.
 
         Raises:
-            ValueError: If *limit* or *window* is not positive and finite, or the key is
-                empty.
+            ValueError: If *limit* or *window* is not positive and finite, or the key or
+                group is empty.
         """
-        size = positive("limit", limit)
-        length = positive("window", window)
-        shown = f"limit={size!r}, window={length!r}"
-        return self._one("fw", key, (size, length), shown)
+        return self._one("fw", key, *_window_params(limit, window), group)
 
     def limiter(
         self,
         key: str,
         *limits: str | Rate,
         strategy: Literal["sliding", "fixed", "token"] = "sliding",
+        group: str | None = None,
     ) -> RedisLimiter:
         """State one or more limits at once, as `ratekit.limiter` does, held under *key*.
 
@@ -433,31 +567,23 @@ class RedisStore:
         sliding window by default, or ``"fixed"`` windows, or ``"token"`` buckets with a
         capacity of N) and composes them with `all_of`.  Each member's key is *key* and
         its period (``"api@1s"``, ``"api@3600s"``), so limits can be added without
-        resetting the others.
+        resetting the others.  Its members share *group* (on a cluster, by default
+        *key*), so they share a slot.
 
         Raises:
             ValueError: If no limit is given, one cannot be parsed, *strategy* is unknown
-                or the key is empty.
+                or the key or group is empty.
         """
-        _check_key(key)
-        if strategy not in {"sliding", "fixed", "token"}:
-            raise ValueError(
-                f"strategy must be one of 'sliding', 'fixed' or 'token', got {strategy!r}"
-            )
-        rates = _parse_limits(limits)
         members: list[RedisLimiter] = []
-        seen: dict[str, int] = {}
-        for rate in rates:
-            name = f"{key}@{rate.per:g}s"
-            seen[name] = seen.get(name, 0) + 1
-            if seen[name] > 1:
-                name = f"{name}#{seen[name]}"
+        named = _named_limits(key, limits, strategy)
+        tag = self._tag(key, group)
+        for name, rate in named:
             if strategy == "sliding":
-                members.append(self.sliding_window(name, rate.limit, rate.per))
+                members.append(self.sliding_window(name, rate.limit, rate.per, group=tag))
             elif strategy == "fixed":
-                members.append(self.fixed_window(name, rate.limit, rate.per))
+                members.append(self.fixed_window(name, rate.limit, rate.per, group=tag))
             else:
-                members.append(self.token_bucket(name, rate, rate.limit))
+                members.append(self.token_bucket(name, rate, rate.limit, group=tag))
         return members[0] if len(members) == 1 else self.all_of(*members)
 
     def all_of(self, *limiters: RedisLimiter) -> RedisLimiter:
@@ -468,12 +594,15 @@ class RedisStore:
         reservation withdrawn from all of them at once.  Nested compositions are
         flattened, and a member given twice counts once.
 
+        On a cluster one call reaches the keys of one slot only, so the members must
+        share a group (see `token_bucket`); members of different groups are refused
+        here, when the composition is made, rather than by every call.
+
         Raises:
             TypeError: If an argument is not a limiter of this store.
-            ValueError: If there are none, or two members share a key with different
-                parameters.
+            ValueError: If there are none, two members share a key with different
+                parameters, or (on a cluster) two members are in different groups.
         """
-        members: list[_Member] = []
         for index, limiter in enumerate(limiters):
             candidate: object = limiter
             if not isinstance(candidate, RedisLimiter) or candidate.store is not self:
@@ -481,18 +610,10 @@ class RedisStore:
                     f"all_of() argument {index + 1} must be a limiter of this store, "
                     f"got {limiter!r}"
                 )
-            for member in limiter._members:
-                same = [m for m in members if m.state_key == member.state_key]
-                if not same:
-                    members.append(member)
-                elif same[0] != member:
-                    raise ValueError(
-                        f"all_of() members {same[0]!r} and {member!r} share a key "
-                        "with different parameters"
-                    )
-        if not members:
-            raise ValueError("all_of() needs at least one limiter")
-        return RedisLimiter(self, tuple(members), composite=True)
+        members = _merged([limiter._members for limiter in limiters])
+        if self._cluster:
+            _one_slot(members)
+        return RedisLimiter(self, members, composite=True)
 
     # -- the round trip -----------------------------------------------------------------
 
@@ -550,11 +671,11 @@ class RedisStore:
                 back, self._down = self._down, False
             if back:
                 logger.warning("%s is available again; limits apply again", self._description)
-        return [item.decode() if isinstance(item, bytes) else str(item) for item in reply]
+        return _decoded(reply)
 
     def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | str]:
         """One call: ``FCALL`` (loading the library if it is missing), else ``EVALSHA``."""
-        from redis.exceptions import NoPermissionError, ResponseError
+        from redis.exceptions import ResponseError
 
         if self._functions:
             try:
@@ -562,15 +683,12 @@ class RedisStore:
             except self._errors:
                 raise
             except ResponseError as error:
-                text = str(error).lower()
-                if "function not found" in text:
+                failure = _fcall_failure(error)
+                if failure == "load":
                     # A new server, a restart or FUNCTION FLUSH: load it, and retry once.
-                    if self._load_library():
+                    if self._load_library(error, keys[0]):
                         return self._fcall(keys, args)
-                elif "unknown command" in text or (
-                    # FCALL itself denied; a NOPERM for the keys would deny EVALSHA too.
-                    isinstance(error, NoPermissionError) and "'fcall'" in text
-                ):
+                elif failure == "script":
                     self._no_functions(error)
                 else:
                     raise
@@ -581,22 +699,36 @@ class RedisStore:
         reply: list[bytes | str] = self._client.fcall(FUNCTION, len(keys), *keys, *args)
         return reply
 
-    def _load_library(self) -> bool:
+    def _load_library(self, answered: BaseException | None = None, key: str = "") -> bool:
         """Load the function library; ``False`` if the server refuses (use the script).
+
+        On a cluster it is loaded on the node that *answered* "function not found" to a
+        call whose first key is *key* (the others load it when they say so themselves),
+        or, without *answered*, on every primary.
 
         Raises:
             redis.ConnectionError: And the other `_errors`, as any call does.
         """
-        from redis.exceptions import NoPermissionError, ResponseError
+        from redis.exceptions import ResponseError
 
         try:
-            self._client.function_load(LIBRARY, replace=True)
+            if self._cluster:
+                from redis.cluster import RedisCluster
+
+                client = cast("RedisCluster", self._client)
+                nodes = (
+                    RedisCluster.PRIMARIES if answered is None else node_of(client, answered, key)
+                )
+                # FUNCTION LOAD itself, as function_load sends it, to the nodes chosen.
+                client.execute_command(  # type: ignore[no-untyped-call]
+                    "FUNCTION LOAD", "REPLACE", LIBRARY, target_nodes=nodes
+                )
+            else:
+                self._client.function_load(LIBRARY, replace=True)
         except self._errors:
             raise
         except ResponseError as error:
-            if _refusal(error) is not None and not isinstance(error, NoPermissionError):
-                # Passing (OOM, MISCONF, READONLY...): this call fails as a script's
-                # would, and a later one loads the library.
+            if not _load_refused(error):
                 raise
             self._no_functions(error)  # before Redis 7, or FUNCTION denied by an ACL
             return False
@@ -608,33 +740,18 @@ class RedisStore:
         logger.debug(
             "%s: Redis functions unavailable (%s); running the script by EVALSHA",
             self._description,
-            self._masked(str(error)),
+            _mask(str(error), self._secrets),
         )
 
-    def _masked(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
-
     def _reason(self, error: BaseException) -> str | None:
-        """What went wrong, for `StoreUnavailable`, with any credential masked.
-
-        Returns:
-            ``None`` if *error* is neither a failure to reach the server nor one of its
-            refusals (see `_REFUSALS`).
-        """
-        import redis as redis_module
-
-        refusal = _refusal(error)
-        if refusal is not None:
-            text = refusal
-        elif not isinstance(error, self._errors):
-            return None
-        elif isinstance(error, redis_module.TimeoutError):
-            text = f"no answer within {self._timeout!r} s ({error})" if self._owned else str(error)
-        else:
-            text = str(error) or type(error).__name__
-        return self._masked(text)
+        """What went wrong, for `StoreUnavailable` (see `_explain`)."""
+        return _explain(
+            error,
+            errors=self._errors,
+            timeout=self._timeout,
+            owned=self._owned,
+            secrets=self._secrets,
+        )
 
 
 def _parse_limits(limits: Sequence[str | Rate]) -> list[Rate]:
@@ -656,6 +773,182 @@ def _parse_limits(limits: Sequence[str | Rate]) -> list[Rate]:
     if not rates:
         raise ValueError('limiter() needs at least one limit, such as "10/second"')
     return rates
+
+
+def _named_limits(key: str, limits: Sequence[str | Rate], strategy: str) -> list[tuple[str, Rate]]:
+    """The members of ``limiter(key, *limits)``: each one's key (``"api@1s"``) and rate.
+
+    Raises:
+        ValueError: If no limit is given, one cannot be parsed, *strategy* is unknown
+            or the key is empty.
+    """
+    _check_key(key)
+    if strategy not in {"sliding", "fixed", "token"}:
+        raise ValueError(f"strategy must be one of 'sliding', 'fixed' or 'token', got {strategy!r}")
+    named: list[tuple[str, Rate]] = []
+    seen: dict[str, int] = {}
+    for rate in _parse_limits(limits):
+        name = f"{key}@{rate.per:g}s"
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name}#{seen[name]}"
+        named.append((name, rate))
+    return named
+
+
+def _merged(groups: Sequence[tuple[_Member, ...]]) -> tuple[_Member, ...]:
+    """The members of ``all_of`` over limiters with these members: flat, each once.
+
+    Raises:
+        ValueError: If there are none, or two members share a key with different
+            parameters.
+    """
+    members: list[_Member] = []
+    for group in groups:
+        for member in group:
+            same = [m for m in members if m.state_key == member.state_key]
+            if not same:
+                members.append(member)
+            elif same[0] != member:
+                raise ValueError(
+                    f"all_of() members {same[0]!r} and {member!r} share a key "
+                    "with different parameters"
+                )
+    if not members:
+        raise ValueError("all_of() needs at least one limiter")
+    return tuple(members)
+
+
+def _one_slot(members: tuple[_Member, ...]) -> None:
+    """Check that a cluster composition's members share a group, so one slot holds them.
+
+    Raises:
+        ValueError: Naming two members of different groups, and what to do.
+    """
+    first = members[0]
+    for member in members[1:]:
+        if member.tag != first.tag:
+            raise ValueError(
+                f"all_of() members {first!r} (group {first.tag!r}) and {member!r} "
+                f"(group {member.tag!r}) are in different groups, so their keys are in "
+                "different slots of the Redis Cluster, which no single call can reach: "
+                f"make the limits that are composed with one group, as in "
+                f"store.token_bucket(key, ..., group={first.tag!r}) or "
+                f"store.limiter(key, ..., group={first.tag!r})"
+            )
+
+
+def _script_args(members: tuple[_Member, ...], *, composite: bool) -> list[str]:
+    """The arguments every call of a limiter with *members* passes after its first five."""
+    return [
+        "1" if composite else "0",
+        str(math.ceil(EXPIRY_MARGIN * 1000)),
+        str(len(members)),
+        *(
+            text
+            for member in members
+            for text in (member.kind, _fmt(member.first), _fmt(member.second))
+        ),
+    ]
+
+
+def _decoded(reply: Sequence[bytes | str]) -> list[str]:
+    """A reply of the Lua code, as text."""
+    return [item.decode() if isinstance(item, bytes) else str(item) for item in reply]
+
+
+def _booked(
+    reply: list[str] | None, clock: Clock, *, injected: bool
+) -> tuple[bool, float, float, _Booking | None]:
+    """Read the reply of a ``book`` call: (booked, local instant, delay, booking).
+
+    ``None`` (the store is down and fails open) is booked at once, with nothing to give
+    back.
+    """
+    if reply is None:
+        return True, clock.now(), 0.0, None
+    delay = float(reply[2])
+    # With an injected clock the script's instants are that clock's; otherwise they
+    # are the server's, and the wait is placed on the local clock by its duration.
+    at = float(reply[1]) if injected else clock.now() + delay
+    if reply[0] != "1":
+        return False, at, delay, None
+    return True, at, delay, _Booking(float(reply[1]), reply[3])
+
+
+def _fcall_failure(error: BaseException) -> Literal["load", "script"] | None:
+    """What to do when ``FCALL`` fails with the error reply *error*.
+
+    Returns:
+        ``"load"``: the library is missing (a new server, a restart, ``FUNCTION
+        FLUSH``), load it and retry once; ``"script"``: functions are unavailable
+        (before Redis 7, or ``FCALL`` denied), run the script from now on; ``None``:
+        neither, raise it.
+    """
+    from redis.exceptions import NoPermissionError
+
+    text = str(error).lower()
+    if "function not found" in text:
+        return "load"
+    if "unknown command" in text or (
+        # FCALL itself denied; a NOPERM for the keys would deny EVALSHA too.
+        isinstance(error, NoPermissionError) and "'fcall'" in text
+    ):
+        return "script"
+    return None
+
+
+def _load_refused(error: BaseException) -> bool:
+    """Whether a failed ``FUNCTION LOAD`` means: no functions here, run the script.
+
+    ``False``: a passing refusal (OOM, MISCONF, READONLY...), raised as a script's
+    would be; a later call loads the library.
+    """
+    from redis.exceptions import NoPermissionError
+
+    return _refusal(error) is None or isinstance(error, NoPermissionError)
+
+
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    """*text* with every secret replaced by `MASK`."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _explain(
+    error: BaseException,
+    *,
+    errors: tuple[type[BaseException], ...],
+    timeout: float,
+    owned: bool,
+    secrets: Sequence[str],
+) -> str | None:
+    """What went wrong, for `StoreUnavailable`, with any credential masked.
+
+    Args:
+        error: What the client raised.
+        errors: The failures to reach the server.
+        timeout: The store's timeout, in seconds.
+        owned: Whether the store made the client (so that *timeout* applies).
+        secrets: The credentials to mask.
+
+    Returns:
+        ``None`` if *error* is neither a failure to reach the server nor one of its
+        refusals (see `_REFUSALS`).
+    """
+    import redis as redis_module
+
+    refusal = _refusal(error)
+    if refusal is not None:
+        text = refusal
+    elif not isinstance(error, errors):
+        return None
+    elif isinstance(error, (redis_module.TimeoutError, TimeoutError)):
+        text = f"no answer within {timeout!r} s ({error})" if owned else str(error)
+    else:
+        text = str(error) or type(error).__name__
+    return _mask(text, secrets)
 
 
 def _refusal(error: BaseException) -> str | None:
@@ -704,7 +997,7 @@ def _refusal(error: BaseException) -> str | None:
     return f"{refused}: {said}"
 
 
-def _describe(client: redis.Redis) -> tuple[str, tuple[str, ...]]:
+def _describe(client: object) -> tuple[str, tuple[str, ...]]:
     """Name the server a client talks to, and list the secrets to keep out of messages."""
     pool = getattr(client, "connection_pool", None)
     kwargs: dict[str, object] = dict(getattr(pool, "connection_kwargs", {}) or {})
@@ -784,16 +1077,7 @@ class RedisLimiter(Acquiring):
         self._capacity = min(member.capacity for member in members)
         self._max_delay = min(member.max_delay for member in members)
         self._keys = [key for member in members for key in (member.state_key, member.log_key)]
-        self._args = [
-            "1" if composite else "0",
-            str(math.ceil(EXPIRY_MARGIN * 1000)),
-            str(len(members)),
-            *(
-                text
-                for member in members
-                for text in (member.kind, _fmt(member.first), _fmt(member.second))
-            ),
-        ]
+        self._args = _script_args(members, composite=composite)
         self._lock = threading.Lock()
         self._granted = 0
         self._denied = 0
@@ -852,17 +1136,9 @@ class RedisLimiter(Acquiring):
         A store that is unreachable and fails open books nothing and grants at once.
         """
         reply = self._call("book", cost, _fmt(limit))
-        clock = self._store.clock
         if reply is None:
             self._opened()
-            return True, clock.now(), 0.0, None
-        delay = float(reply[2])
-        # With an injected clock the script's instants are that clock's; otherwise they
-        # are the server's, and the wait is placed on the local clock by its duration.
-        at = float(reply[1]) if self._store._inject is not None else clock.now() + delay
-        if reply[0] != "1":
-            return False, at, delay, None
-        return True, at, delay, _Booking(float(reply[1]), reply[3])
+        return _booked(reply, self._store.clock, injected=self._store._inject is not None)
 
     def _give_back(self, booking: _Booking) -> bool | None:
         """Withdraw a booking whose time has not come (in the script's time).
