@@ -129,6 +129,29 @@ def test_async_answers_exactly_as_the_sync_store(name, redis_url, data, workload
     run(main)
 
 
+def test_a_group_names_the_same_limit_for_sync_and_async_processes(redis_url):
+    """A limit made with group= in either store is one limit; another group is another."""
+    assert _client is not None
+    name = prefix()
+    sync_store = RedisStore(_client, prefix=name)
+    sync_limit = sync_store.token_bucket("user-1", 1.0, 1, group="tenant-7")
+    assert sync_limit.try_acquire()
+
+    async def main() -> None:
+        async with AsyncRedisStore(url=redis_url, prefix=name) as store:
+            same = store.limiter("user-1", "1/second", strategy="token", group="tenant-7")
+            assert all("{tenant-7}" in key for key in same.keys)  # one slot, tagged
+            shared = store.token_bucket("user-1", 1.0, 1, group="tenant-7")
+            assert shared.keys == sync_limit.keys
+            assert not await shared.try_acquire()  # the sync process took it
+            other = store.token_bucket("user-1", 1.0, 1, group="tenant-8")
+            assert await other.try_acquire()
+            with pytest.raises(ValueError, match="group must not be empty"):
+                store.token_bucket("user-1", 1.0, 1, group="")
+
+    run(main)
+
+
 # -- many tasks on one limit -----------------------------------------------------------------
 
 

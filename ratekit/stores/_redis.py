@@ -463,14 +463,7 @@ class RedisStore:
         return RedisLimiter(self, (member,), composite=False)
 
     def _tag(self, key: str, group: str | None) -> str | None:
-        """The hash tag of a limit's keys: its group; on a cluster, by default its key."""
-        if group is not None:
-            if not isinstance(group, str):
-                raise TypeError(f"group must be a str, got {type(group).__name__} {group!r}")
-            if not group:
-                raise ValueError("group must not be empty")
-            return group
-        return key if self._cluster else None
+        return _hash_tag(key, group, cluster=self._cluster)
 
     def token_bucket(
         self, key: str, rate: Rate | float | str, capacity: float, *, group: str | None = None
@@ -752,6 +745,17 @@ class RedisStore:
             owned=self._owned,
             secrets=self._secrets,
         )
+
+
+def _hash_tag(key: str, group: str | None, *, cluster: bool) -> str | None:
+    """The hash tag of a limit's keys: its group; on a cluster, by default its key."""
+    if group is not None:
+        if not isinstance(group, str):
+            raise TypeError(f"group must be a str, got {type(group).__name__} {group!r}")
+        if not group:
+            raise ValueError("group must not be empty")
+        return group
+    return key if cluster else None
 
 
 def _parse_limits(limits: Sequence[str | Rate]) -> list[Rate]:

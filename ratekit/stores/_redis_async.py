@@ -37,6 +37,7 @@ from ._redis import (
     _explain,
     _fcall_failure,
     _fmt,
+    _hash_tag,
     _load_refused,
     _mask,
     _Member,
@@ -82,6 +83,11 @@ class AsyncRedisStore:
     default executor for it: give an IP address or a ``unix://`` path to avoid that).
     Unavailability, ``fail_open``, refusals and the ``ratekit.stores`` logger behave as
     in `RedisStore`.  Use a store from one event loop, as its client requires.
+
+    The factories take the same ``group`` as `RedisStore`'s, with the same key names,
+    so a group is shared by sync and asyncio processes too.  A Redis Cluster is not
+    supported here yet: give the store a single server (or a proxy in front of a
+    cluster); `RedisStore` takes a cluster.
 
     Args:
         client: A `redis.asyncio.Redis` client to use as it is (its own timeouts and
@@ -240,71 +246,84 @@ class AsyncRedisStore:
     # -- limiters -----------------------------------------------------------------------
 
     def _one(
-        self, kind: str, key: str, params: tuple[float, float], shown: str
+        self,
+        kind: str,
+        key: str,
+        params: tuple[float, float],
+        shown: str,
+        group: str | None = None,
     ) -> AsyncRedisLimiter:
-        member = _member(self._prefix, kind, key, params, shown)
+        tag = _hash_tag(key, group, cluster=False)
+        member = _member(self._prefix, kind, key, params, shown, tag=tag)
         return AsyncRedisLimiter(self, (member,), composite=False)
 
     def token_bucket(
-        self, key: str, rate: Rate | float | str, capacity: float
+        self, key: str, rate: Rate | float | str, capacity: float, *, group: str | None = None
     ) -> AsyncRedisLimiter:
         """A `ratekit.TokenBucket` held in the store under *key* (see `RedisStore.token_bucket`).
 
         Raises:
             ValueError: If the rate or the capacity is not positive and finite, or the
-                key is empty.
+                key or *group* is empty.
         """
-        return self._one("tb", key, *_bucket_params(rate, capacity))
+        return self._one("tb", key, *_bucket_params(rate, capacity), group)
 
     def leaky_bucket(
-        self, key: str, rate: Rate | float | str, capacity: float
+        self, key: str, rate: Rate | float | str, capacity: float, *, group: str | None = None
     ) -> AsyncRedisLimiter:
         """A `ratekit.LeakyBucket` held in the store under *key* (see `RedisStore.leaky_bucket`).
 
         Raises:
             ValueError: If the rate or the capacity is not positive and finite, or the
-                key is empty.
+                key or *group* is empty.
         """
-        return self._one("lb", key, *_bucket_params(rate, capacity))
+        return self._one("lb", key, *_bucket_params(rate, capacity), group)
 
-    def sliding_window(self, key: str, limit: float, window: float) -> AsyncRedisLimiter:
+    def sliding_window(
+        self, key: str, limit: float, window: float, *, group: str | None = None
+    ) -> AsyncRedisLimiter:
         """A `ratekit.SlidingWindow` held under *key* (see `RedisStore.sliding_window`).
 
         Raises:
             ValueError: If *limit* or *window* is not positive and finite, or the key is
-                empty.
+                empty, or *group* is.
         """
-        return self._one("sw", key, *_window_params(limit, window))
+        return self._one("sw", key, *_window_params(limit, window), group)
 
-    def fixed_window(self, key: str, limit: float, window: float) -> AsyncRedisLimiter:
+    def fixed_window(
+        self, key: str, limit: float, window: float, *, group: str | None = None
+    ) -> AsyncRedisLimiter:
         """A `ratekit.FixedWindow` held in the store under *key* (see `RedisStore.fixed_window`).
 
         Raises:
             ValueError: If *limit* or *window* is not positive and finite, or the key is
-                empty.
+                empty, or *group* is.
         """
-        return self._one("fw", key, *_window_params(limit, window))
+        return self._one("fw", key, *_window_params(limit, window), group)
 
     def limiter(
         self,
         key: str,
         *limits: str | Rate,
         strategy: Literal["sliding", "fixed", "token"] = "sliding",
+        group: str | None = None,
     ) -> AsyncRedisLimiter:
         """State one or more limits at once, held under *key* (see `RedisStore.limiter`).
 
         Raises:
             ValueError: If no limit is given, one cannot be parsed, *strategy* is unknown
-                or the key is empty.
+                or the key or *group* is empty.
         """
         members: list[AsyncRedisLimiter] = []
-        for name, rate in _named_limits(key, limits, strategy):
+        named = _named_limits(key, limits, strategy)
+        tag = _hash_tag(key, group, cluster=False)
+        for name, rate in named:
             if strategy == "sliding":
-                members.append(self.sliding_window(name, rate.limit, rate.per))
+                members.append(self.sliding_window(name, rate.limit, rate.per, group=tag))
             elif strategy == "fixed":
-                members.append(self.fixed_window(name, rate.limit, rate.per))
+                members.append(self.fixed_window(name, rate.limit, rate.per, group=tag))
             else:
-                members.append(self.token_bucket(name, rate, rate.limit))
+                members.append(self.token_bucket(name, rate, rate.limit, group=tag))
         return members[0] if len(members) == 1 else self.all_of(*members)
 
     def all_of(self, *limiters: AsyncRedisLimiter) -> AsyncRedisLimiter:
