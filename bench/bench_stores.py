@@ -24,6 +24,8 @@ prints three Markdown tables:
   four threads), with 1 to 256 tasks calling at once (``--asyncio-only``: this table
   alone).
 
+``--latency-only`` prints the first table alone.
+
 ``--cluster-only`` prints one more table instead: the latency of one call on a Redis
 Cluster of three primaries (started on loopback), beside the same call on one server,
 with the server's microseconds per call (``FCALL`` in ``INFO commandstats`` on the node
@@ -1129,6 +1131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cluster-only", action="store_true", help="only the Redis Cluster latency table"
     )
+    parser.add_argument("--latency-only", action="store_true", help="only the Redis latency table")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.cluster_only:
@@ -1170,6 +1173,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{settings.count_rounds} counts of {settings.count_calls} calls."
         )
         tables = [render_latency(rows, latency, latency_header)]
+        if args.latency_only:
+            print(tables[0])
+            client.close()
+            return 0
         runs = measure_accuracy(url, settings)
         rates = measure_async(url, settings)
         client.close()

@@ -93,17 +93,18 @@ class AsyncScheduler(SchedulerBase):
         Raises:
             SchedulerClosed: If the scheduler was shut down (from the iterator, if that
                 happens while the map runs).
+            ValueError: For the arguments, as `Scheduler.map`.
+            TypeError: For the arguments, as `Scheduler.map`.
             MapTimeout: From the iterator, when *timeout* passes.
             BaseException: From the iterator, the first exception of a call (unless
                 *return_exceptions*), or of *items* itself, `asyncio.CancelledError`
                 included when the call raised it itself.
         """
-        if timeout is not None and not (timeout >= 0):
-            raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
+        options = _Options(
+            ordered, cost, return_exceptions, timeout, on_progress, map_priority(priority)
+        )
         if self._closed:
             raise SchedulerClosed("the scheduler was shut down; no call starts after that")
-        level = map_priority(priority)
-        options = _Options(ordered, cost, return_exceptions, timeout, on_progress, level)
         run: _AsyncRun[T, R] = _AsyncRun(self, fn, items, options)
         return run.results()
 

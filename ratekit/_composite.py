@@ -389,20 +389,7 @@ def limiter(
         ValueError: If no limit is given, one cannot be parsed (the message quotes it),
             or *strategy* is unknown.
     """
-    rates: list[Rate] = []
-    for position, item in enumerate(limits):
-        if isinstance(item, Rate):
-            rates.append(item)
-            continue
-        if not isinstance(item, str):
-            raise TypeError(f"limiter() argument {position} must be a Rate or text, got {item!r}")
-        for part in _SEPARATOR.split(item):
-            text = part.strip()
-            if not text:
-                raise ValueError(f"limiter() argument {position} has an empty limit: {item!r}")
-            rates.append(Rate.parse(text))
-    if not rates:
-        raise ValueError('limiter() needs at least one limit, such as "10/second"')
+    rates = Rate.parse_many(limits, caller="limiter(*limits)")
     members = [_build(rate, strategy, clock) for rate in rates]
     return members[0] if len(members) == 1 else AllOf(*members)
 

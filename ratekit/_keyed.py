@@ -14,7 +14,7 @@ from ._clock import MONOTONIC, same_clock
 from ._composite import AllOf
 from ._errors import AcquireCancelled, TooManyKeys
 from ._limiter import LimiterBase
-from ._validate import optional_wait, positive
+from ._validate import optional_wait, positive, whole_number
 
 if TYPE_CHECKING:
     from ._decision import Decision, LimiterStatistics, Reservation
@@ -92,10 +92,7 @@ class Keyed(Generic[K]):
     ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be a callable that makes a limiter, got {factory!r}")
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-            raise TypeError(f"max_keys must be an integer, got {max_keys!r}")
-        if max_keys < 1:
-            raise ValueError(f"max_keys must be at least 1, got {max_keys!r}")
+        whole_number("max_keys", max_keys, 1)
         if isinstance(shared, LimiterBase):  # a single limiter is not an iterable of them
             raise TypeError(f"shared must be a list of limiters, got {shared!r}; use [{shared!r}]")
         self._shared = tuple(shared)

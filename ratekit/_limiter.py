@@ -1,4 +1,4 @@
-"""What every strategy shares: blocking, async and reserving on top of four primitives.
+"""What every strategy shares: blocking, async and reserving on top of eight primitives.
 
 A strategy subclasses `LimiterBase` and implements, for a caller that holds ``_lock``:
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 def observer(limiter: object) -> Observer | None:
     """How to report an answer to *limiter*, if it learns from answers; else ``None``.
 
+    A limiter learns if it has an ``observe`` method (`ratekit.typing.LearningLimiter`).
+
     The instant the request was sent is passed on as ``sent_at`` to an ``observe`` that
     takes it (`ratekit.http.AdaptiveLimiter`, a composition), and left out for one
     that does not (a limiter written before ``sent_at`` existed).

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
-from ._validate import positive
+from ._validate import attribute, positive
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+#: What separates several limits in one text: ``"10/second, 1000/hour"``.
+_SEPARATOR = re.compile(r"[,;]")
 
 #: Unit names accepted by `Rate.parse`, in seconds.
 _UNITS: dict[str, float] = {
@@ -43,10 +49,6 @@ def _unit_seconds(name: str) -> float | None:
     return None
 
 
-def _positive_limit(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    positive(attribute.name, value)
-
-
 @attrs.frozen
 class Rate:
     """A rate: *limit* units per *per* seconds.
@@ -59,8 +61,8 @@ class Rate:
         per: In how many seconds (default one second).
     """
 
-    limit: float = attrs.field(converter=float, validator=_positive_limit)
-    per: float = attrs.field(default=1.0, converter=float, validator=_positive_limit)
+    limit: float = attrs.field(converter=float, validator=attribute(positive))
+    per: float = attrs.field(default=1.0, converter=float, validator=attribute(positive))
 
     #: The units `parse` accepts (singular; a plural "s" is accepted too).
     UNITS: ClassVar[tuple[str, ...]] = tuple(_UNITS)
@@ -99,6 +101,42 @@ class Rate:
         if not (limit > 0 and count > 0):
             raise ValueError(f"invalid rate {text!r}: the limit and the period must be positive")
         return cls(limit, per=count * unit)
+
+    @classmethod
+    def parse_many(
+        cls, limits: Iterable[str | Rate], *, caller: str = "Rate.parse_many()"
+    ) -> list[Rate]:
+        """Read several limits: `Rate` values, or texts that may each hold several.
+
+        A text is split at commas and semicolons (``"10/second, 1000/hour"``), and each
+        part is read by `parse`.  This is how `ratekit.limiter` and the stores'
+        factories read their arguments.
+
+        Args:
+            limits: The limits.
+            caller: How messages name the function the limits were given to; its
+                arguments are counted from 1.
+
+        Raises:
+            TypeError: If an item is neither a `Rate` nor text.
+            ValueError: If there is no limit, a text has an empty part, or a part is
+                not a rate (the message quotes it).
+        """
+        rates: list[Rate] = []
+        for number, item in enumerate(limits, start=1):
+            if isinstance(item, Rate):
+                rates.append(item)
+                continue
+            if not isinstance(item, str):
+                raise TypeError(f"{caller} argument {number} must be a Rate or text, got {item!r}")
+            for part in _SEPARATOR.split(item):
+                text = part.strip()
+                if not text:
+                    raise ValueError(f"{caller} argument {number} has an empty limit: {item!r}")
+                rates.append(cls.parse(text))
+        if not rates:
+            raise ValueError(f'{caller} needs at least one limit, such as "10/second"')
+        return rates
 
     def __str__(self) -> str:
         return f"{self.limit:g}/{self.per:g}s"

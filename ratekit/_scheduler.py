@@ -21,6 +21,7 @@ from ._errors import (
     SchedulerClosed,
 )
 from ._priority import _PRIORITY, map_priority
+from ._validate import attribute, callable_or_none, optional_wait, positive, whole_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
@@ -58,14 +59,6 @@ class SchedulerStatistics:
     started: int = 0
 
 
-def _check_workers(max_workers: object) -> int:
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-        raise TypeError(f"max_workers must be an integer, got {max_workers!r}")
-    if max_workers < 1:
-        raise ValueError(f"max_workers must be at least 1, got {max_workers!r}")
-    return max_workers
-
-
 class SchedulerBase:
     """What `Scheduler` and `AsyncScheduler` share: settings and counters."""
 
@@ -83,7 +76,7 @@ class SchedulerBase:
     def __init__(
         self, max_workers: int, limiter: Limiter | None = None, *, clock: Clock | None = None
     ) -> None:
-        self._max_workers = _check_workers(max_workers)
+        self._max_workers = whole_number("max_workers", max_workers, 1)
         self._limiter = limiter
         if clock is None:
             clock = getattr(limiter, "clock", None) or MONOTONIC
@@ -238,21 +231,22 @@ class Scheduler(SchedulerBase):
         Raises:
             SchedulerClosed: If the scheduler was shut down (from the iterator, if
                 that happens while the map runs).
-            ValueError: If *timeout* or *priority* is negative.
-            TypeError: If *priority* is not an integer.
+            ValueError: If *timeout* or *priority* is negative, or a number *cost* is
+                not a positive finite number.
+            TypeError: If *timeout* or *cost* is neither a number nor what else it
+                may be, *on_progress* is not callable, or *priority* is not an integer.
             MapTimeout: From the iterator, when *timeout* passes.
             ratekit.Cancelled: From the iterator, when *cancel* is set.
             BaseException: From the iterator, the first exception of a call (unless
                 *return_exceptions*), or of *items* itself, as soon as the calls still
                 running have returned (which calls through ratekit do at once).
         """
-        if timeout is not None and not (timeout >= 0):
-            raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
+        options = _Options(
+            ordered, cost, return_exceptions, timeout, on_progress, map_priority(priority)
+        )
         with self._lock:
             if self._closed:
                 raise SchedulerClosed("the scheduler was shut down; no call starts after that")
-        level = map_priority(priority)
-        options = _Options(ordered, cost, return_exceptions, timeout, on_progress, level)
         run: _Run[T, R] = _Run(self, fn, items, options, resolve(cancel))
         return run.results()
 
@@ -291,15 +285,21 @@ class _Outcomes:
         return self._finished.popleft() if self._finished else None
 
 
+def _check_cost(name: str, cost: object) -> object:
+    return cost if callable(cost) else positive(name, cost)
+
+
 @attrs.frozen
 class _Options(Generic[T]):
-    """The options of one map."""
+    """The options of one map, checked as `Scheduler.map` documents them."""
 
     ordered: bool
-    cost: float | Callable[[T], float]
+    cost: float | Callable[[T], float] = attrs.field(validator=attribute(_check_cost))
     return_exceptions: bool
-    timeout: float | None
-    on_progress: Callable[[SchedulerStatistics], object] | None
+    timeout: float | None = attrs.field(validator=attribute(optional_wait))
+    on_progress: Callable[[SchedulerStatistics], object] | None = attrs.field(
+        validator=attribute(callable_or_none)
+    )
     priority: int | None = None  # the calls' `ratekit.current_priority`, if any
 
 

@@ -6,10 +6,11 @@ class, checks that you did.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Iterator
 
     from ._decision import Decision, LimiterStatistics, Reservation
     from .http import Client, Page
@@ -21,10 +22,15 @@ __all__ = [
     "BackoffPolicy",
     "CancelEvent",
     "Clock",
+    "LearningLimiter",
     "Limiter",
     "Paginator",
+    "QueryParams",
     "TokenProvider",
 ]
+
+#: Query parameters of a request: each name with one value, encoded into the URL.
+QueryParams: TypeAlias = Mapping[str, str | int | float]
 
 
 @runtime_checkable
@@ -92,6 +98,25 @@ class Limiter(Protocol):
 
     def statistics(self) -> LimiterStatistics:
         """A frozen snapshot of the counters."""
+
+
+@runtime_checkable
+class LearningLimiter(Limiter, Protocol):
+    """A limiter that learns its pace from the server's answers.
+
+    `ratekit.http.Client`, the integrations and the CXone client report every answer
+    to a limiter that has ``observe`` (`ratekit.http.AdaptiveLimiter`, or a composition
+    with one among its members); write one to plug in a control law of your own.
+    """
+
+    def observe(
+        self, status: int, headers: Mapping[str, str] | None = None, *, sent_at: float | None = None
+    ) -> None:
+        """Learn from one answer: its status, its headers, and when its request was sent.
+
+        *sent_at* is on the limiter's own clock; ``None`` when it is not known.  An
+        ``observe`` without *sent_at* is called without it.
+        """
 
 
 @runtime_checkable
@@ -186,7 +211,7 @@ class Paginator(Protocol):
         client: Client,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         cancel: CancelEvent | None = None,
     ) -> Iterator[Page]:
@@ -201,7 +226,7 @@ class Paginator(Protocol):
         client: Client,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         cancel: CancelEvent | None = None,
     ) -> Iterator[object]:
@@ -222,7 +247,7 @@ class AsyncPaginator(Protocol):
         client: AsyncHTTPClient,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Page]:
         """The pages of the listing at *url*, in order, fetched as they are needed."""
@@ -232,7 +257,7 @@ class AsyncPaginator(Protocol):
         client: AsyncHTTPClient,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[object]:
         """The records of every page, in order."""

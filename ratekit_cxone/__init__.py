@@ -15,14 +15,14 @@ from ratekit_cxone._limits import adaptive_limiter, make_limiter, tutorial_limit
 from ratekit_cxone._models import Contact, CXoneStatistics, Interaction, RecordPage
 
 # Plainly sorted (constants among the rest), as tests/test_packaging.py checks.
-__all__ = [  # noqa: RUF022
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "DEFAULT_ISSUER",
     "CXoneClient",
     "CXoneConfig",
     "CXoneStatistics",
     "ConfigError",
     "Contact",
-    "DEFAULT_API_VERSION",
-    "DEFAULT_ISSUER",
     "Interaction",
     "RecordPage",
     "adaptive_limiter",

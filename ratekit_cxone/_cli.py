@@ -29,6 +29,7 @@ import attrs
 
 from ratekit import Priority, priority
 from ratekit._clock import wall_time
+from ratekit._redact import mask_secrets
 from ratekit.http import (
     DEFAULT_RETRY,
     AuthError,
@@ -37,27 +38,14 @@ from ratekit.http import (
     TLSError,
     TokenError,
 )
-from ratekit.http._redact import mask_secrets
 from ratekit.retry import RetryError
 from ratekit_cxone._client import MAX_CONTACTS_PAGE, MAX_INTERACTIONS_PAGE, CXoneClient
 from ratekit_cxone._config import ConfigError, CXoneConfig
-from ratekit_cxone._export import (
-    DEFAULT_PROGRESS_INTERVAL,
-    Checkpoint,
-    JsonlWriter,
-    OutputError,
-    Progress,
-    Scalar,
-    Writer,
-    open_writer,
-    output_format,
-    position_after,
-    run_export,
-    state_path,
-)
+from ratekit_cxone._export import position_after, run_export
 from ratekit_cxone._limits import make_limiter
 from ratekit_cxone._metrics import MetricsUnavailable, track, watching
 from ratekit_cxone._models import Contact, Interaction
+from ratekit_cxone._progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from ratekit_cxone._rates import (
     CACHE_DIR_VARIABLE,
     DEFAULT_MAX_AGE,
@@ -66,6 +54,16 @@ from ratekit_cxone._rates import (
     RateMemory,
     RememberedRate,
     rates_path,
+)
+from ratekit_cxone._writers import (
+    Checkpoint,
+    JsonlWriter,
+    OutputError,
+    Scalar,
+    Writer,
+    open_writer,
+    output_format,
+    state_path,
 )
 
 if TYPE_CHECKING:
@@ -118,6 +116,9 @@ _MAX_AGE_DAYS = DEFAULT_MAX_AGE / 86400
 #: The shortest pause by the server's ``Retry-After`` that the summary mentions, in
 #: seconds: a shorter one changes the rate by too little to be worth a clause.
 _SHOWN_PAUSE = 0.1
+
+#: How a message says that an export resumes: by running the same command again.
+_RESUME_HINT = "run the same command again to resume"
 
 _EXPORT_EPILOG = f"""\
 configuration (environment variables):
@@ -612,7 +613,9 @@ def _scrub(text: str, secrets: Sequence[str | None]) -> str:
 
 def _failure(error: BaseException) -> tuple[int, str] | None:
     """The exit code and message of an expected error; ``None`` for an unexpected one."""
-    if isinstance(error, (ConfigError, OutputError, InsecureTransport)):
+    if isinstance(error, OutputError):  # the library names the output by its path
+        return EXIT_USAGE, error.phrased(option="--out", again=_RESUME_HINT)
+    if isinstance(error, (ConfigError, InsecureTransport)):
         return EXIT_USAGE, str(error)
     if isinstance(error, TLSError):  # the URL, or the trust of its certificate, is wrong
         return EXIT_USAGE, f"{error}; check the URL, or the certificate authorities trusted"
@@ -757,7 +760,7 @@ def _run(job: _Job, label: str, *, resumable: bool) -> int:
         if writer is not None:
             writer.abandon()
             kept = writer.count
-        hint = "; run the same command again to resume" if resumable else ""
+        hint = f"; {_RESUME_HINT}" if resumable else ""
         where = f": {kept} records kept in {job.out}{hint}" if writer is not None else ""
         _error(f"interrupted{where}", prefix="")
         return EXIT_INTERRUPTED

@@ -12,7 +12,7 @@ from ratekit import Scheduler
 from ratekit._cancel import cancelled_by
 from ratekit._clock import MONOTONIC
 from ratekit._priority import at_priority, check_priority
-from ratekit._validate import positive
+from ratekit._validate import positive, whole_number
 from ratekit.http import (
     DEFAULT_RETRY,
     Client,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import urllib3
 
     from ratekit.retry import RetryPolicy
-    from ratekit.typing import CancelEvent, Clock, Limiter
+    from ratekit.typing import CancelEvent, Clock, Limiter, QueryParams
     from ratekit_cxone._config import CXoneConfig
 
 R = TypeVar("R", Contact, Interaction)
@@ -46,15 +46,6 @@ MAX_CONTACTS_PAGE = 10_000
 MAX_INTERACTIONS_PAGE = 1_000
 
 _ACCEPT_JSON = {"Accept": "application/json"}
-
-
-def _count(name: str, value: object, least: int, most: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < least or (most is not None and value > most):
-        bounds = f"between {least} and {most}" if most is not None else f"at least {least}"
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
-    return value
 
 
 def _utc(name: str, value: object) -> str:
@@ -164,7 +155,7 @@ class CXoneClient:
         on_page: Callable[[RecordPage], object] | None = None,
     ) -> None:
         config.check()
-        concurrency = _count("concurrency", concurrency, 1)
+        concurrency = whole_number("concurrency", concurrency, 1)
         timeout = positive("timeout", timeout)
         self._config = config
         self._limiter: Limiter = adaptive_limiter(clock=clock) if limiter is None else limiter
@@ -315,8 +306,8 @@ class CXoneClient:
     ) -> Generator[RecordPage, None, None]:
         level = None if priority is None else check_priority(priority)
         params = self._window(start, end)
-        page_size = _count("page_size", page_size, 1, MAX_CONTACTS_PAGE)
-        skip = _count("skip", skip, 0)
+        page_size = whole_number("page_size", page_size, 1, MAX_CONTACTS_PAGE)
+        skip = whole_number("skip", skip, 0)
         names = _fields(fields)
         if names is not None:
             params["fields"] = names
@@ -459,8 +450,8 @@ class CXoneClient:
                 "interactions need api='interactions' (the tutorial's contract); "
                 f"this client is configured for api={self._config.api!r}"
             )
-        page_size = _count("page_size", page_size, 1, MAX_INTERACTIONS_PAGE)
-        first_page = _count("first_page", first_page, 1)
+        page_size = whole_number("page_size", page_size, 1, MAX_INTERACTIONS_PAGE)
+        first_page = whole_number("first_page", first_page, 1)
         level = None if priority is None else check_priority(priority)
         paginator = PageNumberPaginator(
             page_size, first=first_page, records_key="entities", next_key="nextPage"
@@ -501,7 +492,7 @@ class CXoneClient:
         self,
         paginator: OffsetPaginator | PageNumberPaginator,
         url: Callable[[], str],
-        params: Mapping[str, str | int | float],
+        params: QueryParams,
         position: Callable[[Page], int],
         parse: Callable[[Mapping[str, object]], R],
         *,

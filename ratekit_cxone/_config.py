@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import attrs
 
 from ratekit import RateKitError
+from ratekit._redact import is_loopback, origin, redact_url
 from ratekit.http import MASK
-from ratekit.http._redact import is_loopback, origin, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -119,8 +119,6 @@ class CXoneConfig:
 
     Raises:
         ConfigError: If *api* is not one of the two contracts.
-
-    .. versionadded:: 0.1.0
     """
 
     api: Api = attrs.field(default="contacts", validator=_check_api)

@@ -61,8 +61,6 @@ def tutorial_limiter(*, clock: Clock | None = None) -> TokenBucket:
 
     Args:
         clock: Where time comes from (default: the real clock).
-
-    .. versionadded:: 0.1.0
     """
     return TokenBucket(TUTORIAL_RATE, capacity=TUTORIAL_BURST, clock=clock)
 
@@ -95,8 +93,6 @@ def adaptive_limiter(
     Raises:
         ValueError: If *estimate* is not a positive finite number.
         TypeError: If *estimate* is not a number.
-
-    .. versionadded:: 0.1.0
     """
     return AdaptiveLimiter(
         ADAPTIVE_INITIAL,
@@ -138,8 +134,6 @@ def make_limiter(
         ConfigError: If *rate* cannot be read, *burst* is not a whole number of at
             least 1, *burst* or *estimate* comes with the wrong kind of limiter, or
             *estimate* is not a positive number; the message names which.
-
-    .. versionadded:: 0.1.0
     """
     if rate is None:
         if burst is not None:

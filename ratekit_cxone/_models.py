@@ -140,8 +140,6 @@ class Contact:
         acw_seconds: Seconds of after-contact work.
         last_update_time: When the record last changed.
         raw: The record as received, every field kept.
-
-    .. versionadded:: 0.1.0
     """
 
     contact_id: int
@@ -208,8 +206,6 @@ class Interaction:
         channel: Its channel, if given.
         created_time: When it was created (aware).
         raw: The record as received; not compared.
-
-    .. versionadded:: 0.1.0
     """
 
     id: str
@@ -261,8 +257,6 @@ class RecordPage:
             it with ``skip=position + len(records)`` or ``first_page=position + 1``.
         records: `Contact` or `Interaction` values.
         total: The number of records of the whole listing, when the API tells it.
-
-    .. versionadded:: 0.1.0
     """
 
     position: int
@@ -284,8 +278,6 @@ class CXoneStatistics:
         records: Records handed out.
         cooled: Seconds during which the server's ``Retry-After`` (on 429 and 503
             answers of the API) paused every request, each second counted once.
-
-    .. versionadded:: 0.1.0
     """
 
     requests: int = 0

@@ -36,14 +36,14 @@ import attrs
 
 from ratekit import RateKitError
 from ratekit._clock import MONOTONIC, wall_time
-from ratekit_cxone._export import _reason
+from ratekit_cxone._writers import _reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from ratekit import Decision, LimiterStatistics, Reservation
     from ratekit.typing import CancelEvent, Clock, Limiter
-    from ratekit_cxone._export import Scalar
+    from ratekit_cxone._writers import Scalar
 
 #: The environment variable naming the directory of the remembered rates (default: the
 #: user's cache directory, ``platformdirs.user_cache_dir("ratekit")``).
@@ -250,7 +250,7 @@ def _locked(path: Path) -> Iterator[None]:
 def _replace(path: Path, data: bytes) -> None:
     """Write *data* to *path* atomically, through a temporary file of its own.
 
-    Not `ratekit_cxone._export.replace_atomically`: its temporary file has a fixed name,
+    Not `ratekit_cxone._writers.replace_atomically`: its temporary file has a fixed name,
     right for an output that one export holds, but two exports that remember at once
     (where nothing locks) would write into the same one.
 

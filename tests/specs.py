@@ -1,8 +1,8 @@
 """Every strategy and composition under test, with the guarantee each must keep.
 
 A `Spec` draws a limiter's parameters, builds it on a given clock, and checks a record
-of grants (``(instant, cost)`` pairs) against the guarantee DESIGN.md gives it.  The
-invariant suites are parametrised over `SPECS`.
+of grants (``(instant, cost)`` pairs) against the guarantee that docs/concepts.md states
+for it ("Choosing a strategy").  The invariant suites are parametrised over `SPECS`.
 """
 
 from __future__ import annotations

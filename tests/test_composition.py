@@ -245,7 +245,7 @@ def test_limiter_builds_one_strategy_per_limit():
         ((), {}, ValueError, "at least one limit"),
         (("5/s,",), {}, ValueError, "empty limit"),
         (("5/s, often",), {}, ValueError, "invalid rate 'often'"),
-        ((5,), {}, TypeError, "argument 0 must be a Rate or text"),
+        ((5,), {}, TypeError, "argument 1 must be a Rate or text"),
         (("5/s",), {"strategy": "leaky"}, ValueError, "strategy must be one of"),
     ],
 )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ratekit_cxone import _cli, _export
+from ratekit_cxone import _cli, _writers
 from ratekit_cxone._cli import _paused, main
 from ratekit_cxone.simulator import Simulator
 
@@ -455,7 +455,7 @@ def test_an_api_error_exits_4(tenant, tmp_path, capsys):
 
 def interrupt_at_page(monkeypatch, page):
     """Ctrl-C while the JSON Lines writer writes page *page*; returns the real method."""
-    original = _export.JsonlWriter.write_page
+    original = _writers.JsonlWriter.write_page
     calls = []
 
     def interrupted(self, records, **kwargs):
@@ -464,7 +464,7 @@ def interrupt_at_page(monkeypatch, page):
             raise KeyboardInterrupt
         return original(self, records, **kwargs)
 
-    monkeypatch.setattr(_export.JsonlWriter, "write_page", interrupted)
+    monkeypatch.setattr(_writers.JsonlWriter, "write_page", interrupted)
     return original
 
 
@@ -480,7 +480,7 @@ def test_ctrl_c_keeps_whole_pages_and_the_rerun_completes(tenant, tmp_path, caps
         f"ratekit-cxone: interrupted: 20 records kept in {out}; run the same command again "
         "to resume"
     )
-    monkeypatch.setattr(_export.JsonlWriter, "write_page", original)
+    monkeypatch.setattr(_writers.JsonlWriter, "write_page", original)
     assert main(args) == 0
     assert stored(out) == expected(simulator, "contacts")
 
@@ -662,7 +662,7 @@ def test_a_record_missed_while_the_listing_moved_fails_the_run_and_the_rerun_fet
 ):
     """A contact listed before the walk's position is missed: exit 4, and the rerun adds it."""
     simulator = tenant(records=100, seed=4)
-    original = _export.JsonlWriter.write_page
+    original = _writers.JsonlWriter.write_page
     pages = []
 
     def write_page(self, records, **kwargs):
@@ -671,7 +671,7 @@ def test_a_record_missed_while_the_listing_moved_fails_the_run_and_the_rerun_fet
             simulator.add_contacts(1, first=FIRST, span=timedelta(seconds=1))
         return original(self, records, **kwargs)
 
-    monkeypatch.setattr(_export.JsonlWriter, "write_page", write_page)
+    monkeypatch.setattr(_writers.JsonlWriter, "write_page", write_page)
     out = tmp_path / "o.jsonl"
     args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet", *FAST]
     assert main(args) == 4
@@ -692,7 +692,7 @@ def test_a_resume_with_the_discovered_api_base_configured_is_the_same_export(
 ):
     """Setting CXONE_API_BASE to the base that was discovered resumes the export."""
     simulator = tenant(records=60)
-    original = _export.JsonlWriter.write_page
+    original = _writers.JsonlWriter.write_page
     calls = []
 
     def interrupted(self, records, **kwargs):
@@ -701,11 +701,11 @@ def test_a_resume_with_the_discovered_api_base_configured_is_the_same_export(
             raise KeyboardInterrupt
         return original(self, records, **kwargs)
 
-    monkeypatch.setattr(_export.JsonlWriter, "write_page", interrupted)
+    monkeypatch.setattr(_writers.JsonlWriter, "write_page", interrupted)
     out = tmp_path / "o.jsonl"
     args = ["export", "--out", str(out), *WINDOW, "--page-size", "10", "--quiet", *FAST]
     assert main(args) == 130
-    monkeypatch.setattr(_export.JsonlWriter, "write_page", original)
+    monkeypatch.setattr(_writers.JsonlWriter, "write_page", original)
     monkeypatch.setenv("CXONE_API_BASE", simulator.url)  # what discovery found
     monkeypatch.setenv("CXONE_ISSUER", simulator.url + "/")  # the same issuer, written otherwise
     capsys.readouterr()
@@ -790,7 +790,7 @@ def test_kills_at_random_points_over_a_growing_listing_keep_every_record_once(te
 # --- remembered rates --------------------------------------------------------------------
 
 #: Where the limiter of an export without --rate meets 429s at once (it starts faster).
-THROTTLED = {"rate": "2/second", "retry_after": "fraction"}
+THROTTLED = {"rate": "5/second", "retry_after": "fraction"}
 CREDENTIALS = (
     "CXONE_CLIENT_ID",
     "CXONE_CLIENT_SECRET",

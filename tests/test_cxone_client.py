@@ -724,10 +724,17 @@ def test_simulator_interactions_resume_and_stop_early(simulator):
 
 
 def test_simulator_server_limit_is_obeyed_through_retry_after():
-    """Against a server-side limit, 429s are retried after Retry-After and nothing is lost."""
+    """Against a server-side limit, 429s are retried after Retry-After and nothing is lost.
+
+    The client's limit is ten times the server's and four pages are in flight, so after
+    each shared cooldown they race for the server's next slot: how many times one page
+    loses is chance, and a fixed number of attempts would make this test a lottery.
+    The attempts here are bounded by a deadline instead (each race has a winner).
+    """
+    retry = attrs.evolve(DEFAULT_RETRY, attempts=10_000, deadline=60.0)
     with Simulator(records=400, rate="20/second", retry_after="fraction") as limited:
         with CXoneClient(
-            from_env(limited), limiter=make_limiter("200/s", 20), concurrency=4
+            from_env(limited), limiter=make_limiter("200/s", 20), concurrency=4, retry=retry
         ) as cxone:
             contacts = list(
                 cxone.completed_contacts(START, END + timedelta(days=3650), page_size=10)

@@ -46,9 +46,11 @@ TUTORIAL = {
 }
 
 
-def test_the_public_names_are_sorted_and_exported():
-    """__all__ is sorted, every name in it exists, and __version__ is the installed one."""
-    assert ratekit_cxone.__all__ == sorted(ratekit_cxone.__all__)
+def test_the_public_names_are_exported():
+    """Every name in __all__ exists, and __version__ is the installed one.
+
+    (The order of __all__ is checked for every public module in test_packaging.py.)
+    """
     for name in ratekit_cxone.__all__:
         assert hasattr(ratekit_cxone, name)
     assert ratekit_cxone.__version__ == ratekit.__version__

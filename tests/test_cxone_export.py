@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -16,17 +17,16 @@ import attrs
 import pytest
 
 from ratekit.testing import FakeClock
-from ratekit_cxone import _export
-from ratekit_cxone._export import (
+from ratekit_cxone import _export, _writers
+from ratekit_cxone._export import position_after, run_export
+from ratekit_cxone._progress import Progress
+from ratekit_cxone._writers import (
     Checkpoint,
     JsonlWriter,
     OutputError,
-    Progress,
     SqliteWriter,
     open_writer,
     output_format,
-    position_after,
-    run_export,
     state_path,
 )
 
@@ -161,12 +161,12 @@ CREATE TABLE export_state (
 
 
 def test_output_format_follows_the_extension():
-    """.jsonl is JSON Lines, .sqlite and .db SQLite (any case); others are refused naming --out."""
+    """.jsonl is JSON Lines, .sqlite and .db SQLite (any case); others are refused naming path."""
     assert output_format("a/b.jsonl") == "jsonl"
     assert output_format("b.SQLITE") == "sqlite"
     assert output_format("b.db") == "sqlite"
     for bad in ("b.csv", "b", "b.json"):
-        with pytest.raises(OutputError, match=r"--out must end in \.jsonl"):
+        with pytest.raises(OutputError, match=r"path must end in \.jsonl"):
             output_format(bad)
     assert isinstance(
         open_writer("x.db", PARAMETERS, initial_position=0, key_of=key_of), SqliteWriter
@@ -244,7 +244,7 @@ def test_a_page_written_but_not_checkpointed_is_not_written_twice(tmp_path, kind
             def die(*args):
                 raise KeyboardInterrupt
 
-            monkeypatch.setattr(_export, "replace_atomically", die)
+            monkeypatch.setattr(_writers, "replace_atomically", die)
             with pytest.raises(KeyboardInterrupt):
                 writer.write_page(records(10, 20), next_position=20, total=30)
             monkeypatch.undo()
@@ -332,7 +332,7 @@ def test_other_parameters_are_refused_with_what_to_do(tmp_path, kind):
         writer.open()
     message = str(caught.value)
     assert "start='a' (now 'b')" in message
-    assert "choose another --out" in message
+    assert "choose another path" in message
     assert "page_size" not in message  # only what differs
     with make(kind, path) as writer:  # the output was left as it was
         assert writer.open().count == 10
@@ -348,7 +348,7 @@ def test_a_file_that_no_export_wrote_is_not_touched(tmp_path, kind):
             db.execute("CREATE TABLE mine (x)")
         db.close()
     before = path.read_bytes()
-    with make(kind, path) as writer, pytest.raises(OutputError, match="choose another --out"):
+    with make(kind, path) as writer, pytest.raises(OutputError, match="choose another path"):
         writer.open()
     assert path.read_bytes() == before
 
@@ -370,9 +370,12 @@ def test_an_empty_output_file_is_used(tmp_path, kind):
 
 
 def test_an_unwritable_output_is_reported(tmp_path, kind):
-    """An output in a directory that does not exist is an OutputError naming --out."""
+    """An output in a directory that does not exist is an OutputError naming it."""
     path = out_path(tmp_path / "missing", kind)
-    with make(kind, path) as writer, pytest.raises(OutputError, match="cannot write --out"):
+    with (
+        make(kind, path) as writer,
+        pytest.raises(OutputError, match=re.escape(f"cannot write {path}:")),
+    ):
         writer.open()
 
 
@@ -440,9 +443,9 @@ def test_the_state_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
         def broken_fsync(fd):
             raise OSError("disk full")
 
-        monkeypatch.setattr(_export.os, "fsync", broken_fsync)
+        monkeypatch.setattr(_writers.os, "fsync", broken_fsync)
         with pytest.raises(OSError, match="disk full"):
-            _export.replace_atomically(state_path(path), b"{" * 100)
+            _writers.replace_atomically(state_path(path), b"{" * 100)
         monkeypatch.undo()
         assert state_path(path).read_bytes() == before
 
@@ -453,7 +456,7 @@ def test_a_killed_writer_never_leaves_a_partial_state_file(tmp_path):
     script = textwrap.dedent(
         f"""
         import json, pathlib
-        from ratekit_cxone._export import replace_atomically
+        from ratekit_cxone._writers import replace_atomically
         target = pathlib.Path({str(target)!r})
         n = 0
         while True:
@@ -535,7 +538,7 @@ def test_the_progress_bar_shows_records_total_and_the_postfix(tmp_path):
 def test_the_summary_names_every_count():
     """The summary line gives records, pages, requests with their rate, 429s, retries and time."""
     result = _export.ExportResult(
-        path=_export.Path("o.jsonl"),
+        path=_writers.Path("o.jsonl"),
         records=1,
         new=1,
         pages=2,
@@ -587,9 +590,9 @@ def test_abandon_keeps_an_empty_file_that_was_there(tmp_path):
 def test_records_are_written_as_compact_json():
     """Read-only mappings are written as objects; a value JSON cannot hold is refused."""
     raw = types.MappingProxyType({"contactId": 1, "inner": types.MappingProxyType({"a": 1})})
-    assert _export.record_json(raw) == '{"contactId":1,"inner":{"a":1}}'
+    assert _writers.record_json(raw) == '{"contactId":1,"inner":{"a":1}}'
     with pytest.raises(TypeError, match="a record holds a set"):
-        _export.record_json({"contactId": 1, "bad": {1}})
+        _writers.record_json({"contactId": 1, "bad": {1}})
 
 
 def test_writing_before_open_is_an_error(tmp_path, kind):
@@ -671,15 +674,15 @@ def test_a_writer_refused_the_lock_removes_nothing(tmp_path, kind, monkeypatch):
     path = out_path(tmp_path, kind)
     winner = make(kind, path)
     claimed = []
-    lock = _export._lock
+    lock = _writers._lock
 
     def race(*args):
         # The winner claims the output after the loser looked at it, before the loser locks.
-        monkeypatch.setattr(_export, "_lock", lock)
+        monkeypatch.setattr(_writers, "_lock", lock)
         claimed.append(winner.open())
         lock(*args)
 
-    monkeypatch.setattr(_export, "_lock", race)
+    monkeypatch.setattr(_writers, "_lock", race)
     loser = make(kind, path)
     with pytest.raises(OutputError, match="being written by another export"):
         loser.open()
@@ -700,14 +703,14 @@ def test_an_output_removed_before_it_is_locked_is_created_again(tmp_path, kind, 
     path = out_path(tmp_path, kind)
     first = make(kind, path)
     first.open()
-    lock = _export._lock
+    lock = _writers._lock
 
     def removed_meanwhile(*args):
-        monkeypatch.setattr(_export, "_lock", lock)
+        monkeypatch.setattr(_writers, "_lock", lock)
         first.abandon()
         lock(*args)
 
-    monkeypatch.setattr(_export, "_lock", removed_meanwhile)
+    monkeypatch.setattr(_writers, "_lock", removed_meanwhile)
     with make(kind, path) as second:
         assert export(second, 12).records == 12
     with make(kind, path) as reader:
@@ -751,8 +754,7 @@ def test_an_output_that_cannot_be_created_is_one_line_and_leaves_nothing(tmp_pat
         writer.open()
     writer.abandon()
     assert str(caught.value) == (
-        f"cannot write --out {path}: {cause}; once that is fixed, run the same command again "
-        "to resume"
+        f"cannot write {path}: {cause}; once that is fixed, open the same export again to resume"
     )
     assert sorted(tmp_path.rglob("*")) == before
 
@@ -763,7 +765,7 @@ def test_a_file_size_limit_fails_the_page_and_the_export_resumes(tmp_path, kind)
     script = textwrap.dedent(
         f"""
         import pathlib, resource, signal, types
-        from ratekit_cxone._export import OutputError, open_writer
+        from ratekit_cxone._writers import OutputError, open_writer
 
         def page(first, last):
             # Big enough records that the page needs room the limit does not leave.
@@ -796,8 +798,7 @@ def test_a_file_size_limit_fails_the_page_and_the_export_resumes(tmp_path, kind)
     # SQLite reports a failed write as an I/O error, without the system's reason.
     cause = "File too large" if kind == "jsonl" else "disk I/O error"
     assert done.stdout == (
-        f"cannot write --out {path}: {cause}; once that is fixed, run the same command again "
-        "to resume\n"
+        f"cannot write {path}: {cause}; once that is fixed, open the same export again to resume\n"
     )
     with make(kind, path) as writer:
         checkpoint = writer.open()
@@ -821,11 +822,11 @@ def test_a_page_that_cannot_be_kept_is_an_error_and_the_export_resumes(tmp_path,
         with pytest.raises(OutputError) as caught:
             writer.write_page(records(10, 20), next_position=20, total=30)
     if kind == "jsonl":
-        failed = f"{state_path(path)} (the progress of --out {path}): Is a directory"
+        failed = f"{state_path(path)} (the progress of {path}): Is a directory"
     else:
-        failed = f"--out {path}: disk I/O error"
+        failed = f"{path}: disk I/O error"
     assert str(caught.value) == (
-        f"cannot write {failed}; once that is fixed, run the same command again to resume"
+        f"cannot write {failed}; once that is fixed, open the same export again to resume"
     )
     blocker.rmdir()
     with make(kind, path) as writer:
@@ -916,7 +917,7 @@ def test_an_unfinished_export_of_state_version_1_resumes(tmp_path, kind):
     path = out_path(tmp_path, kind)
     kept = records(0, 10)
     if kind == "jsonl":
-        path.write_text("".join(_export.record_json(r.raw) + "\n" for r in kept))
+        path.write_text("".join(_writers.record_json(r.raw) + "\n" for r in kept))
         state = {"version": 1, "parameters": PARAMETERS, "next_position": 10, "count": 10}
         state_path(path).write_text(json.dumps({**state, "total": 30, "complete": False}))
     else:
@@ -924,7 +925,7 @@ def test_an_unfinished_export_of_state_version_1_resumes(tmp_path, kind):
             db.executescript(SCHEMA_1)
             db.executemany(
                 "INSERT INTO records VALUES (?, ?)",
-                [(r.key, _export.record_json(r.raw)) for r in kept],
+                [(r.key, _writers.record_json(r.raw)) for r in kept],
             )
             db.execute(
                 "INSERT INTO export_state VALUES (1, 1, ?, 10, 10, 30, 0)",

@@ -22,7 +22,7 @@ from ratekit import AcquireCancelled, AcquireTimeout, SlidingWindow, TokenBucket
 from ratekit.http import AdaptiveLimiter, Client
 from ratekit.retry import DEFAULT_MAX_RETRY_AFTER, ConstantBackoff, RetryPolicy
 from ratekit.testing import FakeClock
-from ratekit.typing import CancelEvent, Limiter
+from ratekit.typing import CancelEvent, LearningLimiter, Limiter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -632,3 +632,12 @@ def test_a_composition_passes_answers_on_to_its_learning_members():
     clock.advance(0.1)
     composed.observe(429, {}, sent_at=0.05)
     assert learner.rate < 6.0
+
+
+def test_the_learning_limiters_are_the_ones_with_observe():
+    """AdaptiveLimiter and a composition holding one are LearningLimiters; a bucket is not."""
+    clock = FakeClock()
+    adaptive = AdaptiveLimiter(clock=clock)
+    assert isinstance(adaptive, LearningLimiter)
+    assert isinstance(all_of(adaptive, TokenBucket(5, 5, clock=clock)), LearningLimiter)
+    assert not isinstance(TokenBucket(5, 5), LearningLimiter)

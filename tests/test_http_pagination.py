@@ -1000,7 +1000,7 @@ def changing_api(
             number, asked = int(arg(request, "pageNumber")), int(arg(request, "pageSize"))
             where = (number - 1) * min(asked, cap)  # the API numbers pages by what it serves
         chunk = records[where : where + min(asked, cap)]
-        delay = ((where * 7919 + salt) % 5) / 1000  # up to 4 ms
+        delay = ((where * 7919 + salt) % 3) / 1000  # up to 2 ms
         key = "completedContacts" if kind == "offset" else "entities"
         return attrs.evolve(Reply.json({key: chunk, "totalRecords": size}), delay=delay)
 

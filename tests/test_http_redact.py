@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from loopback import LoopbackServer, Reply
 
+from ratekit._redact import check_transport, is_loopback, origin
 from ratekit.http import MASK, Client, InsecureTransport, redact_url
-from ratekit.http._redact import check_transport, is_loopback, origin
 
 #: The bearer token of the logging test.
 TOKEN = "t-bearer-secret"  # noqa: S105

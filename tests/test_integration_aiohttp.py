@@ -54,16 +54,20 @@ async def status_of(response_context: Any) -> int:
         return int(response.status)
 
 
-def settle() -> None:
-    """Wait (5 s at most) for the server's handler threads to end.
+def handlers() -> set[threading.Thread]:
+    """The loopback servers' handler threads alive now."""
+    return {thread for thread in threading.enumerate() if "process_request" in thread.name}
+
+
+def settle(before: set[threading.Thread]) -> None:
+    """Wait (5 s at most) for the handler threads started since *before* to end.
 
     A handler writing a body that the client let go fails: let it end within the test,
-    so that what it prints goes with the test's output.
+    so that what it prints goes with the test's output.  Threads of earlier tests (idle
+    keep-alive connections of their servers) are not waited for.
     """
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and any(
-        "process_request" in thread.name for thread in threading.enumerate()
-    ):
+    while time.monotonic() < deadline and handlers() - before:
         time.sleep(0.01)
 
 
@@ -221,6 +225,7 @@ def test_a_get_is_retried_until_it_succeeds_and_retried_answers_are_released(
     The 503s have bodies too large to be taken in whole unread: were a retried
     response kept, the next attempt would wait for the pool's only connection.
     """
+    before = handlers()
     large = Reply(503, body=b"x" * (8 << 20))
     server.route("GET", "/flaky")(script(large, large, Reply.json("done")))
     middleware = RateLimitMiddleware(None, retry=QUICK)
@@ -236,7 +241,7 @@ def test_a_get_is_retried_until_it_succeeds_and_retried_answers_are_released(
             return await asyncio.wait_for(fetch(client), 10)
 
     assert run(main) == "done"
-    settle()
+    settle(before)
     assert len(server.hits("/flaky")) == 3
     assert middleware.statistics() == ClientStatistics(
         requests=3, throttled=0, retries=2, failures=0

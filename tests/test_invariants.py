@@ -2,8 +2,8 @@
 
 A stateful machine drives each kind of limiter on a FakeClock through any sequence of
 advances, non-blocking calls, reservations, cancellations and blocking acquires, and
-checks after every step that the grants keep the guarantee DESIGN.md gives that kind,
-that ``retry_after`` is exact, and that a denial changes nothing.
+checks after every step that the grants keep the guarantee that docs/concepts.md states
+for that kind, that ``retry_after`` is exact, and that a denial changes nothing.
 """
 
 from __future__ import annotations

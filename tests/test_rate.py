@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import attrs
 import pytest
@@ -110,3 +111,29 @@ def test_parse_round_trips_any_number_and_unit(limit, count, unit):
     rate = Rate.parse(f"{limit!r}/{count}{unit}")
     assert rate.limit == limit
     assert rate.per == pytest.approx(count * Rate.parse(f"1/{unit}").per)
+
+
+def test_parse_many_reads_rates_and_texts_of_several_limits():
+    """Rate values pass as they are; texts split at commas and semicolons, in order."""
+    minute = Rate(90, per=60.0)
+    assert Rate.parse_many([minute, "10/second, 1000/hour; 5/s"]) == [
+        minute,
+        Rate(10),
+        Rate(1000, per=3600.0),
+        Rate(5),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("limits", "error", "message"),
+    [
+        ([], ValueError, 'f() needs at least one limit, such as "10/second"'),
+        (["5/s", 3], TypeError, "f() argument 2 must be a Rate or text, got 3"),
+        (["5/s", "5/s,"], ValueError, "f() argument 2 has an empty limit: '5/s,'"),
+        (["often"], ValueError, "invalid rate 'often'"),
+    ],
+)
+def test_parse_many_names_the_argument_counting_from_one(limits, error, message):
+    """Errors name the caller and the argument's position, the first being 1."""
+    with pytest.raises(error, match=f"^{re.escape(message)}"):
+        Rate.parse_many(limits, caller="f()")

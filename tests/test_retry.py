@@ -157,7 +157,7 @@ def test_constant_backoff():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"base": -1}, ValueError, r"^base must be a finite number of at least 0"),
+        ({"base": -1}, ValueError, r"^base must be a non-negative finite number"),
         ({"base": math.inf}, ValueError, r"^base must be"),
         ({"base": math.nan}, ValueError, r"^base must be"),
         ({"factor": 0.5}, ValueError, r"^factor must be a finite number of at least 1"),
@@ -629,7 +629,14 @@ def test_budget_caps_retries_at_ratio_times_successes_plus_floor_under_threads(
     """Eight threads withdrawing at once get exactly floor(ratio * successes + floor * ttl)."""
     clock = FakeClock()
     budget = RetryBudget(ratio=ratio, min_per_second=floor, ttl=10, clock=clock)
-    threads = [threading.Thread(target=budget.deposit) for _ in range(successes)]
+
+    def deposit(count: int) -> None:
+        for _ in range(count):
+            budget.deposit()
+
+    # Eight depositing threads, between them *successes* deposits.
+    shares = [successes // 8 + (i < successes % 8) for i in range(8)]
+    threads = [threading.Thread(target=deposit, args=(share,)) for share in shares]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -678,7 +685,7 @@ def test_successes_are_deposited_in_the_budget():
     [
         ({"ratio": -0.1}, r"^ratio must be a non-negative finite number"),
         ({"min_per_second": math.inf}, r"^min_per_second must be"),
-        ({"ttl": 0}, r"^ttl must be a positive number"),
+        ({"ttl": 0}, r"^ttl must be a positive finite number"),
     ],
 )
 def test_budget_names_a_bad_argument(kwargs, match):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import math
+import re
 import signal
 import threading
 import time
@@ -287,6 +289,25 @@ def test_max_workers_must_be_a_positive_integer(bad, error):
         Scheduler(bad)
     with Scheduler(1) as scheduler, pytest.raises(ValueError, match="timeout"):
         scheduler.map(lambda x: x, [], timeout=-1)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"timeout": "5"}, TypeError, "timeout must be a number of seconds or None, got str '5'"),
+        ({"timeout": math.nan}, ValueError, "timeout must be a non-negative number of seconds"),
+        ({"cost": "2"}, TypeError, "cost must be a number, got str '2'"),
+        ({"cost": 0}, ValueError, "cost must be a positive finite number, got 0"),
+        ({"on_progress": 5}, TypeError, "on_progress must be a callable or None, got 5"),
+        ({"priority": -1}, ValueError, "priority must be a level of at least 0"),
+    ],
+)
+def test_a_bad_map_argument_is_named_before_any_call(options, error, message):
+    """Every option of map is checked when map is called, and the error names it."""
+    calls = []
+    with Scheduler(1) as scheduler, pytest.raises(error, match=f"^{re.escape(message)}"):
+        scheduler.map(calls.append, [1], **options)
+    assert calls == []
 
 
 def test_keyboard_interrupt_stops_everything_promptly():

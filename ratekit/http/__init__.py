@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ratekit._adaptive import AdaptiveLimiter
 from ratekit._errors import (
     AuthError,
     ConnectionFailed,
@@ -16,7 +17,7 @@ from ratekit._errors import (
     TooManyRedirects,
     TransportError,
 )
-from ratekit.http._adaptive import AdaptiveLimiter
+from ratekit._redact import MASK, redact_url
 from ratekit.http._client import DEFAULT_RETRY, DEFAULT_TIMEOUT, TRANSIENT_ERRORS, Client
 from ratekit.http._gate import IDEMPOTENT_METHODS, ClientStatistics
 from ratekit.http._oauth import OAuth2Token
@@ -28,7 +29,6 @@ from ratekit.http._pagination import (
     PageNumberPaginator,
 )
 from ratekit.http._pool import cancellable_pool
-from ratekit.http._redact import MASK, redact_url
 from ratekit.http._redirects import DEFAULT_MAX_REDIRECTS
 from ratekit.http._transport import DEFAULT_MAX_BODY
 from ratekit.typing import TokenProvider

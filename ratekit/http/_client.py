@@ -9,7 +9,7 @@ import json as jsonlib
 import logging
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, TypedDict, final
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import attrs
@@ -29,10 +29,10 @@ from ratekit._errors import (
     TransportError,
 )
 from ratekit._priority import at_priority, check_priority
+from ratekit._redact import check_transport, mask_secrets, redact_url
 from ratekit._validate import positive, whole_number
 from ratekit.http._gate import ClientStatistics, Gate, idempotent_request
 from ratekit.http._pool import cancellable_pool
-from ratekit.http._redact import check_transport, mask_secrets, redact_url
 from ratekit.http._redirects import DEFAULT_MAX_REDIRECTS, next_hop
 from ratekit.http._transport import (
     DEFAULT_MAX_BODY,
@@ -46,8 +46,23 @@ from ratekit.retry import RetryPolicy
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from typing_extensions import Unpack
+
     from ratekit.retry import RetryBudget
-    from ratekit.typing import CancelEvent, Clock, Limiter, TokenProvider
+    from ratekit.typing import CancelEvent, Clock, Limiter, QueryParams, TokenProvider
+
+    class _RequestOptions(TypedDict, total=False):
+        """The keyword arguments of `Client.request` that its shortcuts pass on."""
+
+        params: QueryParams | None
+        json: object
+        fields: Mapping[str, str] | None
+        body: bytes | str | None
+        headers: Mapping[str, str] | None
+        cost: float
+        idempotent: bool | None
+        priority: int | None
+
 
 log = logging.getLogger("ratekit.http")
 
@@ -297,7 +312,7 @@ class Client:
         method: str,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         json: object = None,
         fields: Mapping[str, str] | None = None,
         body: bytes | str | None = None,
@@ -365,7 +380,7 @@ class Client:
                 functools.partial(self._attempt, prepared), policy, cancel=cancel, explicit=explicit
             )
 
-    def url(self, url: str, params: Mapping[str, str | int | float] | None = None) -> str:
+    def url(self, url: str, params: QueryParams | None = None) -> str:
         """The URL a request for *url* goes to: joined to *base_url*, *params* encoded.
 
         Shown as is, it may hold secrets in its query: log ``redact_url(client.url(...))``.
@@ -485,7 +500,7 @@ class Client:
         url: str,
         *,
         cancel: CancelEvent | None = None,
-        **kwargs: Any,  # noqa: ANN401 - the keyword arguments of `request`
+        **kwargs: Unpack[_RequestOptions],
     ) -> urllib3.BaseHTTPResponse:
         """`request` with ``GET``."""
         return self.request("GET", url, cancel=cancel, **kwargs)
@@ -495,7 +510,7 @@ class Client:
         url: str,
         *,
         cancel: CancelEvent | None = None,
-        **kwargs: Any,  # noqa: ANN401 - the keyword arguments of `request`
+        **kwargs: Unpack[_RequestOptions],
     ) -> urllib3.BaseHTTPResponse:
         """`request` with ``POST``."""
         return self.request("POST", url, cancel=cancel, **kwargs)
@@ -505,7 +520,7 @@ class Client:
         url: str,
         *,
         cancel: CancelEvent | None = None,
-        **kwargs: Any,  # noqa: ANN401 - the keyword arguments of `request`
+        **kwargs: Unpack[_RequestOptions],
     ) -> Any:  # noqa: ANN401 - JSON is any value
         """``GET`` *url* and decode its JSON body (``None`` for 204 No Content).
 
@@ -521,7 +536,7 @@ class Client:
         url: str,
         *,
         cancel: CancelEvent | None = None,
-        **kwargs: Any,  # noqa: ANN401 - the keyword arguments of `request`
+        **kwargs: Unpack[_RequestOptions],
     ) -> Any:  # noqa: ANN401 - JSON is any value
         """`request`, then check the status and decode the JSON body, as `get_json`."""
         response = self.request(method, url, cancel=cancel, **kwargs)

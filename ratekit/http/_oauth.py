@@ -28,9 +28,9 @@ from ratekit._errors import (
     TokenError,
     TransportError,
 )
-from ratekit._validate import positive
+from ratekit._redact import MASK, check_transport, redact_url
+from ratekit._validate import at_least, positive, text
 from ratekit.http._pool import cancellable_pool
-from ratekit.http._redact import MASK, check_transport, redact_url
 from ratekit.http._transport import BodyTooLarge, Undecodable, send
 
 if TYPE_CHECKING:
@@ -186,9 +186,9 @@ class OAuth2Token:
         clock: Clock | None = None,
         extra: Mapping[str, str] | None = None,
     ) -> None:
-        _required("token_url", token_url)
-        _required("client_id", client_id)
-        _required("client_secret", client_secret)
+        text("token_url", token_url, secret=True)
+        text("client_id", client_id, secret=True)
+        text("client_secret", client_secret, secret=True)
         _check_grant(grant, username, password)
         if client_auth not in _CLIENT_AUTHS:
             raise ValueError(f"client_auth must be one of {_CLIENT_AUTHS}, got {client_auth!r}")
@@ -584,19 +584,12 @@ def _resolve(ended: asyncio.Future[None]) -> None:
         ended.set_result(None)
 
 
-def _required(name: str, value: object) -> None:
-    if not isinstance(value, str) or not value:
-        # The type, not the value: the value may be a secret.
-        got = "an empty string" if value == "" else type(value).__name__
-        raise ValueError(f"{name} must be a non-empty string, got {got}")
-
-
 def _check_grant(grant: str, username: str | None, password: str | None) -> None:
     if grant not in _GRANTS:
         raise ValueError(f"grant must be one of {_GRANTS}, got {grant!r}")
     if grant == "password":
-        _required("username", username)
-        _required("password", password)
+        text("username", username, secret=True)
+        text("password", password, secret=True)
         return
     # Silently dropping a password would hide a mistake in the configuration.
     for name, value in (("username", username), ("password", password)):
@@ -605,11 +598,7 @@ def _check_grant(grant: str, username: str | None, password: str | None) -> None
 
 
 def _margin(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"margin must be a number of seconds, got {value!r}")
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"margin must be a non-negative finite number of seconds, got {value!r}")
-    return float(value)
+    return at_least("margin", value, 0)
 
 
 def _scope(scopes: Sequence[str] | str | None) -> str:

@@ -33,8 +33,9 @@ from urllib3.util import parse_url
 
 from ratekit._cancel import as_cancellation, resolve
 from ratekit._errors import HTTPStatusError, IncompleteListing, ResponseError
+from ratekit._redact import _BLANK_OR_CONTROL, Origin, origin, redact_url
+from ratekit._validate import attribute, text, whole_number
 from ratekit.http._client import _excerpt, _header_secrets, _query_values
-from ratekit.http._redact import _BLANK_OR_CONTROL, Origin, origin, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
@@ -43,7 +44,13 @@ if TYPE_CHECKING:
     from ratekit._async_scheduler import AsyncScheduler
     from ratekit._scheduler import Scheduler
     from ratekit.http._client import Client
-    from ratekit.typing import AsyncHTTPClient, AsyncPaginator, CancelEvent, Paginator
+    from ratekit.typing import (
+        AsyncHTTPClient,
+        AsyncPaginator,
+        CancelEvent,
+        Paginator,
+        QueryParams,
+    )
 
 log = logging.getLogger("ratekit.http")
 
@@ -60,42 +67,23 @@ _QUOTED_PAIR = re.compile(r"\\(.)")
 # --- checks -------------------------------------------------------------------------------
 
 
-def _count(name: str, least: int) -> Callable[[Any, Any, Any], None]:
-    """A validator: an integer (not a bool) of at least *least*, named *name* in errors."""
-
-    def check(_instance: object, _attribute: object, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-        if value < least:
-            raise ValueError(f"{name} must be at least {least}, got {value!r}")
-
-    return check
+def _check_name(name: str, value: object) -> None:
+    """A query parameter's name: a non-empty string."""
+    text(name, value)
 
 
-def _name(name: str, *, optional: bool = False) -> Callable[[Any, Any, Any], None]:
-    """A validator: a non-empty string (or ``None`` if *optional*), for a query parameter."""
-
-    def check(_instance: object, _attribute: object, value: object) -> None:
-        if value is None and optional:
-            return
-        if not isinstance(value, str) or not value:
-            expected = "a non-empty string or None" if optional else "a non-empty string"
-            raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-    return check
+def _check_path(name: str, value: object) -> None:
+    """A key or a dotted path into the JSON body, such as ``"result.items"``."""
+    if not isinstance(value, str) or not all(value.split(".")):
+        raise ValueError(
+            f"{name} must be a key or dotted path such as 'result.items', got {value!r}"
+        )
 
 
-def _path(name: str, *, optional: bool = True) -> Callable[[Any, Any, Any], None]:
-    """A validator: a key or dotted path such as ``"result.items"`` (or ``None``)."""
-
-    def check(_instance: object, _attribute: object, value: object) -> None:
-        if value is None and optional:
-            return
-        if not isinstance(value, str) or not all(value.split(".")):
-            expected = "a key or dotted path" + (" or None" if optional else "")
-            raise ValueError(f"{name} must be {expected} such as 'result.items', got {value!r}")
-
-    return check
+_NAME = attribute(_check_name)
+_NAME_OR_NONE = attribute(_check_name, optional=True)
+_PATH = attribute(_check_path, optional=True)
+_KEY_PATH = attribute(_check_path)
 
 
 # --- pages --------------------------------------------------------------------------------
@@ -170,7 +158,7 @@ def _answered(url: str, status: int, data: bytes, link: str | None, secrets: lis
 def _get(
     client: Client,
     url: str,
-    params: Mapping[str, str | int | float] | None,
+    params: QueryParams | None,
     headers: Mapping[str, str] | None,
     cancel: CancelEvent | None,
 ) -> _Answer:
@@ -188,7 +176,7 @@ def _get(
 async def _get_async(
     client: AsyncHTTPClient,
     url: str,
-    params: Mapping[str, str | int | float] | None,
+    params: QueryParams | None,
     headers: Mapping[str, str] | None,
 ) -> _Answer:
     """``GET`` through an asyncio client, and decode the body as `_get` does.
@@ -297,7 +285,7 @@ class _Fetch:
     """A step of a walk: ``GET`` *url* with the query *params*; the `_Answer` is sent back."""
 
     url: str
-    params: Mapping[str, str | int | float] | None
+    params: QueryParams | None
 
 
 @attrs.frozen
@@ -474,9 +462,7 @@ class _NumberedPaginator:
         """Records of the listing before page 0 (an offset's resume point), not walked."""
         return 0
 
-    def _request(
-        self, url: str, params: Mapping[str, str | int | float] | None, place: _Place
-    ) -> _Fetch:
+    def _request(self, url: str, params: QueryParams | None, place: _Place) -> _Fetch:
         """The request for the page at *place*: the caller's *params*, then the paging ones."""
         position, index = place
         return _Fetch(url, {**(params or {}), **self._query(position, index)})
@@ -511,7 +497,7 @@ class _NumberedPaginator:
         client: Client,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         fan_out: Scheduler | None = None,
         start: int = 0,
@@ -582,7 +568,7 @@ class _NumberedPaginator:
         client: AsyncHTTPClient,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         fan_out: AsyncScheduler | None = None,
         start: int = 0,
@@ -623,18 +609,13 @@ class _NumberedPaginator:
         """
         return _walked_async(self._steps(url, params, start), client, headers, fan_out)
 
-    def _steps(
-        self, url: str, params: Mapping[str, str | int | float] | None, start: int
-    ) -> _Steps:
+    def _steps(self, url: str, params: QueryParams | None, start: int) -> _Steps:
         """The walk, one page after another and fanned out where it may be.
 
         Raises:
             TypeError, ValueError: At once, if *start* is not a whole number from 0.
         """
-        if isinstance(start, bool) or not isinstance(start, int):
-            raise TypeError(f"start must be an integer, got {start!r}")
-        if start < 0:
-            raise ValueError(f"start must be at least 0, got {start!r}")
+        whole_number("start", start, 0)
         return self._walk(functools.partial(self._request, url, params), start)
 
     def _walk(self, request: Callable[[_Place], _Fetch], start: int) -> _Steps:
@@ -661,7 +642,7 @@ class _NumberedPaginator:
         client: Client,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         fan_out: Scheduler | None = None,
         cancel: CancelEvent | None = None,
@@ -693,7 +674,7 @@ class _NumberedPaginator:
         client: AsyncHTTPClient,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         fan_out: AsyncScheduler | None = None,
     ) -> AsyncGenerator[object, None]:
@@ -890,17 +871,13 @@ class PageNumberPaginator(_NumberedPaginator):
             empty.
     """
 
-    page_size: int = attrs.field(validator=_count("page_size", 1))
-    page_param: str = attrs.field(default="pageNumber", kw_only=True, validator=_name("page_param"))
-    size_param: str | None = attrs.field(
-        default="pageSize", kw_only=True, validator=_name("size_param", optional=True)
-    )
-    first: int = attrs.field(default=1, kw_only=True, validator=_count("first", 0))
-    next_key: str | None = attrs.field(
-        default="nextPage", kw_only=True, validator=_path("next_key")
-    )
-    total_key: str | None = attrs.field(default=None, kw_only=True, validator=_path("total_key"))
-    records_key: str | None = attrs.field(kw_only=True, validator=_path("records_key"))
+    page_size: int = attrs.field(validator=attribute(whole_number, 1))
+    page_param: str = attrs.field(default="pageNumber", kw_only=True, validator=_NAME)
+    size_param: str | None = attrs.field(default="pageSize", kw_only=True, validator=_NAME_OR_NONE)
+    first: int = attrs.field(default=1, kw_only=True, validator=attribute(whole_number, 0))
+    next_key: str | None = attrs.field(default="nextPage", kw_only=True, validator=_PATH)
+    total_key: str | None = attrs.field(default=None, kw_only=True, validator=_PATH)
+    records_key: str | None = attrs.field(kw_only=True, validator=_PATH)
 
     def _query(self, position: int, index: int) -> dict[str, str | int | float]:  # noqa: ARG002
         query: dict[str, str | int | float] = {self.page_param: self.first + index}
@@ -950,16 +927,12 @@ class OffsetPaginator(_NumberedPaginator):
             empty.
     """
 
-    page_size: int = attrs.field(validator=_count("page_size", 1))
-    offset_param: str = attrs.field(default="skip", kw_only=True, validator=_name("offset_param"))
-    limit_param: str | None = attrs.field(
-        default="top", kw_only=True, validator=_name("limit_param", optional=True)
-    )
-    total_key: str | None = attrs.field(
-        default="totalRecords", kw_only=True, validator=_path("total_key")
-    )
-    records_key: str | None = attrs.field(kw_only=True, validator=_path("records_key"))
-    offset: int = attrs.field(default=0, kw_only=True, validator=_count("offset", 0))
+    page_size: int = attrs.field(validator=attribute(whole_number, 1))
+    offset_param: str = attrs.field(default="skip", kw_only=True, validator=_NAME)
+    limit_param: str | None = attrs.field(default="top", kw_only=True, validator=_NAME_OR_NONE)
+    total_key: str | None = attrs.field(default="totalRecords", kw_only=True, validator=_PATH)
+    records_key: str | None = attrs.field(kw_only=True, validator=_PATH)
+    offset: int = attrs.field(default=0, kw_only=True, validator=attribute(whole_number, 0))
 
     def _skipped(self) -> int:
         return self.offset
@@ -1029,7 +1002,7 @@ def _next_url(link: str, page: str, *, other_origins: bool) -> tuple[str, str | 
 def _refusal(link: str, url: str, page: str, *, other_origins: bool) -> str | None:
     """Why the next link *link*, which leads to *url*, is not to be followed, if it is not.
 
-    The link is judged as urllib3 will connect by it (`ratekit.http._redact.origin`),
+    The link is judged as urllib3 will connect by it (`ratekit._redact.origin`),
     and refused, whatever *other_origins* says, where parsers disagree on it: a
     backslash (a slash to browsers, the end of the host to urllib3, part of the host to
     `urllib.parse`), whitespace or a control character (dropped by `urllib.parse`, not
@@ -1093,9 +1066,9 @@ class NextLinkPaginator:
         ValueError: If a path is empty.
     """
 
-    records_key: str | None = attrs.field(validator=_path("records_key"))
-    link_key: str | None = attrs.field(default="_links.next", validator=_path("link_key"))
-    total_key: str | None = attrs.field(default=None, validator=_path("total_key"))
+    records_key: str | None = attrs.field(validator=_PATH)
+    link_key: str | None = attrs.field(default="_links.next", validator=_PATH)
+    total_key: str | None = attrs.field(default=None, validator=_PATH)
     allow_other_origins: bool = False
 
     def _next(self, answer: _Answer) -> str | None:
@@ -1115,7 +1088,7 @@ class NextLinkPaginator:
         client: Client,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         cancel: CancelEvent | None = None,
     ) -> Generator[Page, None, None]:
@@ -1146,7 +1119,7 @@ class NextLinkPaginator:
         client: AsyncHTTPClient,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[Page, None]:
         """`pages` from asyncio: the same walk, the same checks, through an asyncio client.
@@ -1177,7 +1150,7 @@ class NextLinkPaginator:
         """
         return _walked_async(self._walk(url, params), client, headers)
 
-    def _walk(self, url: str, params: Mapping[str, str | int | float] | None) -> _Steps:
+    def _walk(self, url: str, params: QueryParams | None) -> _Steps:
         fetched: set[str] = set()
         query = params
         number = 0
@@ -1206,7 +1179,7 @@ class NextLinkPaginator:
         client: Client,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         cancel: CancelEvent | None = None,
     ) -> Generator[object, None, None]:
@@ -1233,7 +1206,7 @@ class NextLinkPaginator:
         client: AsyncHTTPClient,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[object, None]:
         """Stream the records of every page, in order, from asyncio (see `pages_async`).
@@ -1286,12 +1259,10 @@ class CursorPaginator:
         ValueError: If a name or path is empty.
     """
 
-    records_key: str | None = attrs.field(validator=_path("records_key"))
-    cursor_param: str = attrs.field(default="cursor", validator=_name("cursor_param"))
-    cursor_key: str = attrs.field(
-        default="next_cursor", validator=_path("cursor_key", optional=False)
-    )
-    total_key: str | None = attrs.field(default=None, validator=_path("total_key"))
+    records_key: str | None = attrs.field(validator=_PATH)
+    cursor_param: str = attrs.field(default="cursor", validator=_NAME)
+    cursor_key: str = attrs.field(default="next_cursor", validator=_KEY_PATH)
+    total_key: str | None = attrs.field(default=None, validator=_PATH)
 
     def _cursor(self, answer: _Answer) -> str | None:
         value = _dig(answer.body, self.cursor_key)
@@ -1306,7 +1277,7 @@ class CursorPaginator:
         client: Client,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         cancel: CancelEvent | None = None,
     ) -> Generator[Page, None, None]:
@@ -1337,7 +1308,7 @@ class CursorPaginator:
         client: AsyncHTTPClient,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[Page, None]:
         """`pages` from asyncio: the same walk, the same checks, through an asyncio client.
@@ -1366,7 +1337,7 @@ class CursorPaginator:
         """
         return _walked_async(self._walk(url, params), client, headers)
 
-    def _walk(self, url: str, params: Mapping[str, str | int | float] | None) -> _Steps:
+    def _walk(self, url: str, params: QueryParams | None) -> _Steps:
         sent: set[str] = set()
         cursor: str | None = None
         previous: list[object] = []
@@ -1398,7 +1369,7 @@ class CursorPaginator:
         client: Client,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
         cancel: CancelEvent | None = None,
     ) -> Generator[object, None, None]:
@@ -1425,7 +1396,7 @@ class CursorPaginator:
         client: AsyncHTTPClient,
         url: str,
         *,
-        params: Mapping[str, str | int | float] | None = None,
+        params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[object, None]:
         """Stream the records of every page, in order, from asyncio (see `pages_async`).

@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 import attrs
 
 from ratekit._errors import InsecureTransport, ResponseError
-from ratekit.http._redact import origin, redact_url
+from ratekit._redact import origin, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -44,8 +44,8 @@ from urllib3.exceptions import (
 from ratekit._cancel import Cancellation, abort_socket, cancelled_by
 from ratekit._clock import MONOTONIC
 from ratekit._errors import Cancelled, ConnectionFailed, ReadTimeout, TLSError, TransportError
+from ratekit._redact import redact_url
 from ratekit.http._pool import DEADLINES
-from ratekit.http._redact import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -39,9 +39,9 @@ from ratekit._errors import (
     TLSError,
     TransportError,
 )
+from ratekit._redact import check_transport, redact_url
 from ratekit.http._client import DEFAULT_RETRY
 from ratekit.http._gate import PastDeadline, idempotent_request, in_library_terms
-from ratekit.http._redact import check_transport, redact_url
 from ratekit.http._transport import _OS_REASONS
 from ratekit.integrations._common import make_gate
 

@@ -33,10 +33,10 @@ import httpx
 from ratekit import _hooks
 from ratekit._cancel import current_cancel
 from ratekit._errors import ConnectionFailed, ReadTimeout, RetryError, TLSError
+from ratekit._redact import check_transport, redact_url
 from ratekit._validate import positive
 from ratekit.http._client import DEFAULT_RETRY
 from ratekit.http._gate import idempotent_request, in_library_terms
-from ratekit.http._redact import check_transport, redact_url
 from ratekit.http._transport import _OS_REASONS, _chain
 from ratekit.integrations._common import make_gate
 from ratekit.retry import RetryBudget, RetryPolicy

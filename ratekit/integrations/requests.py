@@ -30,9 +30,9 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ratekit import _hooks
 from ratekit._cancel import resolve
 from ratekit._errors import RetryError
+from ratekit._redact import redact_url
 from ratekit.http._client import DEFAULT_RETRY
 from ratekit.http._gate import idempotent_request, in_library_terms
-from ratekit.http._redact import redact_url
 from ratekit.http._transport import transport_error
 from ratekit.integrations._common import make_gate
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import random
 from typing import TYPE_CHECKING, Literal, get_args
 
 import attrs
 
+from ratekit._validate import at_least, attribute, one_of
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
 #: The jitter kinds `ExponentialBackoff` knows; see its docstring for each formula.
 Jitter = Literal["none", "full", "equal", "decorrelated", "proportional"]
@@ -25,30 +26,10 @@ DEFAULT_JITTER: Jitter = "full"
 _SYSTEM_RANDOM = random.Random()  # noqa: S311 - jitter, not cryptography
 
 
-def _seconds(name: str, *, minimum: float = 0.0) -> Callable[[object, object, float], None]:
-    """An attrs validator: *name* must be a finite number of at least *minimum*."""
-
-    def check(_instance: object, _attribute: object, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number, got {value!r}")
-        if not (math.isfinite(value) and value >= minimum):
-            raise ValueError(
-                f"{name} must be a finite number of at least {minimum:g}, got {value!r}"
-            )
-
-    return check
-
-
 def _check_cap(instance: ExponentialBackoff, _attribute: object, value: float) -> None:
-    _seconds("cap")(instance, None, value)
+    at_least("cap", value, 0)
     if value < instance.base:
         raise ValueError(f"cap must be at least base ({instance.base!r}), got {value!r}")
-
-
-def _check_jitter(_instance: object, _attribute: object, value: object) -> None:
-    if value not in JITTERS:
-        valid = ", ".join(repr(name) for name in JITTERS)
-        raise ValueError(f"jitter must be one of {valid}, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -86,10 +67,10 @@ class ExponentialBackoff:
             below *base*, or *jitter* is unknown (the message lists the valid ones).
     """
 
-    base: float = attrs.field(default=0.5, validator=_seconds("base"))
-    factor: float = attrs.field(default=2.0, validator=_seconds("factor", minimum=1.0))
+    base: float = attrs.field(default=0.5, validator=attribute(at_least, 0))
+    factor: float = attrs.field(default=2.0, validator=attribute(at_least, 1))
     cap: float = attrs.field(default=60.0, validator=_check_cap)
-    jitter: Jitter = attrs.field(default=DEFAULT_JITTER, validator=_check_jitter)
+    jitter: Jitter = attrs.field(default=DEFAULT_JITTER, validator=attribute(one_of, JITTERS))
     random: random.Random | None = attrs.field(default=None, eq=False, repr=False)
 
     def delays(self) -> Iterator[float]:
@@ -126,7 +107,7 @@ class ConstantBackoff:
         ValueError: If *delay* is negative or not finite.
     """
 
-    delay: float = attrs.field(default=1.0, validator=_seconds("delay"))
+    delay: float = attrs.field(default=1.0, validator=attribute(at_least, 0))
 
     def delays(self) -> Iterator[float]:
         """Yield *delay* without end."""

@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, final
 
 from ratekit._clock import MONOTONIC
+from ratekit._validate import at_least, positive
 
 if TYPE_CHECKING:
     from ratekit.typing import Clock
@@ -17,14 +18,6 @@ _SLICES = 10
 #: Allowance for the float rounding of ``ratio * successes`` (0.1 * 70 is 7.000000000000001,
 #: and a product a hair below a whole number must not refuse that retry).
 _SLACK = 1e-9
-
-
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-    return float(value)
 
 
 @final
@@ -74,11 +67,9 @@ class RetryBudget:
         *,
         clock: Clock | None = None,
     ) -> None:
-        self._ratio = _non_negative("ratio", ratio)
-        self._min_per_second = _non_negative("min_per_second", min_per_second)
-        self._ttl = _non_negative("ttl", ttl)
-        if self._ttl == 0:
-            raise ValueError("ttl must be a positive number of seconds, got 0")
+        self._ratio = at_least("ratio", ratio, 0)
+        self._min_per_second = at_least("min_per_second", min_per_second, 0)
+        self._ttl = positive("ttl", ttl)
         self._clock: Clock = MONOTONIC if clock is None else clock
         self._width = self._ttl / _SLICES
         self._lock = threading.Lock()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ratekit._clock import wall_time
+from ratekit._validate import at_least, attribute
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -133,7 +134,7 @@ def parse_retry_after(
         ValueError: If *now* is a naive `datetime`, or *cap* is negative, NaN or infinite.
         TypeError: If *cap* is not a number.
     """
-    limit = _check_cap(cap)
+    limit = at_least("cap", cap, 0)
     if now is not None and now.utcoffset() is None:
         raise ValueError(
             f"now must be an aware datetime (with tzinfo, such as timezone.utc), got {now!r}"
@@ -147,14 +148,6 @@ def parse_retry_after(
         seconds = _seconds_until(text, now)
     # Too many digits for a float give inf, which the cap turns into the cap.
     return None if seconds is None else min(max(0.0, seconds), limit)
-
-
-def _check_cap(cap: object) -> float:
-    if not isinstance(cap, (int, float)):
-        raise TypeError(f"cap must be a number of seconds, got {type(cap).__name__} {cap!r}")
-    if not 0 <= cap < math.inf:  # also refuses NaN
-        raise ValueError(f"cap must be a non-negative finite number of seconds, got {cap!r}")
-    return float(cap)
 
 
 def _first_member(text: str) -> str:
@@ -273,15 +266,6 @@ def _optional_float(value: float | None) -> float | None:
     return value if value is None else float(value)
 
 
-def _non_negative_or_none(
-    _inst: object, attribute: attrs.Attribute[float | None], value: float | None
-) -> None:
-    if value is not None and not 0 <= value < math.inf:
-        raise ValueError(
-            f"{attribute.name} must be a non-negative finite number or None, got {value!r}"
-        )
-
-
 @attrs.frozen(kw_only=True)
 class RateLimitPolicy:
     """One limit a server announces, with what it says is left of it.
@@ -301,16 +285,16 @@ class RateLimitPolicy:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
     quota: float | None = attrs.field(
-        default=None, converter=_optional_float, validator=_non_negative_or_none
+        default=None, converter=_optional_float, validator=attribute(at_least, 0, optional=True)
     )
     window: float | None = attrs.field(
-        default=None, converter=_optional_float, validator=_non_negative_or_none
+        default=None, converter=_optional_float, validator=attribute(at_least, 0, optional=True)
     )
     remaining: float | None = attrs.field(
-        default=None, converter=_optional_float, validator=_non_negative_or_none
+        default=None, converter=_optional_float, validator=attribute(at_least, 0, optional=True)
     )
     reset: float | None = attrs.field(
-        default=None, converter=_optional_float, validator=_non_negative_or_none
+        default=None, converter=_optional_float, validator=attribute(at_least, 0, optional=True)
     )
 
 

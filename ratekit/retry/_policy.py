@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
@@ -13,6 +12,7 @@ import attrs
 from ratekit._cancel import cancelled_by, resolve, wants_cancel
 from ratekit._clock import MONOTONIC
 from ratekit._errors import Cancelled, RetryBudgetExhausted, RetryError
+from ratekit._validate import attribute, optional_wait, seconds, whole_number
 from ratekit.retry._backoff import ExponentialBackoff
 from ratekit.retry._headers import parse_retry_after
 
@@ -128,28 +128,6 @@ def _retry_on(value: object) -> tuple[type[BaseException], ...] | Callable[[Base
     )
 
 
-def _at_least_one(_instance: object, _attribute: object, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"attempts must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"attempts must be at least 1, got {value!r}")
-
-
-def _seconds_or_none(
-    name: str, *, optional: bool = True
-) -> Callable[[object, object, float | None], None]:
-    def check(_instance: object, _attribute: object, value: float | None) -> None:
-        if value is None and optional:
-            return
-        # The annotation is not checked at run time: a string gets here too.
-        if isinstance(value, bool) or not isinstance(value, (int, float)):  # type: ignore[redundant-expr]
-            raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
-        if not (value >= 0 and not math.isnan(value)):
-            raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
-
-    return check
-
-
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """When to retry a call, how long to wait between attempts, and when to give up.
@@ -199,8 +177,8 @@ class RetryPolicy:
             names which).
     """
 
-    attempts: int = attrs.field(default=5, validator=_at_least_one)
-    deadline: float | None = attrs.field(default=None, validator=_seconds_or_none("deadline"))
+    attempts: int = attrs.field(default=5, validator=attribute(whole_number, 1))
+    deadline: float | None = attrs.field(default=None, validator=attribute(optional_wait))
     backoff: BackoffPolicy = attrs.field(factory=ExponentialBackoff)
     retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = attrs.field(
         default=DEFAULT_RETRY_ON, converter=_retry_on
@@ -212,7 +190,7 @@ class RetryPolicy:
     retry_after: Callable[[object], float | None] | None = retry_after_of
     max_retry_after: float = attrs.field(
         default=DEFAULT_MAX_RETRY_AFTER,
-        validator=_seconds_or_none("max_retry_after", optional=False),
+        validator=attribute(seconds),
     )
     budget: RetryBudget | None = None
     on_retry: tuple[Callable[[RetryEvent], object], ...] = attrs.field(default=(), converter=_hooks)

@@ -42,8 +42,8 @@ from ratekit._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, Stor
 from ratekit._limited import Acquiring
 from ratekit._limiter import exact_delay
 from ratekit._rate import Rate
+from ratekit._redact import MASK
 from ratekit._validate import optional_wait, positive
-from ratekit.http import MASK
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,7 +63,6 @@ _LEAK_EVERY_MS = 10_000
 #: How often a waiter for a file lock held by another process tries again, in seconds.
 _FILE_LOCK_POLL = 0.001
 
-_SEPARATOR = re.compile(r"[,;]")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SECRET_PAIR = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|auth)(\s*[=:]\s*)[^\s,;&]+")
 _URL_USERINFO = re.compile(r"(//[^/\s@]*?):[^@\s/]*@")
@@ -185,8 +184,6 @@ class PyrateLimiter(Acquiring):
     Raises:
         TypeError: If *source* is neither a bucket nor a ``Limiter``, or is asynchronous.
         ValueError: If *clock* is given with a ``Limiter``, or *timeout* is negative.
-
-    .. versionadded:: 0.2
     """
 
     __slots__ = (
@@ -678,26 +675,7 @@ def _rebuild(source: AbstractBucket | _PyrateLimiter, options: dict[str, Any]) -
     return PyrateLimiter(source, **options)
 
 
-def _parse_limits(limits: tuple[str | Rate, ...], name: str) -> list[Rate]:
-    """Read limits as `ratekit.limiter` takes them: `Rate` values or text, comma-separated."""
-    rates: list[Rate] = []
-    for position, item in enumerate(limits):
-        if isinstance(item, Rate):
-            rates.append(item)
-            continue
-        if not isinstance(item, str):
-            raise TypeError(f"{name}[{position}] must be a Rate or text, got {item!r}")
-        for part in _SEPARATOR.split(item):
-            text = part.strip()
-            if not text:
-                raise ValueError(f"{name}[{position}] has an empty limit: {item!r}")
-            rates.append(Rate.parse(text))
-    if not rates:
-        raise ValueError(f'{name} needs at least one limit, such as "10/second"')
-    return rates
-
-
-def _pyrate_rates(limits: tuple[str | Rate, ...], name: str = "limits") -> list[_PyrateRate]:
+def _pyrate_rates(limits: tuple[str | Rate, ...], name: str) -> list[_PyrateRate]:
     """Turn limits as `ratekit.limiter` takes them into pyrate-limiter rates.
 
     pyrate-limiter counts whole units in whole milliseconds, so ``"1.5/s"`` is refused
@@ -705,7 +683,7 @@ def _pyrate_rates(limits: tuple[str | Rate, ...], name: str = "limits") -> list[
     not a whole number of milliseconds.
     """
     converted: list[_PyrateRate] = []
-    for rate in _parse_limits(limits, name):
+    for rate in Rate.parse_many(limits, caller=name):
         interval = rate.per * 1000
         if not rate.limit.is_integer():
             raise ValueError(
@@ -780,13 +758,11 @@ def sqlite_limiter(
             not valid.
         StoreUnavailable: If the database cannot be opened or set up (not a database,
             a directory, locked beyond *timeout*), whatever *fail_open*.
-
-    .. versionadded:: 0.2
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
     location = Path(path).absolute()
-    rates = _pyrate_rates(limits)
+    rates = _pyrate_rates(limits, "sqlite_limiter(*limits)")
     if not _valid_table(table):
         raise ValueError(f"table must be a name of letters, digits and underscores, got {table!r}")
     seconds = positive("timeout", timeout)
@@ -892,10 +868,8 @@ def multiprocess_limiter(
 
     Raises:
         ValueError: If a limit cannot be parsed or used, or *context* is unknown.
-
-    .. versionadded:: 0.2
     """
-    rates = _pyrate_rates(limits)
+    rates = _pyrate_rates(limits, "multiprocess_limiter(*limits)")
     if context is None or isinstance(context, str):
         context = multiprocessing.get_context(context)
     # As MultiprocessBucket.init does, but with the caller's context for the lock.

@@ -36,8 +36,8 @@ from ratekit._errors import (
 from ratekit._limited import Acquiring
 from ratekit._limiter import _QUEUE_SLACK
 from ratekit._rate import Rate, to_rate
+from ratekit._redact import MASK, redact_url
 from ratekit._validate import optional_wait, positive
-from ratekit.http._redact import MASK, redact_url
 
 from ._redis_cluster import connect as connect_cluster
 from ._redis_cluster import describe as describe_cluster
@@ -666,7 +666,7 @@ class RedisStore:
                 logger.warning("%s is available again; limits apply again", self._description)
         return _decoded(reply)
 
-    def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | str]:
+    def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> bytes | str:
         """One call: ``FCALL`` (loading the library if it is missing), else ``EVALSHA``."""
         from redis.exceptions import ResponseError
 
@@ -685,11 +685,11 @@ class RedisStore:
                     self._no_functions(error)
                 else:
                     raise
-        reply: list[bytes | str] = self._script(keys=keys, args=args, client=self._client)
+        reply: bytes | str = self._script(keys=keys, args=args, client=self._client)
         return reply
 
-    def _fcall(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | str]:
-        reply: list[bytes | str] = self._client.fcall(FUNCTION, len(keys), *keys, *args)
+    def _fcall(self, keys: Sequence[str], args: Sequence[str]) -> bytes | str:
+        reply: bytes | str = self._client.fcall(FUNCTION, len(keys), *keys, *args)
         return reply
 
     def _load_library(self, answered: BaseException | None = None, key: str = "") -> bool:
@@ -856,9 +856,9 @@ def _script_args(members: tuple[_Member, ...], *, composite: bool) -> list[str]:
     ]
 
 
-def _decoded(reply: Sequence[bytes | str]) -> list[str]:
-    """A reply of the Lua code, as text."""
-    return [item.decode() if isinstance(item, bytes) else str(item) for item in reply]
+def _decoded(reply: bytes | str) -> list[str]:
+    """A reply of the Lua code, as its parts: one text, the parts separated by spaces."""
+    return (reply.decode() if isinstance(reply, bytes) else reply).split(" ")
 
 
 def _booked(

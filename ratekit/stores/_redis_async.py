@@ -25,8 +25,8 @@ from ratekit._decision import GRANTED, Decision, LimiterStatistics
 from ratekit._errors import AcquireTimeout, CostTooLarge, QueueFull, StoreUnavailable
 from ratekit._limited import DONE
 from ratekit._limiter import _QUEUE_SLACK
+from ratekit._redact import redact_url
 from ratekit._validate import optional_wait, positive
-from ratekit.http._redact import redact_url
 
 from ._redis import (
     _booked,
@@ -396,7 +396,7 @@ class AsyncRedisStore:
             logger.warning("%s is available again; limits apply again", self._description)
         return _decoded(reply)
 
-    async def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | str]:
+    async def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> bytes | str:
         """One call: ``FCALL`` (loading the library if it is missing), else ``EVALSHA``."""
         from redis.exceptions import ResponseError
 
@@ -414,11 +414,11 @@ class AsyncRedisStore:
                     self._no_functions(error)
                 else:
                     raise
-        reply: list[bytes | str] = await self._script(keys=keys, args=args, client=self._client)
+        reply: bytes | str = await self._script(keys=keys, args=args, client=self._client)
         return reply
 
-    async def _fcall(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | str]:
-        reply: list[bytes | str] = await self._client.fcall(FUNCTION, len(keys), *keys, *args)
+    async def _fcall(self, keys: Sequence[str], args: Sequence[str]) -> bytes | str:
+        reply: bytes | str = await self._client.fcall(FUNCTION, len(keys), *keys, *args)
         return reply
 
     async def _load_library(self) -> bool:

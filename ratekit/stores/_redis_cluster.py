@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ratekit.http._redact import redact_url
+from ratekit._redact import redact_url
 
 if TYPE_CHECKING:
     import redis

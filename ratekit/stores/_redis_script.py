@@ -13,13 +13,29 @@ as text with 17 significant digits, which round-trips every double exactly (Lua'
 ``tostring`` keeps 14 and would not).
 
 ``KEYS``: two per member, its state (a hash) and its log (a sorted set, used by the
-sliding window only).  ``ARGV``: the operation (``try``, ``book``, ``cancel`` or
-``level``), the time (empty: the server's ``TIME``), the cost, a limit on the delay
-(``book``) or the booking's instant (``cancel``), the booking's token (``cancel``),
-``1`` for a composition, the expiry margin in milliseconds, the number of members, then
-three values per member: its kind (``tb``, ``lb``, ``sw`` or ``fw``) and two parameters
-(the rate per second and the capacity for the buckets, the limit and the window for the
-windows).
+sliding window only; a bucket's or a fixed window's log never exists, so that on a
+cluster a call waits for a slot that is moving).  ``ARGV``: the operation (``try``,
+``book``, ``cancel`` or ``level``), the time (empty: the server's ``TIME``), the cost, a
+limit on the delay (``book``) or the booking's instant (``cancel``), the booking's token
+(``cancel``), ``1`` for a composition, the expiry margin in milliseconds, the number of
+members, then three values per member: its kind (``tb``, ``lb``, ``sw`` or ``fw``) and
+two parameters (the rate per second and the capacity for the buckets, the limit and the
+window for the windows).
+
+The reply is one text, its parts separated by single spaces (a table costs Redis more to
+send): ``try`` answers ``1`` (granted) or ``0`` and the delay; ``book`` answers ``1``,
+the instant, the delay and the booking's token, or ``0``, the instant and the delay;
+``cancel`` answers ``1`` (withdrawn) or ``0``; ``level`` answers the level.
+
+A sliding window's hash holds its state in one field, ``S``: its head, base, running
+total, epoch and version, then the log's size, how many entries that have left the
+window are still in the log (they are removed in batches), and the log's first and last
+entries (instant and running total), separated by spaces; so most calls read nothing of
+the log itself.  Its ``h`` holds ``-``, so that an earlier version (which kept the state
+in ``h``, ``b``, ``T``, ``E`` and ``V``) fails on such a state rather than misread it (it
+writes nothing first, unless every entry of the log has expired: then it deletes the
+log); a state as an earlier version wrote it is read from the log, and written anew.
+The withdrawals (``w``) are written only when there are some, or were.
 """
 
 from __future__ import annotations
@@ -29,9 +45,13 @@ import hashlib
 #: The code shared by both forms: every definition, and ``handle(KEYS, ARGV)``, one call.
 _BODY = r"""
 -- A function library's top level runs with no standard library (only ``redis``), so
--- it uses none: ``handle`` binds these at every call.
+-- it uses none: ``handle`` binds these at its first call.
 local INF = 1 / 0
-local floor, frexp, ldexp
+local floor, frexp, ldexp, format, match
+-- The largest magnitude below which every integer is a double ('%d' prints it exactly).
+local EXACT = 9007199254740992
+-- No withdrawals (shared, never changed).
+local NONE = {}
 
 local function num(text)
   if text == 'inf' then return INF end
@@ -39,10 +59,19 @@ local function num(text)
   return tonumber(text)
 end
 
+-- The text of string.format('%.17g', x); integers below 2^53 are the same digits, which
+-- '%d' prints faster.
 local function fmt(x)
+  if x % 1 == 0 and x ~= 0 and x < EXACT and x > -EXACT then return format('%d', x) end
   if x == INF then return 'inf' end
   if x == -INF then return '-inf' end
-  return string.format('%.17g', x)
+  return format('%.17g', x)
+end
+
+-- The text of x: text, which was read as old, if x is old still (the same double).
+local function keep(x, old, text)
+  if text and x == old and (x ~= 0 or 1 / x == 1 / old) then return text end
+  return fmt(x)
 end
 
 -- math.nextafter(x, inf)
@@ -87,15 +116,22 @@ local function exact_delay(now, estimate, granted_at)
 end
 
 -- TokenBucket ------------------------------------------------------------------------
-local TB = {size = 5, fields = {'l', 's'}}
+local TB = {size = 5}
 function TB.init(m, per_second, capacity)
   m.per_second, m.capacity = per_second, capacity
+end
+function TB.read(m)
+  return redis.call('HMGET', m.key, 'w', 'l', 's')
 end
 function TB.load(m, h, now)
   if h[2] then m.level, m.stamp = num(h[2]), num(h[3]) else m.level, m.stamp = m.capacity, now end
 end
-function TB.dump(m)
-  return {'l', fmt(m.level), 's', fmt(m.stamp)}
+function TB.write(m, w)
+  if w then
+    redis.call('HSET', m.key, 'l', fmt(m.level), 's', fmt(m.stamp), 'w', w)
+  else
+    redis.call('HSET', m.key, 'l', fmt(m.level), 's', fmt(m.stamp))
+  end
 end
 function TB.level(m, now) -- _level_locked
   local level = m.level + (now - m.stamp) * m.per_second
@@ -150,15 +186,22 @@ function TB.rest(m, now)
 end
 
 -- LeakyBucket (DripBase) -------------------------------------------------------------
-local LB = {size = 3, fields = {'t'}}
+local LB = {size = 3}
 function LB.init(m, per_second, capacity)
   m.per_second, m.capacity = per_second, capacity
+end
+function LB.read(m)
+  return redis.call('HMGET', m.key, 'w', 't')
 end
 function LB.load(m, h, now)
   if h[2] then m.tat = num(h[2]) else m.tat = -INF end
 end
-function LB.dump(m)
-  return {'t', fmt(m.tat)}
+function LB.write(m, w)
+  if w then
+    redis.call('HSET', m.key, 't', fmt(m.tat), 'w', w)
+  else
+    redis.call('HSET', m.key, 't', fmt(m.tat))
+  end
 end
 function LB.level(m, now)
   return m.capacity - math.max(m.tat - now, 0) * m.per_second
@@ -201,19 +244,28 @@ function LB.rest(m, now)
 end
 
 -- FixedWindow ------------------------------------------------------------------------
-local FW = {size = 7, fields = {'e', 'u', 'x'}}
+local FW = {size = 7}
 function FW.init(m, limit, window)
   m.limit, m.window = limit, window
+end
+function FW.read(m)
+  return redis.call('HMGET', m.key, 'w', 'e', 'u', 'x')
 end
 function FW.load(m, h, now)
   if h[2] then
     m.fend, m.used, m.last = num(h[2]), num(h[3]), num(h[4])
+    m.read_fend, m.fend_text = m.fend, h[2]
   else
     m.fend, m.used, m.last = -INF, 0, -INF
   end
 end
-function FW.dump(m)
-  return {'e', fmt(m.fend), 'u', fmt(m.used), 'x', fmt(m.last)}
+function FW.write(m, w)
+  local fend = keep(m.fend, m.read_fend, m.fend_text)
+  if w then
+    redis.call('HSET', m.key, 'e', fend, 'u', fmt(m.used), 'x', fmt(m.last), 'w', w)
+  else
+    redis.call('HSET', m.key, 'e', fend, 'u', fmt(m.used), 'x', fmt(m.last))
+  end
 end
 local function window_end(m, when) -- _window_end
   local window = m.window
@@ -291,75 +343,160 @@ end
 
 -- SlidingWindow ----------------------------------------------------------------------
 -- The log holds the entries from the Python log's head on (those before it are only
--- counted, in ``head``): score the instant, member "instant running-total".
-local SW = {size = 7, fields = {'h', 'b', 'T', 'E', 'V'}}
+-- counted, in ``head``): score the instant, member "instant running-total"; before them
+-- it may hold up to DEAD - 1 entries that have left the window, not yet removed (``p``).
+-- The hash also holds the log's size and its first and last entries, so that most calls
+-- read nothing of the log itself.  Entries read or written are kept in ``m.cache`` by
+-- their place among the entries in the window (from 1): {instant, running total, and
+-- their texts as in the log}.
+local SW = {size = 7}
+local DEAD = 32
 function SW.init(m, limit, window)
   m.limit, m.window = limit, window
 end
+function SW.read(m)
+  return redis.call('HMGET', m.key, 'w', 'S', 'T')
+end
 function SW.load(m, h, now)
-  if h[2] then
-    m.head, m.base, m.total = num(h[2]), num(h[3]), num(h[4])
-    m.epoch, m.version = num(h[5]), num(h[6])
+  m.cache = {}
+  if h[2] and not h[3] then
+    local head, base, total, epoch, version, n, dead, f, F, L, C = match(h[2],
+      '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+    m.head, m.base, m.total, m.epoch, m.version = num(head), num(base), num(total), num(epoch),
+                                                  num(version)
+    m.base_text, m.read_head, m.head_text, m.read_epoch, m.epoch_text =
+      base, m.head, head, m.epoch, epoch
+    n = tonumber(n)
+    m.n, m.dead, m.marked = n, tonumber(dead), true
+    if n > 0 then
+      m.cache[1] = {num(f), num(F), f, F}
+      m.cache[n] = {num(L), num(C), L, C}
+    end
+    return
+  end
+  -- No state, or one as an earlier version wrote it (the head, base, total, epoch and
+  -- version in 'h', 'b', 'T', 'E' and 'V', and no summary of the log): count the log.
+  if h[3] then
+    local old = redis.call('HMGET', m.key, 'h', 'b', 'E', 'V')
+    m.head, m.base, m.total, m.epoch, m.version = num(old[1]), num(old[2]), num(h[3]),
+                                                  num(old[3]), num(old[4])
+    m.base_text = old[2]
+    m.legacy = true
   else
     m.head, m.base, m.total, m.epoch, m.version = 0, 0, 0, 0, 0
   end
-  m.n = redis.call('ZCARD', m.lk)
+  m.n, m.dead = redis.call('ZCARD', m.lk), 0
 end
-function SW.dump(m)
-  return {'h', fmt(m.head), 'b', fmt(m.base), 'T', fmt(m.total), 'E', fmt(m.epoch),
-          'V', fmt(m.version)}
-end
-local function entry(m, i) -- the i-th entry of the log, from 1
+local function record(m, i) -- the i-th entry of the log, from 1
   local cached = m.cache[i]
-  if cached then return cached[1], cached[2] end
-  local found = redis.call('ZRANGE', m.lk, i - 1, i - 1)
-  local t, c = string.match(found[1], '^(%S+) (%S+)$')
-  t, c = num(t), num(c)
-  m.cache[i] = {t, c}
-  return t, c
+  if cached then return cached end
+  local rank = m.dead + i - 1
+  local found = redis.call('ZRANGE', m.lk, rank, rank)
+  local t, c = match(found[1], '^(%S+) (%S+)$')
+  cached = {num(t), num(c), t, c}
+  m.cache[i] = cached
+  return cached
+end
+local function entry(m, i)
+  local e = record(m, i)
+  return e[1], e[2]
+end
+function SW.write(m, w)
+  local n, total = m.n, m.total
+  if n == 0 and m.dead > 0 then
+    redis.call('DEL', m.lk)
+    m.dead = 0
+  end
+  local f, F, L, C, t = '-', '-', '-', '-', nil
+  if n > 0 then
+    local first, last = record(m, 1), record(m, n)
+    f, F, L, C = first[3], first[4], last[3], last[4]
+    t = keep(total, last[2], last[4])
+  else
+    t = fmt(total)
+  end
+  local s = keep(m.head, m.read_head, m.head_text) .. ' ' .. (m.base_text or fmt(m.base)) .. ' '
+    .. t .. ' ' .. keep(m.epoch, m.read_epoch, m.epoch_text) .. ' ' .. fmt(m.version) .. ' '
+    .. fmt(n) .. ' ' .. fmt(m.dead) .. ' ' .. f .. ' ' .. F .. ' ' .. L .. ' ' .. C
+  if m.marked then
+    if w then redis.call('HSET', m.key, 'S', s, 'w', w) else redis.call('HSET', m.key, 'S', s) end
+  else
+    -- 'h' is not a number, so that an earlier version fails on this state at once.
+    if w then
+      redis.call('HSET', m.key, 'S', s, 'h', '-', 'w', w)
+    else
+      redis.call('HSET', m.key, 'S', s, 'h', '-')
+    end
+    m.marked = true
+  end
+  if m.legacy then
+    redis.call('HDEL', m.key, 'T')
+    m.legacy = false
+  end
 end
 local function last_instant(m)
   if m.n == 0 then return -INF end
   local t = entry(m, m.n)
   return t
 end
-local function count_until(m, edge) -- entries at or before edge
-  if m.n == 0 then return 0 end
-  return redis.call('ZCOUNT', m.lk, '-inf', fmt(edge))
+local function count_until(m, edge) -- entries at or before edge (the instants increase)
+  local n = m.n
+  if n == 0 or entry(m, 1) > edge then return 0 end
+  if entry(m, n) <= edge then return n end
+  if n == 2 then return 1 end
+  return redis.call('ZCOUNT', m.lk, '-inf', fmt(edge)) - m.dead
 end
-local function add(m, t, c)
-  redis.call('ZADD', m.lk, fmt(t), fmt(t) .. ' ' .. fmt(c))
+local function add(m, t, c) -- the new entry
+  local ts, cs = fmt(t), fmt(c)
+  redis.call('ZADD', m.lk, ts, ts .. ' ' .. cs)
+  return {t, c, ts, cs}
 end
 local function sw_expire(m, now) -- _expire
   local n = m.n
   if n == 0 then return end
-  local k = count_until(m, now - m.window)
-  if k == 0 then return end
+  -- k: how many entries are at or before the edge (the instants increase).
+  local edge = now - m.window
+  if entry(m, 1) > edge then return end
+  local k = 1
+  if n > 1 and entry(m, 2) <= edge then k = count_until(m, edge) end
   m.dirty = true
   if k == n then
     redis.call('DEL', m.lk)
-    m.n, m.cache = 0, {}
+    m.n, m.cache, m.dead = 0, {}, 0
     m.head, m.base, m.total = 0, 0, 0
+    m.base_text = nil
     m.epoch = m.epoch + 1
     return
   end
   local size = m.head + n
-  local _, base = entry(m, k)
-  m.base = base
-  redis.call('ZREMRANGEBYRANK', m.lk, 0, k - 1)
-  m.n, m.cache = n - k, {}
+  local gone, first, last = record(m, k), record(m, k + 1), record(m, n)
+  m.base, m.base_text = gone[2], gone[4]
+  -- The entries that left are removed in batches.
+  local dead = m.dead + k
+  if dead >= DEAD then
+    redis.call('ZREMRANGEBYRANK', m.lk, 0, dead - 1)
+    dead = 0
+  end
+  m.dead = dead
+  m.n = n - k
+  m.cache = {first}
+  m.cache[m.n] = last
   m.head = m.head + k
   if m.head >= 32 and 2 * m.head >= size then
-    local kept = redis.call('ZRANGE', m.lk, 0, -1)
+    local base = m.base
+    local kept = redis.call('ZRANGE', m.lk, m.dead, -1)
     redis.call('DEL', m.lk)
+    m.dead = 0
     local batch, total = {}, 0
+    m.cache = {}
     for index, member in ipairs(kept) do
-      local t, c = string.match(member, '^(%S+) (%S+)$')
-      t, c = num(t), num(c) - base
-      m.cache[index] = {t, c}
+      local ts, cs = match(member, '^(%S+) (%S+)$')
+      local c = num(cs) - base
+      local e = {num(ts), c, ts, fmt(c)}
+      m.cache[index] = e
       total = c
-      batch[#batch + 1] = fmt(t)
-      batch[#batch + 1] = fmt(t) .. ' ' .. fmt(c)
+      batch[#batch + 1] = e[3]
+      batch[#batch + 1] = e[3] .. ' ' .. e[4]
       if #batch >= 512 then
         redis.call('ZADD', m.lk, unpack(batch))
         batch = {}
@@ -367,26 +504,25 @@ local function sw_expire(m, now) -- _expire
     end
     if #batch > 0 then redis.call('ZADD', m.lk, unpack(batch)) end
     m.total = total
-    m.head, m.base = 0, 0
+    m.head, m.base, m.base_text = 0, 0, nil
     m.epoch = m.epoch + 1
   end
 end
 local function sw_push(m, cost, at) -- _push: returns the merged total, or false
   local total = m.total + cost
   local merged = false
-  if m.n > 0 then
-    local t, c = entry(m, m.n)
-    if t == at then
-      merged = c
-      redis.call('ZREM', m.lk, fmt(t) .. ' ' .. fmt(c))
-      add(m, at, total)
-      m.cache[m.n] = {at, total}
+  local n = m.n
+  if n > 0 then
+    local e = record(m, n)
+    if e[1] == at then
+      merged = e[2]
+      redis.call('ZREM', m.lk, e[3] .. ' ' .. e[4])
+      m.cache[n] = add(m, at, total)
     end
   end
   if merged == false then
-    add(m, at, total)
-    m.n = m.n + 1
-    m.cache[m.n] = {at, total}
+    m.n = n + 1
+    m.cache[n + 1] = add(m, at, total)
   end
   m.total = total
   m.version = m.version + 1
@@ -455,15 +591,15 @@ function SW.state(m)
   return {m.epoch, m.version}
 end
 function SW.undo(m, e)
+  local n = m.n
   if e[7] == false then
     redis.call('ZREMRANGEBYRANK', m.lk, -1, -1)
-    m.cache[m.n] = nil
-    m.n = m.n - 1
+    m.cache[n] = nil
+    m.n = n - 1
   else
-    local t, c = entry(m, m.n)
-    redis.call('ZREM', m.lk, fmt(t) .. ' ' .. fmt(c))
-    add(m, t, e[7])
-    m.cache[m.n] = {t, e[7]}
+    local last = record(m, n)
+    redis.call('ZREM', m.lk, last[3] .. ' ' .. last[4])
+    m.cache[n] = add(m, last[1], e[7])
   end
   m.version, m.total = e[5], e[6]
   m.dirty = true
@@ -520,12 +656,61 @@ local function withdraw(m, booking, now)
     end
   end
   m.w = pending
+  m.withdrawn = true
   m.dirty = true
 end
 
--- One call: KEYS and ARGV as described in the module's docstring.
+-- The i-th member: its kind and parameters from ARGV, its keys (a state, then a log,
+-- which only a sliding window uses), its state as read.
+local function open(KEYS, ARGV, i, now)
+  local at = 8 + 3 * (i - 1)
+  local kind = KINDS[ARGV[at + 1]]
+  local m = {kind = kind, key = KEYS[2 * i - 1], dirty = false, w = NONE}
+  if kind == SW then m.lk = KEYS[2 * i] end
+  kind.init(m, num(ARGV[at + 2]), num(ARGV[at + 3]))
+  local h = kind.read(m)
+  local w = h[1]
+  if w and w ~= '' then
+    -- Withdrawals are written back with every change (none: the field stays as is).
+    m.w, m.withdrawn = {}, true
+    for text in string.gmatch(w, '[^;]+') do m.w[#m.w + 1] = decode(text) end
+  end
+  kind.load(m, h, now)
+  return m
+end
+
+local function save(m, now, margin)
+  if not m.dirty then return end
+  local kind = m.kind
+  local withdrawn = nil
+  if m.withdrawn then
+    local texts = {}
+    for index, e in ipairs(m.w) do texts[index] = encode(kind, e) end
+    withdrawn = table.concat(texts, ';')
+  end
+  kind.write(m, withdrawn)
+  -- Expire once the state is back at rest (a fresh one would answer the same).
+  local rest = kind.rest(m, now) - now
+  if not (rest > 0) then rest = 0 end
+  local ms = format('%d', math.ceil(rest * 1000) + margin)
+  redis.call('PEXPIRE', m.key, ms)
+  if m.n and m.n > 0 then redis.call('PEXPIRE', m.lk, ms) end
+end
+
+local function delay_of(members, composite, c, now)
+  if not composite then return members[1].kind.delay(members[1], c, now) end
+  local delay = -INF
+  for _, m in ipairs(members) do delay = math.max(delay, m.kind.delay(m, c, now)) end
+  return delay
+end
+
+-- One call: KEYS and ARGV as described in the module's docstring; the reply is one
+-- text, its parts separated by spaces.
 local function handle(KEYS, ARGV)
-  floor, frexp, ldexp = math.floor, math.frexp, math.ldexp
+  if not format then
+    floor, frexp, ldexp = math.floor, math.frexp, math.ldexp
+    format, match = string.format, string.match
+  end
   local op = ARGV[1]
   local now
   if ARGV[2] == '' then
@@ -537,108 +722,74 @@ local function handle(KEYS, ARGV)
   local cost = num(ARGV[3])
   local composite = ARGV[6] == '1'
   local margin = tonumber(ARGV[7])
+
+  if op == 'try' and not composite then -- each strategy's try_acquire, then LimiterBase's
+    local m = open(KEYS, ARGV, 1, now)
+    local kind = m.kind
+    local granted = kind.try(m, cost, now)
+    local delay = 0
+    if not granted then
+      delay = kind.delay(m, cost, now)
+      if delay <= 0 then
+        kind.grant(m, cost, now)
+        granted = true
+      end
+    end
+    save(m, now, margin)
+    if granted then return '1' end
+    return '0 ' .. fmt(delay)
+  end
+
   local count = tonumber(ARGV[8])
   local members = {}
-  for i = 1, count do
-    local at = 8 + 3 * (i - 1)
-    local kind = KINDS[ARGV[at + 1]]
-    local m = {kind = kind, key = KEYS[2 * i - 1], lk = KEYS[2 * i], dirty = false, cache = {}}
-    kind.init(m, num(ARGV[at + 2]), num(ARGV[at + 3]))
-    local h = redis.call('HMGET', m.key, 'w', unpack(kind.fields))
-    m.w = {}
-    if h[1] then
-      for text in string.gmatch(h[1], '[^;]+') do m.w[#m.w + 1] = decode(text) end
-    end
-    kind.load(m, h, now)
-    members[i] = m
-  end
+  for i = 1, count do members[i] = open(KEYS, ARGV, i, now) end
 
-  local function save()
-    for _, m in ipairs(members) do
-      if m.dirty then
-        local kind = m.kind
-        local fields = kind.dump(m)
-        local withdrawn = {}
-        for index, e in ipairs(m.w) do withdrawn[index] = encode(kind, e) end
-        fields[#fields + 1] = 'w'
-        fields[#fields + 1] = table.concat(withdrawn, ';')
-        redis.call('HSET', m.key, unpack(fields))
-        -- Expire once the state is back at rest (a fresh one would answer the same).
-        local rest = kind.rest(m, now) - now
-        if not (rest > 0) then rest = 0 end
-        local ms = string.format('%d', math.ceil(rest * 1000) + margin)
-        redis.call('PEXPIRE', m.key, ms)
-        if m.n and m.n > 0 then redis.call('PEXPIRE', m.lk, ms) end
-      end
-    end
-  end
-
-  local function delay_of(c)
-    if not composite then return members[1].kind.delay(members[1], c, now) end
-    local delay = -INF
-    for _, m in ipairs(members) do delay = math.max(delay, m.kind.delay(m, c, now)) end
-    return delay
-  end
-
-  if op == 'try' then
-    local granted = false
+  if op == 'try' then -- AllOf.try_acquire
+    local granted = true
     local delay = 0
-    if composite then -- AllOf.try_acquire
-      granted = true
-      for _, m in ipairs(members) do
-        if not m.kind.available(m, cost, now) then
-          granted = false
-          break
-        end
-      end
-      if granted then
-        for _, m in ipairs(members) do m.kind.grant(m, cost, now) end
-      else
-        delay = delay_of(cost)
-      end
-    else -- each strategy's try_acquire, then LimiterBase.try_acquire
-      local m = members[1]
-      granted = m.kind.try(m, cost, now)
-      if not granted then
-        delay = m.kind.delay(m, cost, now)
-        if delay <= 0 then
-          m.kind.grant(m, cost, now)
-          granted = true
-        end
+    for _, m in ipairs(members) do
+      if not m.kind.available(m, cost, now) then
+        granted = false
+        break
       end
     end
-    save()
-    if granted then return {'1'} end
-    return {'0', fmt(delay)}
+    if granted then
+      for _, m in ipairs(members) do m.kind.grant(m, cost, now) end
+    else
+      delay = delay_of(members, composite, cost, now)
+    end
+    for _, m in ipairs(members) do save(m, now, margin) end
+    if granted then return '1' end
+    return '0 ' .. fmt(delay)
   elseif op == 'book' then -- LimiterBase._book_locked
     local limit = num(ARGV[4])
-    local delay = delay_of(cost)
+    local delay = delay_of(members, composite, cost, now)
     if delay > limit then
-      save()
-      return {'0', fmt(now + delay), fmt(delay)}
+      for _, m in ipairs(members) do save(m, now, margin) end
+      return '0 ' .. fmt(now + delay) .. ' ' .. fmt(delay)
     end
     local at = now + delay
     local tokens = {}
     for index, m in ipairs(members) do
       tokens[index] = encode(m.kind, m.kind.take(m, cost, now, at))
     end
-    save()
-    return {'1', fmt(at), fmt(delay), table.concat(tokens, '|')}
+    for _, m in ipairs(members) do save(m, now, margin) end
+    return '1 ' .. fmt(at) .. ' ' .. fmt(delay) .. ' ' .. table.concat(tokens, '|')
   elseif op == 'cancel' then -- LimiterBase._give_back_locked
     local at = num(ARGV[4])
-    if at < now then return {'0'} end
+    if at < now then return '0' end
     local index = 0
     for text in string.gmatch(ARGV[5], '[^|]+') do
       index = index + 1
       withdraw(members[index], decode(text), now)
     end
-    save()
-    return {'1'}
+    for _, m in ipairs(members) do save(m, now, margin) end
+    return '1'
   elseif op == 'level' then
     local level = INF
     for _, m in ipairs(members) do level = math.min(level, m.kind.level(m, now)) end
-    save()
-    return {fmt(level)}
+    for _, m in ipairs(members) do save(m, now, margin) end
+    return fmt(level)
   end
   return redis.error_reply('ratekit: unknown operation ' .. tostring(op))
 end

@@ -1,5 +1,8 @@
 r"""Keeping secrets out of what ratekit shows, and credentials away from other hosts.
 
+Below both `ratekit.http` and `ratekit.stores`, which mask URLs and secrets alike;
+urllib3 is imported only by the functions that parse a URL the way it connects.
+
 URLs are judged by the parser that connects, urllib3's `urllib3.util.parse_url`, and not
 by `urllib.parse`, which reads some URLs otherwise: in ``http://a:1\@b:2/`` urllib3
 (and every WHATWG URL parser, such as a browser's) ends the host at the backslash and
@@ -16,7 +19,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import attrs
-from urllib3.util import parse_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -59,6 +61,8 @@ def redact_url(url: str) -> str:
         if "\\" in parts.netloc:
             # urllib.parse would show the host after the "@", and hide the one that
             # urllib3 connects to (before the backslash) as user information.
+            from urllib3.util import parse_url
+
             seen = parse_url(url)
             if not seen.host:
                 return MASK
@@ -120,6 +124,8 @@ def origin(url: str) -> Origin:
     host_port = authority.rpartition("@")[2]
     if "%" in host_port and not host_port.startswith("["):
         raise ValueError("a host written with percent-escapes")
+    from urllib3.util import parse_url
+
     try:
         parts = parse_url(url)
     except ValueError:  # LocationParseError, whose message holds the URL
