@@ -63,8 +63,11 @@ def test_the_limit_holds_across_threads(session_for, server: LoopbackServer):
     arrivals = sorted(r.at for r in server.hits("/items"))
     # 30 grants at 20/s with no burst take at least 29 slots of 50 ms.
     assert arrivals[-1] - arrivals[0] >= 29 * 0.05 - 0.05
-    # No 1-second span holds more than the limit allows (20, plus the one at its start).
-    assert max(sum(1 for b in arrivals if a <= b < a + 1.0) for a in arrivals) <= 21
+    # The server sees each request a scheduling delay after its grant (under load, up
+    # to a fraction of a second), so grants of a 1-second span can arrive closer
+    # together: no 0.75 s span holds more than a second's grants allow (20, plus the
+    # one at its start) unless one delivery took over 0.25 s.
+    assert max(sum(1 for b in arrivals if a <= b < a + 0.75) for a in arrivals) <= 21
 
 
 def test_a_429_pauses_every_thread_that_shares_the_limiter(session_for, server: LoopbackServer):
