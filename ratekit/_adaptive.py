@@ -326,14 +326,14 @@ class AdaptiveLimiter(DripBase):
             while True:
                 with self._lock:
                     if cancel is not None and cancel.is_set():
-                        self._cancelled += 1
+                        self._tally.cancelled += 1
                         raise AcquireCancelled(value)
                     delay = self._take_if_free(value)
                     if delay is None:
                         return
                     if started is None:
                         started = self._now()
-                        self._waiting += 1
+                        self._tally.waiting += 1
                 self._clock.sleep(delay, cancel)
         finally:
             if started is not None:
@@ -354,7 +354,7 @@ class AdaptiveLimiter(DripBase):
                         return
                     if started is None:
                         started = self._now()
-                        self._waiting += 1
+                        self._tally.waiting += 1
                 await self._clock.sleep_async(delay)
         finally:
             if started is not None:
@@ -363,9 +363,7 @@ class AdaptiveLimiter(DripBase):
     def _end_wait(self, started: float) -> None:
         """Count a wait that began at *started* as over."""
         with self._lock:
-            self._waiting -= 1
-            waited = max(self._now() - started, 0.0)
-            self._waited += waited
+            waited = self._tally.end_wait(started, self._now(), used=False)
         if self._on_wait is not None:
             self._on_wait(waited)
 
@@ -376,7 +374,7 @@ class AdaptiveLimiter(DripBase):
         if delay > 0:
             return delay
         self._grant_locked(cost, now)
-        self._granted += 1
+        self._tally.granted += 1
         return None
 
     def observe(

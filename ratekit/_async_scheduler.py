@@ -254,7 +254,7 @@ class _AsyncRun(Generic[T, R]):
         if limiter is None:
             return True
         counts, options = self._scheduler._counts, self._options
-        counts[3] += 1
+        counts.waiting += 1
         try:
             cost = options.cost(item) if callable(options.cost) else options.cost
             remaining = self._deadline - self._clock.now()
@@ -262,30 +262,30 @@ class _AsyncRun(Generic[T, R]):
                 cost, timeout=None if remaining == math.inf else max(remaining, 0.0)
             )
         except asyncio.CancelledError as error:
-            counts[4] += 1
+            counts.cancelled += 1
             if self._ours(error):
                 raise
             self._fail(error)
             return False
         except AcquireTimeout as error:
-            counts[4] += 1
+            counts.cancelled += 1
             # The deadline refused the wait, unless a queue did (QueueFull).
             timed_out = self._deadline < math.inf and not isinstance(error, QueueFull)
             self._fail(MapTimeout(options.timeout or 0.0) if timed_out else error)
             return False
         except BaseException as error:  # noqa: BLE001 - a bad cost, or the limiter's own
-            counts[4] += 1
+            counts.cancelled += 1
             self._fail(error)
             return False
         finally:
-            counts[3] -= 1
+            counts.waiting -= 1
         return True
 
     async def _call(self, index: int, item: T) -> bool:
         """Await the call and keep its outcome; ``False`` if the map fails instead."""
         counts, options = self._scheduler._counts, self._options
-        counts[2] += 1
-        counts[5] += 1  # started
+        counts.running += 1
+        counts.started += 1
         try:
             result: object = await self._fn(item)
         except BaseException as error:
@@ -296,8 +296,11 @@ class _AsyncRun(Generic[T, R]):
         else:
             failure, value = None, result
         finally:
-            counts[2] -= 1
-        counts[0 if failure is None else 1] += 1
+            counts.running -= 1
+        if failure is None:
+            counts.done += 1
+        else:
+            counts.failed += 1
         if failure is not None and not options.return_exceptions:
             self._fail(failure)
         else:

@@ -13,6 +13,7 @@ from ._limited import Acquiring
 from ._limiter import _QUEUE_SLACK, LimiterBase
 from ._observe import observer
 from ._rate import Rate
+from ._tally import sleep_until, sleep_until_async
 from ._token_bucket import TokenBucket
 from ._validate import optional_wait
 from ._windows import FixedWindow, SlidingWindow
@@ -173,10 +174,10 @@ class AllOf(LimiterBase):
                     break
             else:
                 self._grant_locked(cost, now)
-                self._granted += 1
+                self._tally.granted += 1
                 return GRANTED
             delay = max([member._delay_locked(cost, now) for member in members])
-            self._denied += 1
+            self._tally.denied += 1
         finally:
             lock.release()
         return Decision(False, delay)
@@ -231,13 +232,12 @@ class AllOf(LimiterBase):
                     break
                 since = started if since is None else since
                 with self._lock:
-                    self._waiting += 1
+                    self._tally.waiting += 1
                 try:
-                    while (remaining := at - self._now()) > 0:
-                        await self._clock.sleep_async(remaining)
+                    await sleep_until_async(self._clock, at, self._now())
                 finally:
                     with self._lock:
-                        self._waiting -= 1
+                        self._tally.waiting -= 1
                 if timeout is not None:
                     left = max(timeout - (self._now() - started), 0.0)
         except BaseException:
@@ -276,17 +276,14 @@ class AllOf(LimiterBase):
     def _sleep_deferred(self, cost: float, until: float, cancel: CancelEvent | None) -> None:
         """Sleep, booking nothing, until *until*; raise `AcquireCancelled` if cancelled."""
         with self._lock:
-            self._waiting += 1
+            self._tally.waiting += 1
         cancelled = False
         try:
-            while (remaining := until - self._now()) > 0:
-                if not self._clock.sleep(remaining, cancel):
-                    cancelled = True
-                    break
+            cancelled = not sleep_until(self._clock, until, cancel, self._now())
         finally:
             with self._lock:
-                self._waiting -= 1
-                self._cancelled += cancelled
+                self._tally.waiting -= 1
+                self._tally.cancelled += cancelled
         if cancelled:
             raise AcquireCancelled(cost)
 
@@ -328,9 +325,11 @@ def all_of(*limiters: LimiterBase) -> AllOf:
     call waits for the earliest instant at which all members can grant together, and
     is booked on all of them for that instant; a reservation is withdrawn from all of
     them at once.  Any strategies mix, for example a per-second burst limit with a
-    per-day quota::
+    per-day quota:
 
-        limit = ratekit.all_of(TokenBucket(10, capacity=20), SlidingWindow(10_000, 86_400))
+    ```python
+    limit = ratekit.all_of(TokenBucket(10, capacity=20), SlidingWindow(10_000, 86_400))
+    ```
 
     Nested compositions are flattened, and a limiter given twice counts once.  The
     members keep their own statistics for calls made on them directly; the composition

@@ -33,6 +33,15 @@ class _Refunder(Protocol):
     def _cancel_reservation(self, reservation: Reservation) -> bool: ...
 
 
+class _Withdrawal:
+    """Whether a `Reservation` was withdrawn."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+
 @attrs.frozen(eq=False)
 class Reservation:
     """A grant booked for a time that may lie in the future.
@@ -56,13 +65,18 @@ class Reservation:
     _owner: _Refunder | None = attrs.field(default=None, repr=False, alias="owner")
     # What the limiter needs to withdraw this booking exactly.
     _token: object = attrs.field(default=None, repr=False, alias="token")
-    # Flipped once, under the owner's lock, by the owner's _cancel_reservation.
-    _cancelled: bool = attrs.field(default=False, init=False)
+    # Whether it was withdrawn: the reservation is frozen, and this one mutable part is
+    # changed only by its owner's _cancel_reservation, under the owner's lock.
+    _withdrawal: _Withdrawal = attrs.field(factory=_Withdrawal, init=False, repr=False)
 
     @property
     def cancelled(self) -> bool:
         """Whether `cancel` withdrew this reservation."""
-        return self._cancelled
+        return self._withdrawal.done
+
+    def _mark(self, *, cancelled: bool) -> None:
+        """Record whether the owner withdrew this reservation (for its owner only)."""
+        self._withdrawal.done = cancelled
 
     def cancel(self) -> bool:
         """Withdraw the reservation if its time has not come, giving back its cost.

@@ -139,7 +139,7 @@ class LeakyBucket(DripBase):
             now = self._now()
             if now >= self._tat and self._capacity >= cost > 0:
                 self._tat = now + cost / self._per_second
-                self._granted += 1
+                self._tally.granted += 1
                 return GRANTED
         except TypeError:
             pass

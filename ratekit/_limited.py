@@ -84,13 +84,15 @@ def limited(
     Plain functions call `acquire` (``acquire(cost, timeout=timeout, cancel=cancel)``);
     coroutine functions await `acquire_async` (``acquire_async(cost, timeout=timeout)``)
     and are cancelled by cancelling their task.  The wrapper keeps the function's name,
-    docstring and signature (`functools.wraps`), and its type for the type checker::
+    docstring and signature (`functools.wraps`), and its type for the type checker:
 
-        @ratekit.limited(per_second)
-        def fetch(url: str) -> bytes: ...
+    ```python
+    @ratekit.limited(per_second)
+    def fetch(url: str) -> bytes: ...
 
-        @ratekit.limited(per_second, cost=2, timeout=30)
-        async def upload(path: str) -> None: ...
+    @ratekit.limited(per_second, cost=2, timeout=30)
+    async def upload(path: str) -> None: ...
+    ```
 
     The limiter may be shared with other code: a decorated function and a ``with
     limiter:`` block elsewhere draw on the same limit.

@@ -44,9 +44,10 @@ from . import _hooks
 from ._cancel import _CURRENT
 from ._clock import MONOTONIC
 from ._decision import GRANTED, Decision, LimiterStatistics, Reservation
-from ._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, QueueFull
+from ._errors import AcquireCancelled, AcquireTimeout, QueueFull
 from ._limited import DONE, Acquiring
-from ._validate import optional_wait, positive
+from ._tally import Tally, check_cost, sleep_until, sleep_until_async
+from ._validate import optional_wait
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -170,18 +171,12 @@ class LimiterBase(Acquiring):
 
     __slots__ = (
         "__weakref__",  # so that clients can share state per limiter (ratekit.http)
-        "_cancelled",
         "_clock",
-        "_denied",
-        "_granted",
         "_lock",
         "_max_delay",
         "_now",
         "_on_wait",
-        "_timed_out",
-        "_waited",
-        "_waiting",
-        "_withdrawn_grants",
+        "_tally",
     )
 
     def __init__(self, clock: Clock | None) -> None:
@@ -190,14 +185,7 @@ class LimiterBase(Acquiring):
         self._lock: LockLike = threading.Lock()
         # The longest a booking may wait: a queue bound (`LeakyBucket`), else unbounded.
         self._max_delay = math.inf
-        self._granted = 0
-        self._denied = 0
-        self._timed_out = 0
-        self._cancelled = 0
-        self._waiting = 0
-        self._waited = 0.0
-        # Reservations withdrawn after being granted, so that granted + withdrawn only grows.
-        self._withdrawn_grants = 0
+        self._tally = Tally()
         # Called with the seconds of each finished wait (`ratekit.telemetry`), or None.
         self._on_wait: Callable[[float], None] | None = None
         _hooks.made(self)
@@ -241,10 +229,7 @@ class LimiterBase(Acquiring):
         return self._clock
 
     def _check_cost(self, cost: object) -> float:
-        value = positive("cost", cost)
-        if value > self.capacity:
-            raise CostTooLarge(value, self.capacity)
-        return value
+        return check_cost(cost, self.capacity)
 
     def try_acquire(self, cost: float = 1) -> Decision:
         """Grant *cost* now if possible, without blocking.
@@ -263,9 +248,9 @@ class LimiterBase(Acquiring):
             delay = self._delay_locked(cost, now)
             if delay <= 0:  # pragma: no cover - each strategy grants on its own fast path
                 self._grant_locked(cost, now)
-                self._granted += 1
+                self._tally.granted += 1
                 return GRANTED
-            self._denied += 1
+            self._tally.denied += 1
         return Decision(False, delay)
 
     def _book_locked(self, cost: float, limit: float) -> tuple[float, float, object]:
@@ -292,9 +277,9 @@ class LimiterBase(Acquiring):
         with self._lock:
             at, delay, token = self._book_locked(cost, limit)
             if token is None:
-                self._denied += 1
+                self._tally.denied += 1
                 return Reservation(False, delay, cost, at)
-            self._granted += 1
+            self._tally.granted += 1
         return Reservation(True, delay, cost, at, owner=self, token=token)
 
     def _cancel_reservation(self, reservation: Reservation) -> bool:
@@ -303,9 +288,8 @@ class LimiterBase(Acquiring):
                 return False
             if not self._give_back_locked(reservation._token, reservation.ready_at):
                 return False
-            object.__setattr__(reservation, "_cancelled", True)  # frozen to everyone else
-            self._granted -= 1
-            self._withdrawn_grants += 1
+            reservation._mark(cancelled=True)
+            self._tally.withdraw()
             return True
 
     def _give_back_locked(self, token: object, at: float) -> bool:
@@ -314,7 +298,7 @@ class LimiterBase(Acquiring):
         if at < now:
             return False
         self._refund_locked(token, now)
-        self._cancelled += 1
+        self._tally.cancelled += 1
         return True
 
     def _book(
@@ -325,19 +309,19 @@ class LimiterBase(Acquiring):
         value = self._check_cost(cost)
         with self._lock:
             if cancel is not None and cancel.is_set():
-                self._cancelled += 1
+                self._tally.cancelled += 1
                 raise AcquireCancelled(value)
             queue = self._max_delay * (1 + _QUEUE_SLACK)
             at, delay, token = self._book_locked(value, min(limit, queue))
             if token is None:
-                self._timed_out += 1
+                self._tally.timed_out += 1
                 if delay > queue:
                     raise QueueFull(value, self._max_delay, delay)
                 raise AcquireTimeout(value, limit, delay)
             if delay <= 0:
-                self._granted += 1
+                self._tally.granted += 1
                 return value, -math.inf, token
-            self._waiting += 1
+            self._tally.waiting += 1
             return value, at, token
 
     def _book_or_defer(
@@ -353,13 +337,9 @@ class LimiterBase(Acquiring):
     def _finish_wait(self, token: object, at: float, started: float, *, granted: bool) -> bool:
         """Account for the end of a wait; return whether the booking was used."""
         with self._lock:
-            self._waiting -= 1
-            waited = max(self._now() - started, 0.0)
-            self._waited += waited
             # Woken, or interrupted only after its time came: the booking stands.
             used = granted or not self._give_back_locked(token, at)
-            if used:
-                self._granted += 1
+            waited = self._tally.end_wait(started, self._now(), used=used)
         if self._on_wait is not None:  # out of the lock: a metrics SDK takes its own
             self._on_wait(waited)
         return used
@@ -413,18 +393,10 @@ class LimiterBase(Acquiring):
             return
         if cancel is None:  # read only here: a grant without a wait never needs it
             cancel = _CURRENT.get()
-        clock = self._clock
         started = self._now()
         woke = False
         try:
-            remaining = at - started
-            # Sleep once; the loop only absorbs a wake-up that comes a hair early.
-            while remaining > 0:
-                if not clock.sleep(remaining, cancel):
-                    break
-                remaining = at - self._now()
-            else:
-                woke = True
+            woke = sleep_until(self._clock, at, cancel, started)
         finally:
             began = started if since is None else since
             used = self._finish_wait(token, at, began, granted=woke)
@@ -435,7 +407,7 @@ class LimiterBase(Acquiring):
         """Count a wait that began at *since* and ends now, with nothing booked."""
         with self._lock:
             waited = max(self._now() - since, 0.0)
-            self._waited += waited
+            self._tally.waited += waited
         if self._on_wait is not None:
             self._on_wait(waited)
 
@@ -475,14 +447,10 @@ class LimiterBase(Acquiring):
             if since is not None:
                 self._count_wait(since)
             return
-        clock = self._clock
         started = self._now()
         woke = False
         try:
-            remaining = at - started
-            while remaining > 0:
-                await clock.sleep_async(remaining)
-                remaining = at - self._now()
+            await sleep_until_async(self._clock, at, started)
             woke = True
         finally:
             self._finish_wait(token, at, started if since is None else since, granted=woke)
@@ -490,14 +458,4 @@ class LimiterBase(Acquiring):
     def statistics(self) -> LimiterStatistics:
         """Return a frozen snapshot of the counters and the current level."""
         with self._lock:
-            return LimiterStatistics(
-                granted=self._granted,
-                denied=self._denied,
-                timed_out=self._timed_out,
-                cancelled=self._cancelled,
-                waiting=self._waiting,
-                waited=self._waited,
-                level=self._level_locked(self._now()),
-                capacity=self.capacity,
-                withdrawn=self._withdrawn_grants,
-            )
+            return self._tally.snapshot(self._level_locked(self._now()), self.capacity)

@@ -61,8 +61,9 @@ from . import _hooks
 from ._cancel import _CURRENT, linked
 from ._clock import MONOTONIC
 from ._decision import Decision, Reservation
-from ._errors import AcquireCancelled, AcquireTimeout, CostTooLarge
+from ._errors import AcquireCancelled, AcquireTimeout
 from ._limited import Acquiring
+from ._tally import Tally, check_cost, sleep_until, sleep_until_async
 from ._validate import optional_wait, positive, whole_number
 
 if TYPE_CHECKING:
@@ -308,10 +309,8 @@ class Prioritized(Acquiring):
     __slots__ = (
         "__weakref__",  # so that clients can share state per limiter (ratekit.http)
         "_aging",
-        "_cancelled",
         "_clock",
         "_default",
-        "_denied",
         "_horizon",
         "_levels",
         "_limiter",
@@ -328,8 +327,7 @@ class Prioritized(Acquiring):
         "_seq",
         "_sleeping",
         "_slot",
-        "_timed_out",
-        "_waited",
+        "_tally",
     )
 
     def __init__(
@@ -376,10 +374,8 @@ class Prioritized(Acquiring):
         self._owner_until = math.inf
         self._sleeping = 0  # booked callers asleep until their slot
         self._probes = 0  # refused bookings of the head: not the users' denials
-        self._denied = 0
-        self._timed_out = 0
-        self._cancelled = 0
-        self._waited = 0.0
+        # What happened here, added to the wrapped limiter's counts (`statistics`).
+        self._tally = Tally()
         # Called with the seconds of each finished wait (`ratekit.telemetry`), or None.
         self._on_wait: Callable[[float], None] | None = None
         _hooks.made(self)  # `ratekit.telemetry.instrument()` reports it as a limiter
@@ -454,11 +450,7 @@ class Prioritized(Acquiring):
         return self._check_level(level)
 
     def _check_cost(self, cost: object) -> float:
-        value = positive("cost", cost)
-        capacity = self.capacity
-        if value > capacity:
-            raise CostTooLarge(value, capacity)
-        return value
+        return check_cost(cost, self.capacity)
 
     def _horizon_for(self, cost: float) -> float:
         if self._slot is not None:
@@ -549,7 +541,7 @@ class Prioritized(Acquiring):
         self._probes += 1
         if reservation.delay > left:
             self._remove(head)
-            self._timed_out += 1
+            self._tally.timed_out += 1
             timeout = head.timeout if head.timeout is not None else math.inf
             head.error = AcquireTimeout(head.cost, timeout, now - head.arrived + reservation.delay)
             return True
@@ -588,7 +580,7 @@ class Prioritized(Acquiring):
         now = self._now()
         if cancelled:
             self._remove(waiter)
-            self._cancelled += 1
+            self._tally.cancelled += 1
             waiter.error = AcquireCancelled(waiter.cost)
             self._pump(now, waiter)
             return None
@@ -597,7 +589,7 @@ class Prioritized(Acquiring):
             return None
         if now >= waiter.deadline:
             self._remove(waiter)
-            self._timed_out += 1
+            self._tally.timed_out += 1
             timeout = waiter.timeout if waiter.timeout is not None else math.inf
             waiter.error = AcquireTimeout(waiter.cost, timeout, now - waiter.arrived)
             self._pump(now, waiter)
@@ -657,7 +649,7 @@ class Prioritized(Acquiring):
             cancel = _CURRENT.get()
         if cancel is not None and cancel.is_set():
             with self._lock:
-                self._cancelled += 1
+                self._tally.cancelled += 1
             raise AcquireCancelled(value)
         with self._lock:
             if self._granted_at_once(value):
@@ -687,7 +679,7 @@ class Prioritized(Acquiring):
                     break
                 clock.sleep(min(until - now, _IDLE), event)
         with self._lock:
-            self._waited += max(self._now() - waiter.arrived, 0.0)
+            self._tally.waited += max(self._now() - waiter.arrived, 0.0)
 
     @staticmethod
     def _booking(waiter: _Waiter) -> Reservation:
@@ -704,23 +696,16 @@ class Prioritized(Acquiring):
         now = self._now()
         if ready <= now:
             return
-        clock = self._clock
         with self._lock:
             self._sleeping += 1
         granted = True
         began = now
         try:
-            remaining = ready - now
-            # Sleep once; the loop only absorbs a wake-up that comes a hair early.
-            while remaining > 0:
-                if not clock.sleep(remaining, cancel):
-                    granted = False
-                    break
-                remaining = ready - self._now()
+            granted = sleep_until(self._clock, ready, cancel, now)
         finally:
             with self._lock:
                 self._sleeping -= 1
-                self._waited += max(self._now() - began, 0.0)
+                self._tally.waited += max(self._now() - began, 0.0)
                 withdrawn = not granted and self._withdraw(reservation)
         if withdrawn:
             raise AcquireCancelled(waiter.cost)
@@ -790,12 +775,12 @@ class Prioritized(Acquiring):
                     self._withdraw(waiter.reservation)
                 elif waiter.error is None:
                     self._remove(waiter)
-                    self._cancelled += 1
+                    self._tally.cancelled += 1
                     self._pump(self._now(), waiter)
             raise
         finally:
             with self._lock:
-                self._waited += max(self._now() - waiter.arrived, 0.0)
+                self._tally.waited += max(self._now() - waiter.arrived, 0.0)
 
     async def _wait_booked_async(self, waiter: _Waiter) -> None:
         reservation = self._booking(waiter)
@@ -803,18 +788,16 @@ class Prioritized(Acquiring):
         began = self._now()
         if ready <= began:
             return
-        clock = self._clock
         with self._lock:
             self._sleeping += 1
         granted = False
         try:
-            while (remaining := ready - self._now()) > 0:
-                await clock.sleep_async(remaining)
+            await sleep_until_async(self._clock, ready, began)
             granted = True
         finally:
             with self._lock:
                 self._sleeping -= 1
-                self._waited += max(self._now() - began, 0.0)
+                self._tally.waited += max(self._now() - began, 0.0)
                 if not granted:
                     self._withdraw(reservation)
 
@@ -845,7 +828,7 @@ class Prioritized(Acquiring):
         value = self._check_cost(cost)
         with self._lock:
             if self._queued and self._top_rank(self._now()) >= level:
-                self._denied += 1
+                self._tally.denied += 1
                 return Decision(False, self._horizon_for(value))
             return self._limiter.try_acquire(value)
 
@@ -876,7 +859,7 @@ class Prioritized(Acquiring):
         with self._lock:
             now = self._now()
             if self._queued and self._top_rank(now) >= level:
-                self._denied += 1
+                self._tally.denied += 1
                 delay = self._horizon_for(value)
                 return Reservation(False, delay, value, now + delay)
             return self._limiter.reserve(value, max_wait=max_wait)
@@ -896,11 +879,11 @@ class Prioritized(Acquiring):
         with self._lock:
             return attrs.evolve(
                 inner,
-                denied=inner.denied - self._probes + self._denied,
-                timed_out=inner.timed_out + self._timed_out,
-                cancelled=inner.cancelled + self._cancelled,
+                denied=inner.denied - self._probes + self._tally.denied,
+                timed_out=inner.timed_out + self._tally.timed_out,
+                cancelled=inner.cancelled + self._tally.cancelled,
                 waiting=self._queued + self._sleeping,
-                waited=inner.waited + self._waited,
+                waited=inner.waited + self._tally.waited,
             )
 
     def waiting_by_level(self) -> tuple[int, ...]:

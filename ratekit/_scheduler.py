@@ -59,6 +59,21 @@ class SchedulerStatistics:
     started: int = 0
 
 
+@attrs.define(eq=False)
+class _Counts:
+    """The counters behind `SchedulerStatistics`, changed under the scheduler's lock."""
+
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+    cancelled: int = 0
+    started: int = 0
+
+    def snapshot(self) -> SchedulerStatistics:
+        return SchedulerStatistics(**attrs.asdict(self))
+
+
 class SchedulerBase:
     """What `Scheduler` and `AsyncScheduler` share: settings and counters."""
 
@@ -85,8 +100,7 @@ class SchedulerBase:
         self._lock = threading.RLock()
         self._closed = False
         self._runs: set[Any] = set()
-        # done, failed, running, waiting, cancelled, started
-        self._counts = [0, 0, 0, 0, 0, 0]
+        self._counts = _Counts()
         _hooks.made(self)
 
     @property
@@ -106,17 +120,17 @@ class SchedulerBase:
     def statistics(self) -> SchedulerStatistics:
         """Return a snapshot of the counters, over every map of this scheduler."""
         with self._lock:
-            return SchedulerStatistics(*self._counts)
+            return self._counts.snapshot()
 
-    def _count(self, index: int, change: int) -> None:
+    def _count(self, name: str, change: int) -> None:
         with self._lock:
-            self._counts[index] += change
+            setattr(self._counts, name, getattr(self._counts, name) + change)
 
     def _start(self) -> None:
         """Count a call as started and running."""
         with self._lock:
-            self._counts[2] += 1
-            self._counts[5] += 1
+            self._counts.running += 1
+            self._counts.started += 1
 
 
 @final
@@ -499,7 +513,7 @@ class _Run(Generic[T, R]):
         if limiter is None:
             return True
         scheduler = self._scheduler
-        scheduler._count(3, 1)
+        scheduler._count("waiting", 1)
         failure: BaseException | None = None
         try:
             cost = self._cost(item) if callable(self._cost) else self._cost
@@ -510,20 +524,20 @@ class _Run(Generic[T, R]):
                 cancel=self.cancel,
             )
         except AcquireCancelled:
-            scheduler._count(4, 1)
+            scheduler._count("cancelled", 1)
             return False
         except AcquireTimeout as error:
-            scheduler._count(4, 1)
+            scheduler._count("cancelled", 1)
             # The deadline refused the wait, unless a queue did (QueueFull).
             if self._deadline < math.inf and not isinstance(error, QueueFull):
                 failure = MapTimeout(self._timeout or 0.0)
             else:
                 failure = error
         except BaseException as error:  # noqa: BLE001 - a bad cost, or the limiter's own
-            scheduler._count(4, 1)
+            scheduler._count("cancelled", 1)
             failure = error
         finally:
-            scheduler._count(3, -1)
+            scheduler._count("waiting", -1)
         if failure is not None:
             self._fail(failure)
             return False
@@ -532,7 +546,7 @@ class _Run(Generic[T, R]):
     def _call(self, index: int, item: T) -> None:
         scheduler = self._scheduler
         if self.cancel.is_set():
-            scheduler._count(4, 1)
+            scheduler._count("cancelled", 1)
             return
         scheduler._start()
         try:
@@ -546,9 +560,9 @@ class _Run(Generic[T, R]):
         else:
             failure, value = None, result
         finally:
-            scheduler._count(2, -1)
+            scheduler._count("running", -1)
         ok = failure is None
-        scheduler._count(0 if ok else 1, 1)
+        scheduler._count("done" if ok else "failed", 1)
         if failure is not None and not self._return_exceptions:
             self._fail(failure)
         else:

@@ -94,7 +94,7 @@ class TokenBucket(LimiterBase):
             if level >= cost > 0:
                 self._level = level - cost
                 self._stamp = now
-                self._granted += 1
+                self._tally.granted += 1
                 return GRANTED
         except TypeError:
             pass

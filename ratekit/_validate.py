@@ -2,9 +2,11 @@
 
 Each check takes the argument's name and its value, returns the value as the type the
 code works with, and raises `TypeError` (not the right kind of value) or `ValueError`
-(the right kind, out of range) with a message that names the argument::
+(the right kind, out of range) with a message that names the argument:
 
-    timeout must be a non-negative number of seconds or None, got -1
+```text
+timeout must be a non-negative number of seconds or None, got -1
+```
 
 `attribute` turns a check into an attrs validator that names the field, so a frozen
 value checks its fields with the same words as a function checks its arguments.

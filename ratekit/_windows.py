@@ -133,7 +133,7 @@ class SlidingWindow(WindowBase):
                     self._cums.append(total)
                 self._total = total
                 self._version += 1
-                self._granted += 1
+                self._tally.granted += 1
                 return GRANTED
         except TypeError:
             pass
@@ -337,13 +337,13 @@ class FixedWindow(WindowBase):
                 if self._used + cost <= self._limit and cost > 0 and now >= self._last:
                     self._used += cost
                     self._last = now
-                    self._granted += 1
+                    self._tally.granted += 1
                     return GRANTED
             elif self._limit >= cost > 0:
                 self._end = self._window_end(now)
                 self._used = cost
                 self._last = now
-                self._granted += 1
+                self._tally.granted += 1
                 return GRANTED
         except TypeError:
             pass

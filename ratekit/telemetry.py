@@ -379,7 +379,7 @@ def _read_token(obj: Any) -> tuple[int, int]:  # noqa: ANN401 - an OAuth2Token
 
 
 def _read_store(obj: Any) -> tuple[int, ...]:  # noqa: ANN401 - a RedisStore or PyrateLimiter
-    return tuple(obj._counts)
+    return obj._counts.as_tuple()  # type: ignore[no-any-return]
 
 
 _READERS: Final[dict[str, Callable[[Any], object]]] = {

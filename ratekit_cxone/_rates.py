@@ -4,10 +4,12 @@ Without ``--rate``, an export learns its tenant's limit (`adaptive_limiter`), an
 next export would learn it again from scratch: a slow start, then a few 429s.  So the
 command keeps what the limiter learnt, its `ratekit.http.AdaptiveLimiter.estimate`, in a
 small JSON file, one entry per tenant, and the next export for the same tenant starts
-from it::
+from it:
 
-    {"version": 1, "tenants": {"contacts https://cxone.niceincontact.com 4f9c...": {
-        "requests_per_second": 38.2, "learnt_at": "2026-05-01T12:00:00Z"}}}
+```json
+{"version": 1, "tenants": {"contacts https://cxone.niceincontact.com 4f9c...": {
+    "requests_per_second": 38.2, "learnt_at": "2026-05-01T12:00:00Z"}}}
+```
 
 The key is the tenant as the export identifies it (`tenant_key`): the contract, the
 normalised issuer or tenant URL, and the tenant id; never a credential.  An entry older

@@ -220,11 +220,13 @@ class Simulator(_Endpoints):
         ValueError: If an argument is out of range (the message names it).
         TypeError: If an argument has the wrong type.
 
-    Example::
+    For example:
 
-        with Simulator(records=100, rate="50/second") as simulator:
-            os.environ.update(simulator.env("contacts"))
-            ...  # run the client against simulator.url
+    ```python
+    with Simulator(records=100, rate="50/second") as simulator:
+        os.environ.update(simulator.env("contacts"))
+        ...  # run the client against simulator.url
+    ```
     """
 
     def __init__(  # noqa: PLR0913 - a tenant has many knobs, all keyword-only

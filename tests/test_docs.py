@@ -26,7 +26,7 @@ import ratekit_cxone
 import ratekit_cxone.simulator
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+DOCUMENTS = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 
 #: An opening fence: indentation, three or more backticks (or tildes), the info string.
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*?)[ \t]*$")
@@ -115,7 +115,8 @@ def test_document_code_runs(document: Path):
 )
 def test_api_reference_lists_every_public_name(module):
     """The API reference has an entry for every name in the module's ``__all__``."""
-    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    pages = sorted((ROOT / "docs" / "api").glob("*.md"))
+    api = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     entry = rf"^::: {re.escape(module.__name__)}\.(\w+)$"
     listed = set(re.findall(entry, api, flags=re.MULTILINE))
     assert sorted(set(module.__all__) - listed) == []

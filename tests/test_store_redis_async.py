@@ -400,7 +400,7 @@ def test_an_unreachable_store_fails_closed_within_the_timeout_and_recovers(own_s
                     await call()
                 assert time.monotonic() - started < timeout + 2.0
             assert math.isnan((await bucket.statistics_async()).level)
-            assert store._counts == [6, 4, 0]  # level reads left out
+            assert store._counts.as_tuple() == (6, 4, 0)  # level reads left out
             own_server.start()  # the same port, an empty server
             assert await bucket.try_acquire()
             assert 999.0 <= (await bucket.statistics_async()).level <= 1000.0
@@ -425,7 +425,7 @@ def test_fail_open_grants_while_down_and_warns_once(own_server, caplog):
                 assert not await reservation.cancel()  # nothing was booked
             warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
             assert len(warnings) == 1
-            assert store._counts[2] == 3
+            assert store._counts.fail_open == 3
             own_server.start()
             caplog.clear()
             with caplog.at_level(logging.WARNING, logger="ratekit.stores"):

@@ -845,11 +845,13 @@ class PageNumberPaginator(_NumberedPaginator):
     ``""``, after an empty or short page (fewer than *page_size* records, a 204 too),
     or, with *total_key*, when the pages reach the total.
 
-    Example, for a body like ``{"entities": [...], "nextPage": 2}``::
+    Example, for a body like ``{"entities": [...], "nextPage": 2}``:
 
-        paginator = PageNumberPaginator(100, records_key="entities")
-        for record in paginator.records(client, "/api/v2/interactions"):
-            ...
+    ```python
+    paginator = PageNumberPaginator(100, records_key="entities")
+    for record in paginator.records(client, "/api/v2/interactions"):
+        ...
+    ```
 
     Args:
         page_size: Records asked for per page; it must not exceed what the API gives
@@ -900,12 +902,14 @@ class OffsetPaginator(_NumberedPaginator):
     *page_size* records), or when the offset reaches the total given at *total_key*.
 
     Example, for the CXone contacts API (``{"completedContacts": [...],
-    "totalRecords": n}``, 204 when empty)::
+    "totalRecords": n}``, 204 when empty):
 
-        paginator = OffsetPaginator(10_000, records_key="completedContacts")
-        with Scheduler(4) as scheduler:
-            for record in paginator.records(client, url, params=dates, fan_out=scheduler):
-                ...
+    ```python
+    paginator = OffsetPaginator(10_000, records_key="completedContacts")
+    with Scheduler(4) as scheduler:
+        for record in paginator.records(client, url, params=dates, fan_out=scheduler):
+            ...
+    ```
 
     Args:
         page_size: Records asked for per page; it must not exceed the API's largest

@@ -1,12 +1,16 @@
 """ratekit for aiohttp: client middlewares for an ``aiohttp.ClientSession``.
 
-From::
+From:
 
-    session = aiohttp.ClientSession()
+```python
+session = aiohttp.ClientSession()
+```
 
-to::
+to:
 
-    session = aiohttp.ClientSession(middlewares=(RateLimitMiddleware(limiter),))
+```python
+session = aiohttp.ClientSession(middlewares=(RateLimitMiddleware(limiter),))
+```
 
 and every request the session sends waits out the shared cooldown, takes its turn at
 *limiter*, reports its answer to a limiter that learns, and is retried by ratekit's
@@ -280,19 +284,21 @@ class _Last:
 class RateLimitMiddleware:
     """An aiohttp client middleware that sends under a ratekit limiter and retry policy.
 
-    Give it to the session::
+    Give it to the session:
 
-        import aiohttp
-        import ratekit
-        from ratekit.integrations.aiohttp import RateLimitMiddleware
+    ```python
+    import aiohttp
+    import ratekit
+    from ratekit.integrations.aiohttp import RateLimitMiddleware
 
-        limiter = ratekit.limiter("10/second")
-        async with aiohttp.ClientSession(
-            middlewares=(RateLimitMiddleware(limiter),),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30),
-        ) as session:
-            async with session.get("https://api.example.com/items") as response:
-                response.raise_for_status()
+    limiter = ratekit.limiter("10/second")
+    async with aiohttp.ClientSession(
+        middlewares=(RateLimitMiddleware(limiter),),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30),
+    ) as session:
+        async with session.get("https://api.example.com/items") as response:
+            response.raise_for_status()
+    ```
 
     Each request, each retry and each redirect hop (aiohttp passes every hop through
     the middlewares) in turn: waits out the cooldown that a server announced to any
@@ -440,25 +446,27 @@ def _origin_of(url: URL) -> tuple[str, str, int | None]:
 class BearerMiddleware:
     """An aiohttp client middleware that sends a bearer token to the origins it is given.
 
-    Give it to the session, after `RateLimitMiddleware`::
+    Give it to the session, after `RateLimitMiddleware`:
 
-        import aiohttp
-        import ratekit
-        from ratekit.http import OAuth2Token
-        from ratekit.integrations.aiohttp import BearerMiddleware, RateLimitMiddleware
+    ```python
+    import aiohttp
+    import ratekit
+    from ratekit.http import OAuth2Token
+    from ratekit.integrations.aiohttp import BearerMiddleware, RateLimitMiddleware
 
-        limiter = ratekit.limiter("10/second")
-        token = OAuth2Token(
-            "https://auth.example.com/token", client_id="app", client_secret="..."
-        )
-        async with aiohttp.ClientSession(
-            middlewares=(
-                RateLimitMiddleware(limiter),
-                BearerMiddleware(token, origin="https://api.example.com"),
-            ),
-        ) as session:
-            async with session.get("https://api.example.com/items") as response:
-                response.raise_for_status()
+    limiter = ratekit.limiter("10/second")
+    token = OAuth2Token(
+        "https://auth.example.com/token", client_id="app", client_secret="..."
+    )
+    async with aiohttp.ClientSession(
+        middlewares=(
+            RateLimitMiddleware(limiter),
+            BearerMiddleware(token, origin="https://api.example.com"),
+        ),
+    ) as session:
+        async with session.get("https://api.example.com/items") as response:
+            response.raise_for_status()
+    ```
 
     A request to one of the origins (scheme, host and port) in *origin* gets the
     header ``Authorization: Bearer <token>``, replacing any it had; a request anywhere

@@ -1,13 +1,17 @@
 """ratekit for requests: `RateLimitedAdapter`, mounted on a ``requests.Session``.
 
-From::
+From:
 
-    session = requests.Session()
+```python
+session = requests.Session()
+```
 
-to::
+to:
 
-    session = requests.Session()
-    session.mount("https://api.example.com/", RateLimitedAdapter(limiter))
+```python
+session = requests.Session()
+session.mount("https://api.example.com/", RateLimitedAdapter(limiter))
+```
 
 and every request the session sends to that prefix waits out the shared cooldown,
 takes its turn at *limiter*, reports its answer to a limiter that learns, and is
@@ -118,16 +122,18 @@ def _rewindable(request: requests.PreparedRequest) -> bool:
 class RateLimitedAdapter(HTTPAdapter):
     """A requests transport adapter that sends under a ratekit limiter and retry policy.
 
-    Mount it on a session for the prefix of the rate-limited API::
+    Mount it on a session for the prefix of the rate-limited API:
 
-        import requests
-        import ratekit
-        from ratekit.integrations.requests import RateLimitedAdapter
+    ```python
+    import requests
+    import ratekit
+    from ratekit.integrations.requests import RateLimitedAdapter
 
-        limiter = ratekit.limiter("10/second")
-        session = requests.Session()
-        session.mount("https://api.example.com/", RateLimitedAdapter(limiter))
-        session.get("https://api.example.com/items").raise_for_status()
+    limiter = ratekit.limiter("10/second")
+    session = requests.Session()
+    session.mount("https://api.example.com/", RateLimitedAdapter(limiter))
+    session.get("https://api.example.com/items").raise_for_status()
+    ```
 
     Each request, and each retry and redirect hop (requests sends each through the
     adapter), in turn: waits out the cooldown that a server announced to any user of

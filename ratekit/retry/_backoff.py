@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 #: The jitter kinds `ExponentialBackoff` knows; see its docstring for each formula.
 Jitter = Literal["none", "full", "equal", "decorrelated", "proportional"]
 
+#: The names of the jitter kinds, in the order of `Jitter`: what ``jitter=`` accepts.
 JITTERS: tuple[str, ...] = get_args(Jitter)
 
 #: Full jitter: under contention it does the least total work of the kinds measured in

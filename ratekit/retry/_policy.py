@@ -222,9 +222,9 @@ class RetryPolicy:
         Args:
             fn: What to call.
             *args: Its positional arguments.
-            **kwargs: Its keyword arguments, except *cancel*, which is the policy's.
-            cancel: An event that, once set, ends the sleep in progress at once and
-                starts no other attempt (`ratekit.Cancelled`); by default the
+            **kwargs: Its keyword arguments, except ``cancel``, which is the policy's:
+                an event that, once set, ends the sleep in progress at once and starts
+                no other attempt (`ratekit.Cancelled`); by default the
                 `ratekit.current_cancel`.  *fn* runs with it as its
                 `ratekit.current_cancel`, so that ratekit calls inside it (a limiter,
                 a client) stop too; it is passed on to *fn* as well when *fn* has a

@@ -38,11 +38,12 @@ from ratekit import _hooks
 from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
 from ratekit._decision import GRANTED, Decision, LimiterStatistics, Reservation
-from ratekit._errors import AcquireCancelled, AcquireTimeout, CostTooLarge, StoreUnavailable
+from ratekit._errors import AcquireCancelled, AcquireTimeout, StoreUnavailable
 from ratekit._limited import Acquiring
 from ratekit._limiter import exact_delay
 from ratekit._rate import Rate
 from ratekit._redact import MASK
+from ratekit._tally import StoreTally, Tally, check_cost
 from ratekit._validate import optional_wait, positive
 
 if TYPE_CHECKING:
@@ -190,15 +191,12 @@ class PyrateLimiter(Acquiring):
         "__weakref__",
         "_algorithm",
         "_bucket",
-        "_cancelled",
         "_capacity",
         "_clock",
         "_clock_arg",
         "_counts",
-        "_denied",
         "_factory",
         "_fail_open",
-        "_granted",
         "_leaked_at",
         "_limiter",
         "_locks",
@@ -209,10 +207,8 @@ class PyrateLimiter(Acquiring):
         "_stamp_on_clock",
         "_stats",
         "_store",
-        "_timed_out",
+        "_tally",
         "_timeout",
-        "_waited",
-        "_waiting",
     )
 
     def __init__(  # noqa: PLR0913 - the options of an adapter, all keyword-only
@@ -276,15 +272,10 @@ class PyrateLimiter(Acquiring):
         self._store = store if store is not None else f"pyrate-limiter {type(bucket).__name__}"
         self._leaked_at: int | None = None
         self._stats = threading.Lock()
-        self._granted = 0
-        self._denied = 0
-        self._timed_out = 0
-        self._cancelled = 0
-        self._waiting = 0
-        self._waited = 0.0
+        self._tally = Tally()  # under ``_stats``
         # Round trips, `StoreUnavailable` raised, calls granted by failing open (under
         # ``_stats``; read by `ratekit.telemetry`).
-        self._counts = [0, 0, 0]
+        self._counts = StoreTally()
         # Called with the seconds of each finished wait (`ratekit.telemetry`), or None.
         self._on_wait: Callable[[float], None] | None = None
         _hooks.made(self)
@@ -335,13 +326,11 @@ class PyrateLimiter(Acquiring):
     # -- one round trip ------------------------------------------------------------------
 
     def _check_cost(self, cost: object) -> int:
-        value = positive("cost", cost)
+        value = check_cost(cost, self._capacity)
         if not value.is_integer():
             raise ValueError(
                 f"cost must be a whole number for a pyrate-limiter bucket, got {cost!r}"
             )
-        if value > self._capacity:
-            raise CostTooLarge(value, self._capacity)
         return int(value)
 
     def _locked(self, stack: ExitStack) -> None:
@@ -353,7 +342,7 @@ class PyrateLimiter(Acquiring):
     def _attempt(self, weight: int) -> float:
         """Put *weight* in the bucket: ``0.0`` if granted, else the seconds to wait."""
         with self._stats:
-            self._counts[0] += 1
+            self._counts.round_trips += 1
         try:
             with ExitStack() as stack:
                 self._locked(stack)
@@ -367,7 +356,10 @@ class PyrateLimiter(Acquiring):
         self._rollback()
         reason = _reason(error)
         with self._stats:
-            self._counts[2 if self._fail_open else 1] += 1
+            if self._fail_open:
+                self._counts.fail_open += 1
+            else:
+                self._counts.unavailable += 1
         if not self._fail_open:
             raise StoreUnavailable(self._store, reason) from error
         logger.warning(
@@ -462,9 +454,9 @@ class PyrateLimiter(Acquiring):
         delay = self._attempt(weight)
         with self._stats:
             if delay <= 0:
-                self._granted += 1
+                self._tally.granted += 1
                 return GRANTED
-            self._denied += 1
+            self._tally.denied += 1
         return Decision(False, delay)
 
     def acquire(
@@ -500,7 +492,7 @@ class PyrateLimiter(Acquiring):
         cancel = resolve(cancel)
         if cancel is not None and cancel.is_set():
             with self._stats:
-                self._cancelled += 1
+                self._tally.cancelled += 1
             raise AcquireCancelled(float(weight))
         clock = self._clock
         started = clock.now()
@@ -510,16 +502,16 @@ class PyrateLimiter(Acquiring):
                 delay = self._attempt(weight)
                 if delay <= 0:
                     with self._stats:
-                        self._granted += 1
+                        self._tally.granted += 1
                     return
                 self._check_wait(weight, timeout, limit, clock.now() - started, delay)
                 if not slept:
                     slept = True
                     with self._stats:
-                        self._waiting += 1
+                        self._tally.waiting += 1
                 if not clock.sleep(delay, cancel):
                     with self._stats:
-                        self._cancelled += 1
+                        self._tally.cancelled += 1
                     raise AcquireCancelled(float(weight))
         finally:
             if slept:
@@ -528,9 +520,7 @@ class PyrateLimiter(Acquiring):
     def _end_wait(self, started: float) -> None:
         """Count a wait that began at *started* as over."""
         with self._stats:
-            self._waiting -= 1
-            waited = max(self._clock.now() - started, 0.0)
-            self._waited += waited
+            waited = self._tally.end_wait(started, self._clock.now(), used=False)
         if self._on_wait is not None:
             self._on_wait(waited)
 
@@ -539,7 +529,7 @@ class PyrateLimiter(Acquiring):
     ) -> None:
         if elapsed + delay > limit:
             with self._stats:
-                self._timed_out += 1
+                self._tally.timed_out += 1
             self._raise_timeout(weight, math.inf if timeout is None else timeout, delay)
 
     @staticmethod
@@ -569,18 +559,18 @@ class PyrateLimiter(Acquiring):
                 delay = self._attempt(weight)
                 if delay <= 0:
                     with self._stats:
-                        self._granted += 1
+                        self._tally.granted += 1
                     return
                 self._check_wait(weight, timeout, limit, clock.now() - started, delay)
                 if not slept:
                     slept = True
                     with self._stats:
-                        self._waiting += 1
+                        self._tally.waiting += 1
                 try:
                     await clock.sleep_async(delay)
                 except BaseException:
                     with self._stats:
-                        self._cancelled += 1
+                        self._tally.cancelled += 1
                     raise
         finally:
             if slept:
@@ -604,9 +594,9 @@ class PyrateLimiter(Acquiring):
         now = self._clock.now()
         with self._stats:
             if delay <= 0:
-                self._granted += 1
+                self._tally.granted += 1
                 return Reservation(True, 0.0, float(weight), now)
-            self._denied += 1
+            self._tally.denied += 1
         return Reservation(False, delay, float(weight), now + delay)
 
     def statistics(self) -> LimiterStatistics:
@@ -619,16 +609,7 @@ class PyrateLimiter(Acquiring):
         """
         level = self._level()
         with self._stats:
-            return LimiterStatistics(
-                granted=self._granted,
-                denied=self._denied,
-                timed_out=self._timed_out,
-                cancelled=self._cancelled,
-                waiting=self._waiting,
-                waited=self._waited,
-                level=level,
-                capacity=self._capacity,
-            )
+            return self._tally.snapshot(level, self._capacity)
 
     def _level(self) -> float:
         if not isinstance(self._algorithm, SlidingWindowLog):
@@ -840,23 +821,25 @@ def multiprocess_limiter(
     of ``multiprocessing.Process`` or of a pool's ``initializer`` (the lock cannot be
     sent through a queue later), started with the same *context*; each copy keeps its
     own counters.  If the manager
-    process goes away (the creating process exited), calls raise `StoreUnavailable`::
+    process goes away (the creating process exited), calls raise `StoreUnavailable`:
 
-        import multiprocessing
-        from ratekit.stores import multiprocess_limiter
+    ```python
+    import multiprocessing
+    from ratekit.stores import multiprocess_limiter
 
-        def work(limiter):
-            for _ in range(20):
-                limiter.acquire()  # at most 10 a second across all four processes
+    def work(limiter):
+        for _ in range(20):
+            limiter.acquire()  # at most 10 a second across all four processes
 
-        if __name__ == "__main__":
-            limiter = multiprocess_limiter("10/second", context="spawn")
-            spawn = multiprocessing.get_context("spawn")
-            workers = [spawn.Process(target=work, args=(limiter,)) for _ in range(4)]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
+    if __name__ == "__main__":
+        limiter = multiprocess_limiter("10/second", context="spawn")
+        spawn = multiprocessing.get_context("spawn")
+        workers = [spawn.Process(target=work, args=(limiter,)) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    ```
 
     Args:
         limits: One or more limits as text (``"10/second, 1000/hour"`` or several

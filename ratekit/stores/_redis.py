@@ -29,7 +29,6 @@ from ratekit._decision import GRANTED, Decision, LimiterStatistics, Reservation
 from ratekit._errors import (
     AcquireCancelled,
     AcquireTimeout,
-    CostTooLarge,
     QueueFull,
     StoreUnavailable,
 )
@@ -37,6 +36,7 @@ from ratekit._limited import Acquiring
 from ratekit._limiter import _QUEUE_SLACK
 from ratekit._rate import Rate, to_rate
 from ratekit._redact import MASK, redact_url
+from ratekit._tally import StoreTally, Tally, check_cost, sleep_until, sleep_until_async
 from ratekit._validate import optional_wait, positive
 
 from ._redis_cluster import connect as connect_cluster
@@ -259,8 +259,6 @@ class RedisStore:
         StoreUnavailable: With ``cluster=True``, if no node of the cluster can be
             reached (its client reads the cluster's layout at once).
         ModuleNotFoundError: If redis-py is not installed (the ``redis`` extra).
-
-    .. versionadded:: 0.2
     """
 
     __slots__ = (
@@ -362,7 +360,7 @@ class RedisStore:
         self._functions = True
         #: Round trips, `StoreUnavailable` raised, calls granted by failing open (under
         #: ``_lock``; read by `ratekit.telemetry`).
-        self._counts = [0, 0, 0]
+        self._counts = StoreTally()
         _hooks.made(self)
 
     # -- what the store is --------------------------------------------------------------
@@ -638,7 +636,7 @@ class RedisStore:
         """
         if counted:
             with self._lock:
-                self._counts[0] += 1
+                self._counts.round_trips += 1
         try:
             reply = self._invoke(keys, args)
         except Exception as error:
@@ -649,7 +647,7 @@ class RedisStore:
             if not self._fail_open:
                 if counted:
                     with self._lock:
-                        self._counts[1] += 1
+                        self._counts.unavailable += 1
                 raise unavailable from error
             with self._lock:
                 first, self._down = not self._down, True
@@ -1050,28 +1048,20 @@ class RedisLimiter(Acquiring):
 
     Its `statistics` count this process's calls; their ``level`` is read from the store
     (one round trip), and is NaN while the store is unavailable.
-
-    .. versionadded:: 0.2
     """
 
     __slots__ = (
         "__weakref__",
         "_args",
-        "_cancelled",
         "_capacity",
         "_composite",
-        "_denied",
-        "_granted",
         "_keys",
         "_lock",
         "_max_delay",
         "_members",
         "_on_wait",
         "_store",
-        "_timed_out",
-        "_waited",
-        "_waiting",
-        "_withdrawn_grants",
+        "_tally",
     )
 
     def __init__(self, store: RedisStore, members: tuple[_Member, ...], *, composite: bool) -> None:
@@ -1083,13 +1073,7 @@ class RedisLimiter(Acquiring):
         self._keys = [key for member in members for key in (member.state_key, member.log_key)]
         self._args = _script_args(members, composite=composite)
         self._lock = threading.Lock()
-        self._granted = 0
-        self._denied = 0
-        self._timed_out = 0
-        self._cancelled = 0
-        self._waiting = 0
-        self._waited = 0.0
-        self._withdrawn_grants = 0  # see `LimiterStatistics.withdrawn`
+        self._tally = Tally()
         # Called with the seconds of each finished wait (`ratekit.telemetry`), or None.
         self._on_wait: Callable[[float], None] | None = None
         _hooks.made(self)
@@ -1132,7 +1116,7 @@ class RedisLimiter(Acquiring):
         """Count a call granted without the store, which is down (fail open)."""
         store = self._store
         with store._lock:
-            store._counts[2] += 1
+            store._counts.fail_open += 1
 
     def _book_call(self, cost: float, limit: float) -> tuple[bool, float, float, _Booking | None]:
         """Book *cost* if it waits at most *limit*: (booked, local instant, delay, booking).
@@ -1156,16 +1140,13 @@ class RedisLimiter(Acquiring):
         if reply[0] != "1":
             return False
         with self._lock:
-            self._cancelled += 1
+            self._tally.cancelled += 1
         return True
 
     # -- the Limiter protocol -----------------------------------------------------------
 
     def _check_cost(self, cost: object) -> float:
-        value = positive("cost", cost)
-        if value > self._capacity:
-            raise CostTooLarge(value, self._capacity)
-        return value
+        return check_cost(cost, self._capacity)
 
     def try_acquire(self, cost: float = 1) -> Decision:
         """Grant *cost* now if the shared limit allows it, without blocking.
@@ -1186,10 +1167,10 @@ class RedisLimiter(Acquiring):
             self._opened()
         if reply is None or reply[0] == "1":
             with self._lock:
-                self._granted += 1
+                self._tally.granted += 1
             return GRANTED
         with self._lock:
-            self._denied += 1
+            self._tally.denied += 1
         return Decision(False, float(reply[1]))
 
     def reserve(self, cost: float = 1, *, max_wait: float | None = None) -> Reservation:
@@ -1210,9 +1191,9 @@ class RedisLimiter(Acquiring):
         booked, at, delay, booking = self._book_call(value, limit)
         with self._lock:
             if not booked:
-                self._denied += 1
+                self._tally.denied += 1
                 return Reservation(False, delay, value, at)
-            self._granted += 1
+            self._tally.granted += 1
         if booking is None:  # granted by failing open: nothing to withdraw
             return Reservation(True, delay, value, at)
         return Reservation(True, delay, value, at, owner=self, token=booking)
@@ -1226,19 +1207,17 @@ class RedisLimiter(Acquiring):
             if reservation.cancelled:
                 return False
             # Claimed before the round trip, so that two threads cannot both withdraw it.
-            object.__setattr__(reservation, "_cancelled", True)
+            reservation._mark(cancelled=True)
+        returned: bool | None = False
         try:
             returned = self._give_back(booking)
-        except BaseException:
-            object.__setattr__(reservation, "_cancelled", False)
-            raise
-        if returned is not True:
-            object.__setattr__(reservation, "_cancelled", False)
-            return False
-        with self._lock:
-            self._granted -= 1
-            self._withdrawn_grants += 1
-        return True
+        finally:
+            with self._lock:
+                if returned is True:
+                    self._tally.withdraw()
+                else:
+                    reservation._mark(cancelled=False)
+        return returned is True
 
     def _book(
         self, cost: object, timeout: float | None, cancel: CancelEvent | None
@@ -1248,29 +1227,25 @@ class RedisLimiter(Acquiring):
         value = self._check_cost(cost)
         if cancel is not None and cancel.is_set():
             with self._lock:
-                self._cancelled += 1
+                self._tally.cancelled += 1
             raise AcquireCancelled(value)
         queue = self._max_delay * (1 + _QUEUE_SLACK)
         booked, at, delay, booking = self._book_call(value, min(limit, queue))
         with self._lock:
             if not booked:
-                self._timed_out += 1
+                self._tally.timed_out += 1
                 if delay > queue:
                     raise QueueFull(value, self._max_delay, delay)
                 raise AcquireTimeout(value, limit, delay)
             if delay <= 0 or booking is None:
-                self._granted += 1
+                self._tally.granted += 1
                 return value, -math.inf, None
-            self._waiting += 1
+            self._tally.waiting += 1
         return value, at, booking
 
     def _finish_wait(self, started: float, *, used: bool) -> None:
         with self._lock:
-            self._waiting -= 1
-            waited = max(self._store.clock.now() - started, 0.0)
-            self._waited += waited
-            if used:
-                self._granted += 1
+            waited = self._tally.end_wait(started, self._store.clock.now(), used=used)
         if self._on_wait is not None:
             self._on_wait(waited)
 
@@ -1311,14 +1286,7 @@ class RedisLimiter(Acquiring):
         started = clock.now()
         woke = False
         try:
-            remaining = at - started
-            # Sleep once; the loop only absorbs a wake-up that comes a hair early.
-            while remaining > 0:
-                if not clock.sleep(remaining, cancel):
-                    break
-                remaining = at - clock.now()
-            else:
-                woke = True
+            woke = sleep_until(clock, at, cancel, started)
         finally:
             used = woke or not self._settle(booking)
             self._finish_wait(started, used=used)
@@ -1339,7 +1307,7 @@ class RedisLimiter(Acquiring):
         if returned is None:
             logger.warning("%s: a cancelled wait kept its booking", self._store.description)
             with self._lock:
-                self._cancelled += 1
+                self._tally.cancelled += 1
             return True
         return returned
 
@@ -1380,10 +1348,7 @@ class RedisLimiter(Acquiring):
         started = clock.now()
         woke = False
         try:
-            remaining = at - started
-            while remaining > 0:
-                await clock.sleep_async(remaining)
-                remaining = at - clock.now()
+            await sleep_until_async(clock, at, started)
             woke = True
         finally:
             if woke:
@@ -1419,7 +1384,7 @@ class RedisLimiter(Acquiring):
         """
         if job.cancel():  # still queued: nothing was booked, nothing will be
             with self._lock:
-                self._cancelled += 1
+                self._tally.cancelled += 1
             return None
         with self._lock:
             handoff.abandoned = True
@@ -1451,14 +1416,4 @@ class RedisLimiter(Acquiring):
             reply = None
         level = math.nan if reply is None else float(reply[0])
         with self._lock:
-            return LimiterStatistics(
-                granted=self._granted,
-                denied=self._denied,
-                timed_out=self._timed_out,
-                cancelled=self._cancelled,
-                waiting=self._waiting,
-                waited=self._waited,
-                level=level,
-                capacity=self._capacity,
-                withdrawn=self._withdrawn_grants,
-            )
+            return self._tally.snapshot(level, self._capacity)

@@ -22,10 +22,11 @@ import attrs
 from ratekit import _hooks
 from ratekit._clock import MONOTONIC
 from ratekit._decision import GRANTED, Decision, LimiterStatistics
-from ratekit._errors import AcquireTimeout, CostTooLarge, QueueFull, StoreUnavailable
+from ratekit._errors import AcquireTimeout, QueueFull, StoreUnavailable
 from ratekit._limited import DONE
 from ratekit._limiter import _QUEUE_SLACK
 from ratekit._redact import redact_url
+from ratekit._tally import StoreTally, Tally, check_cost, sleep_until_async
 from ratekit._validate import optional_wait, positive
 
 from ._redis import (
@@ -191,7 +192,7 @@ class AsyncRedisStore:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Round trips, `StoreUnavailable` raised, calls granted by failing open (written
         #: on the event loop only; read by `ratekit.telemetry`).
-        self._counts = [0, 0, 0]
+        self._counts = StoreTally()
         _hooks.made(self)
 
     # -- what the store is --------------------------------------------------------------
@@ -366,7 +367,7 @@ class AsyncRedisStore:
             redis.ResponseError: If Redis answers with another error: a bug.
         """
         if counted:
-            self._counts[0] += 1
+            self._counts.round_trips += 1
         try:
             reply = await self._invoke(keys, args)
         except Exception as error:
@@ -382,7 +383,7 @@ class AsyncRedisStore:
             unavailable = StoreUnavailable(self._description, reason)
             if not self._fail_open:
                 if counted:
-                    self._counts[1] += 1
+                    self._counts.unavailable += 1
                 raise unavailable from error
             first, self._down = not self._down, True
             if first:
@@ -525,21 +526,15 @@ class AsyncRedisLimiter:
     __slots__ = (
         "__weakref__",
         "_args",
-        "_cancelled",
         "_capacity",
         "_composite",
-        "_denied",
-        "_granted",
         "_keys",
         "_lock",
         "_max_delay",
         "_members",
         "_on_wait",
         "_store",
-        "_timed_out",
-        "_waited",
-        "_waiting",
-        "_withdrawn_grants",
+        "_tally",
     )
 
     def __init__(
@@ -555,13 +550,7 @@ class AsyncRedisLimiter:
         # Counters change on the event loop only; the lock keeps a snapshot taken from
         # another thread (metrics collection) consistent, and is never held across an await.
         self._lock = threading.Lock()
-        self._granted = 0
-        self._denied = 0
-        self._timed_out = 0
-        self._cancelled = 0
-        self._waiting = 0
-        self._waited = 0.0
-        self._withdrawn_grants = 0
+        self._tally = Tally()
         # Called with the seconds of each finished wait (`ratekit.telemetry`), or None.
         self._on_wait: Callable[[float], None] | None = None
         _hooks.made(self)
@@ -604,7 +593,7 @@ class AsyncRedisLimiter:
 
     def _opened(self) -> None:
         """Count a call granted without the store, which is down (fail open)."""
-        self._store._counts[2] += 1
+        self._store._counts.fail_open += 1
 
     async def _book_call(self, cost: float, limit: float) -> _Booked:
         """Book *cost* if it waits at most *limit* (see `RedisLimiter._book_call`)."""
@@ -639,13 +628,13 @@ class AsyncRedisLimiter:
         if not booked:
             with self._lock:
                 if blocking:
-                    self._timed_out += 1
+                    self._tally.timed_out += 1
                 else:
-                    self._denied += 1
+                    self._tally.denied += 1
             return
         if booking is None or not await self._settle(booking):
             with self._lock:
-                self._granted += 1  # granted at once, or its time had come: used
+                self._tally.granted += 1  # granted at once, or its time had come: used
 
     async def _give_back(self, booking: _Booking) -> bool | None:
         """Withdraw a booking whose time has not come (see `RedisLimiter._give_back`)."""
@@ -655,7 +644,7 @@ class AsyncRedisLimiter:
         if reply[0] != "1":
             return False
         with self._lock:
-            self._cancelled += 1
+            self._tally.cancelled += 1
         return True
 
     async def _settle(self, booking: _Booking) -> bool:
@@ -667,7 +656,7 @@ class AsyncRedisLimiter:
         if returned is None:
             logger.warning("%s: a cancelled wait kept its booking", self._store.description)
             with self._lock:
-                self._cancelled += 1
+                self._tally.cancelled += 1
             return True
         return returned
 
@@ -680,26 +669,18 @@ class AsyncRedisLimiter:
         if returned is True:
             state.claimed = state.done = True
             with self._lock:
-                self._granted -= 1
-                self._withdrawn_grants += 1
+                self._tally.withdraw()
 
     def _finish_wait(self, started: float, *, used: bool) -> None:
         with self._lock:
-            self._waiting -= 1
-            waited = max(self._store.clock.now() - started, 0.0)
-            self._waited += waited
-            if used:
-                self._granted += 1
+            waited = self._tally.end_wait(started, self._store.clock.now(), used=used)
         if self._on_wait is not None:
             self._on_wait(waited)
 
     # -- the calls ----------------------------------------------------------------------
 
     def _check_cost(self, cost: object) -> float:
-        value = positive("cost", cost)
-        if value > self._capacity:
-            raise CostTooLarge(value, self._capacity)
-        return value
+        return check_cost(cost, self._capacity)
 
     async def try_acquire(self, cost: float = 1) -> Decision:
         """Grant *cost* now if the shared limit allows it (see `RedisLimiter.try_acquire`).
@@ -719,10 +700,10 @@ class AsyncRedisLimiter:
             self._opened()
         if reply is None or reply[0] == "1":
             with self._lock:
-                self._granted += 1
+                self._tally.granted += 1
             return GRANTED
         with self._lock:
-            self._denied += 1
+            self._tally.denied += 1
         return Decision(False, float(reply[1]))
 
     async def reserve(self, cost: float = 1, *, max_wait: float | None = None) -> AsyncReservation:
@@ -742,9 +723,9 @@ class AsyncRedisLimiter:
         booked, at, delay, booking = await self._book_shielded(value, limit, blocking=False)
         with self._lock:
             if not booked:
-                self._denied += 1
+                self._tally.denied += 1
                 return AsyncReservation(False, delay, value, at)
-            self._granted += 1
+            self._tally.granted += 1
         return AsyncReservation(True, delay, value, at, owner=self, booking=booking)
 
     async def acquire(self, cost: float = 1, *, timeout: float | None = None) -> None:
@@ -776,23 +757,19 @@ class AsyncRedisLimiter:
         )
         with self._lock:
             if not booked:
-                self._timed_out += 1
+                self._tally.timed_out += 1
                 if delay > queue:
                     raise QueueFull(value, self._max_delay, delay)
                 raise AcquireTimeout(value, limit, delay)
             if delay <= 0 or booking is None:
-                self._granted += 1
+                self._tally.granted += 1
                 return
-            self._waiting += 1
+            self._tally.waiting += 1
         clock = self._store.clock
         started = clock.now()
         woke = False
         try:
-            remaining = at - started
-            # Sleep once; the loop only absorbs a wake-up that comes a hair early.
-            while remaining > 0:
-                await clock.sleep_async(remaining)
-                remaining = at - clock.now()
+            await sleep_until_async(clock, at, started)
             woke = True
         finally:
             if woke:
@@ -835,14 +812,4 @@ class AsyncRedisLimiter:
 
     def _snapshot(self, level: float) -> LimiterStatistics:
         with self._lock:
-            return LimiterStatistics(
-                granted=self._granted,
-                denied=self._denied,
-                timed_out=self._timed_out,
-                cancelled=self._cancelled,
-                waiting=self._waiting,
-                waited=self._waited,
-                level=level,
-                capacity=self._capacity,
-                withdrawn=self._withdrawn_grants,
-            )
+            return self._tally.snapshot(level, self._capacity)
