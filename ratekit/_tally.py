@@ -1,8 +1,9 @@
 """Bookkeeping written once: counters, the cost check and the sleep until a booking is due.
 
-Every limiter (the strategies and compositions, `Prioritized`, the Redis and
-pyrate-limiter limiters) counts its calls in a `Tally` and snapshots it as
-`LimiterStatistics`; every store counts its round trips in a `StoreTally`.  The owner
+Every limiter (the strategies and compositions, the Redis and pyrate-limiter limiters)
+counts its calls in a `Tally` and snapshots it as `LimiterStatistics`; `Prioritized`
+counts what happens in its queue in one and adds it to the wrapped limiter's snapshot.
+Every store counts its round trips in a `StoreTally`.  The owner
 changes a tally under its own lock, so a tally takes none.
 """
 
