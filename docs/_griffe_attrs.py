@@ -1,14 +1,15 @@
 """A griffe extension that gives attrs classes their constructor in the API reference.
 
 attrs writes ``__init__`` when the class is created, so static analysis sees none: the
-reference would show no signature, and every documented parameter without its type and
-as required.  This extension writes that ``__init__`` from the class body, as attrs does:
+reference would show no signature, and every documented parameter without its type
+and as required.  This extension writes that ``__init__`` from the class body, as attrs
+does:
 
 - the fields are the annotated attributes (``ClassVar`` excluded) and the attributes
   assigned ``attrs.field()`` or ``attr.ib()``, after those of attrs base classes;
 - ``init=False`` leaves a field out; ``kw_only=True`` (on the field or on the class)
-  makes it keyword-only; a leading underscore is dropped from the parameter's name unless
-  ``alias=`` names it;
+  makes it keyword-only; a leading underscore is dropped from the parameter's name
+  unless ``alias=`` names it;
 - the default is ``default=``, the value assigned, or, for ``factory=`` and
   ``attrs.Factory(...)``, a call of the factory (``ExponentialBackoff()``); a method
   decorated with ``@<field>.default`` makes a default that is computed;
@@ -72,7 +73,9 @@ def _is_true(value: str | griffe.Expr | None) -> bool:
     return str(value) == "True"
 
 
-def _attrs_decorator(cls: griffe.Class) -> tuple[str, dict[str, str | griffe.Expr]] | None:
+def _attrs_decorator(
+    cls: griffe.Class,
+) -> tuple[str, dict[str, str | griffe.Expr]] | None:
     """The canonical path and the arguments of the class's attrs decorator, if any."""
     for decorator in cls.decorators:
         value = decorator.value
@@ -92,8 +95,10 @@ def _field_call(attribute: griffe.Attribute) -> griffe.ExprCall | None:
     return None
 
 
-def _converter_annotation(cls: griffe.Class, converter: str | griffe.Expr) -> griffe.Expr | None:
-    """What a converter of the package takes: the type its first parameter is annotated."""
+def _converter_annotation(
+    cls: griffe.Class, converter: str | griffe.Expr
+) -> griffe.Expr | None:
+    """What a converter of the package takes: the annotation of its first parameter."""
     if not isinstance(converter, griffe.Expr):
         return None
     try:
@@ -109,14 +114,16 @@ def _converter_annotation(cls: griffe.Class, converter: str | griffe.Expr) -> gr
 
 
 def _defaults_by_decorator(cls: griffe.Class) -> set[str]:
-    """The fields whose default a method decorated with ``@<field>.default`` computes."""
+    """The fields whose default a method decorated ``@<field>.default`` computes."""
     names: set[str] = set()
     for member in cls.members.values():
         if member.is_alias or not isinstance(member, griffe.Function):
             continue
         for decorator in member.decorators:
             value = decorator.value
-            if isinstance(value, griffe.ExprAttribute) and str(value).endswith(".default"):
+            if isinstance(value, griffe.ExprAttribute) and str(value).endswith(
+                ".default"
+            ):
                 names.add(str(value).removesuffix(".default"))
     return names
 
@@ -150,16 +157,25 @@ def _own_parameters(
             default = griffe.ExprCall(function=arguments["factory"], arguments=[])
         else:
             default = arguments.get("default")
-        if isinstance(default, griffe.ExprCall) and default.canonical_path in FACTORY_CALLS:
+        if (
+            isinstance(default, griffe.ExprCall)
+            and default.canonical_path in FACTORY_CALLS
+        ):
             factory = default.arguments[0] if default.arguments else "..."
             default = griffe.ExprCall(function=factory, arguments=[])
         if default is None and member.name in computed:
             default = "..."
         alias = arguments.get("alias")
-        name = ast.literal_eval(str(alias)) if alias is not None else member.name.lstrip("_")
+        name = (
+            ast.literal_eval(str(alias))
+            if alias is not None
+            else member.name.lstrip("_")
+        )
         kw_only = class_kw_only or _is_true(arguments.get("kw_only"))
         converter = arguments.get("converter")
-        annotation = (converter and _converter_annotation(cls, converter)) or member.annotation
+        annotation = (
+            converter and _converter_annotation(cls, converter)
+        ) or member.annotation
         parameters.append(
             griffe.Parameter(
                 name,
@@ -192,8 +208,12 @@ def _set_attrs_init(cls: griffe.Class) -> None:
         for parameter in _own_parameters(owner, owner_kind, owner_options):
             fields.pop(parameter.name, None)  # a redefined field moves to the end
             fields[parameter.name] = parameter
-    positional = [p for p in fields.values() if p.kind is not griffe.ParameterKind.keyword_only]
-    keyword = [p for p in fields.values() if p.kind is griffe.ParameterKind.keyword_only]
+    positional = [
+        p for p in fields.values() if p.kind is not griffe.ParameterKind.keyword_only
+    ]
+    keyword = [
+        p for p in fields.values() if p.kind is griffe.ParameterKind.keyword_only
+    ]
     init = griffe.Function(
         "__init__",
         lineno=cls.lineno,
@@ -222,7 +242,9 @@ def _set_plain_init(cls: griffe.Class) -> None:
             endlineno=cls.lineno,
             parent=cls,
             parameters=griffe.Parameters(
-                griffe.Parameter("self", kind=griffe.ParameterKind.positional_or_keyword)
+                griffe.Parameter(
+                    "self", kind=griffe.ParameterKind.positional_or_keyword
+                )
             ),
             returns="None",
         ),

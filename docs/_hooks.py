@@ -20,12 +20,14 @@ MARKER = "<!-- examples -->"
 
 def on_config(config: Any, **kwargs: Any) -> Any:  # noqa: ANN401, ARG001 - MkDocs' hook signature
     """Put the installed version in the site's name."""
-    config["site_name"] = f"{config['site_name']} {importlib.metadata.version('ratekit')}"
+    config["site_name"] = (
+        f"{config['site_name']} {importlib.metadata.version('ratekit')}"
+    )
     return config
 
 
 def examples_list() -> str:
-    """A Markdown list of the example scripts, each with the summary of its docstring."""
+    """A Markdown list of the example scripts, each with its docstring's summary."""
     lines = []
     for path in sorted((ROOT / "examples").glob("*.py")):
         if path.name.startswith("_"):

@@ -7,8 +7,9 @@ Run it with:
 
     python docs/screenshots.py /tmp/shots
 
-It needs the docs extra and a ``chromium`` on PATH (Debian: ``apt-get install chromium``).
-The PNGs go to the given folder: ``api-retry-RetryPolicy.png`` and so on.
+It needs the docs extra and a ``chromium`` on PATH (Debian:
+``apt-get install chromium``).  The PNGs go to the given folder:
+``api-retry-RetryPolicy.png`` and so on.
 """
 
 from __future__ import annotations
@@ -59,15 +60,20 @@ def main(argv: list[str]) -> int:
             env=env,
             check=True,
         )
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=site)
+        handler = functools.partial(
+            http.server.SimpleHTTPRequestHandler, directory=site
+        )
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             for page, anchor in SHOTS:
-                name = f"{page.strip('/').replace('/', '-')}-{anchor.rsplit('.', 1)[-1]}.png"
+                stem = page.strip("/").replace("/", "-")
+                name = f"{stem}-{anchor.rsplit('.', 1)[-1]}.png"
                 shot = Path(site, page, f"shot-{anchor}.html")
                 html = Path(site, page, "index.html").read_text(encoding="utf-8")
-                shot.write_text(html.replace("</body>", HIDE_ABOVE % anchor), encoding="utf-8")
+                shot.write_text(
+                    html.replace("</body>", HIDE_ABOVE % anchor), encoding="utf-8"
+                )
                 url = f"http://127.0.0.1:{server.server_port}/{page}{shot.name}"
                 subprocess.run(  # noqa: S603 - our arguments
                     [

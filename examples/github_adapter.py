@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class Issue(TypedDict):
-    """The fields of an issue that callers rely on; the dict holds all the others too."""
+    """The fields of an issue that callers rely on; the dict holds the others too."""
 
     number: int
     title: str
@@ -33,7 +33,7 @@ class Issue(TypedDict):
 
 @attrs.frozen
 class StaticToken:
-    """A personal access token as a `ratekit.typing.TokenProvider`; repr shows ``***``."""
+    """A personal access token, a `ratekit.typing.TokenProvider`; repr shows ``***``."""
 
     secret: str = attrs.field(repr=lambda _: ratekit.http.MASK)
 
@@ -46,7 +46,7 @@ class StaticToken:
 
 
 def rate_limited(response: urllib3.BaseHTTPResponse) -> bool:
-    """Whether to retry a response: 429, 502-504, or a 403 that is GitHub's rate limit."""
+    """Whether to retry: a 429, a 502-504, or a 403 that is GitHub's rate limit."""
     if response.status in ratekit.retry.DEFAULT_RETRY_STATUSES:
         return True
     spent = response.headers.get("X-RateLimit-Remaining") == "0"
@@ -54,13 +54,16 @@ def rate_limited(response: urllib3.BaseHTTPResponse) -> bool:
 
 
 def server_wait(outcome: object) -> float | None:
-    """``Retry-After`` if given, else the seconds until a spent budget resets, else None."""
+    """``Retry-After`` if given, else the time until a spent budget resets, or None."""
     wait = ratekit.retry.retry_after_of(outcome)
-    info = ratekit.retry.parse_rate_limit_headers(getattr(outcome, "headers", None) or {})
-    return wait if wait is not None or info is None else info.wait or None  # None: the backoff
+    headers = getattr(outcome, "headers", None) or {}
+    info = ratekit.retry.parse_rate_limit_headers(headers)
+    if wait is not None or info is None:
+        return wait
+    return info.wait or None  # None: the backoff decides
 
 
-#: Five attempts, no deadline, waiting what the server says up to an hour (GitHub's resets).
+#: Five attempts, no deadline, waiting what the server says up to 1 h (GitHub's resets).
 RETRY = ratekit.retry.RetryPolicy(
     retry_on=ratekit.http.TRANSIENT_ERRORS,
     retry_result=rate_limited,
@@ -76,10 +79,16 @@ class GitHub:
     Args:
         base_url: The API's root, such as ``"https://api.github.com"``.
         token: A personal access token, sent as ``Authorization: Bearer``.
-        limiter: Paces the requests (default: an `AdaptiveLimiter` driven by the headers).
+        limiter: Paces the requests (default: an `AdaptiveLimiter` fed by the headers).
     """
 
-    def __init__(self, base_url: str, token: str, *, limiter: Limiter | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        limiter: Limiter | None = None,
+    ) -> None:
         self.limiter = ratekit.http.AdaptiveLimiter() if limiter is None else limiter
         self._client = ratekit.http.Client(
             self.limiter,
@@ -88,7 +97,10 @@ class GitHub:
             retry=attrs.evolve(RETRY, on_retry=self._share_wait),
             headers={"Accept": "application/vnd.github+json"},
         )
-        self._paginator = ratekit.http.NextLinkPaginator(records_key=None, link_key=None)
+        self._paginator = ratekit.http.NextLinkPaginator(
+            records_key=None,
+            link_key=None,
+        )
 
     def _share_wait(self, event: ratekit.retry.RetryEvent) -> None:
         # The client shares the waits of 429 and 503 by itself; this shares a 403's too.
@@ -106,10 +118,13 @@ class GitHub:
         if not 1 <= per_page <= 100:
             raise ValueError(f"per_page must be between 1 and 100, got {per_page!r}")
         path = f"repos/{quote(owner, safe='')}/{quote(repo, safe='')}/issues"
-        for page in self._paginator.pages(self._client, path, params={"per_page": per_page}):
+        params = {"per_page": per_page}
+        for page in self._paginator.pages(self._client, path, params=params):
             for record in page.records:
-                if not isinstance(record, dict) or not isinstance(record.get("number"), int):
-                    raise ratekit.http.ResponseError(200, path, "", "a record that is no issue")
+                number = record.get("number") if isinstance(record, dict) else None
+                if not isinstance(number, int):
+                    reason = "a record that is no issue"
+                    raise ratekit.http.ResponseError(200, path, "", reason)
                 yield cast("Issue", record)
 
     def close(self) -> None:
@@ -123,25 +138,31 @@ class GitHub:
         self.close()
 
 
-# --- the demo: the adapter against a local stub of the API, in _github_stub.py ----------
+# --- the demo: the adapter against a local stub of the API, in _github_stub.py --------
 def main() -> None:
     """List the stub's issues through the adapter, and check what reached the server."""
     from _github_stub import GitHubStub  # the demo's server; the adapter stands alone
 
     with GitHubStub(issues=25, limit=3) as stub, GitHub(stub.url, "ghp_demo") as github:
-        numbers = [issue["number"] for issue in github.issues("octo", "hello", per_page=10)]
+        issues = github.issues("octo", "hello", per_page=10)
+        numbers = [issue["number"] for issue in issues]
         assert numbers == list(range(1, 26))
         print(f"octo/hello: {len(numbers)} issues, #1 to #{numbers[-1]}, each once")
         try:
             list(github.issues("octo", "missing"))
         except ratekit.http.HTTPStatusError as error:
             print(f"octo/missing: {type(error).__name__}, status {error.status}")
-    first, retried = stub.hits[:2]  # the budget was spent: 403, then the page after the reset
+    # The budget was spent: a 403, then the same page after the reset.
+    first, retried = stub.hits[:2]
     assert (first.status, retried.status, retried.target) == (403, 200, first.target)
     assert retried.at >= first.reset
     print("first answer 403: waited for the reset, then got the same page")
-    assert {(h.authorization, "ghp" in h.target) for h in stub.hits} == {("Bearer ghp_demo", False)}
-    print(f"{len(stub.hits)} requests, each with the token in its header, none in its URL")
+    seen = {(hit.authorization, "ghp" in hit.target) for hit in stub.hits}
+    assert seen == {("Bearer ghp_demo", False)}
+    print(
+        f"{len(stub.hits)} requests,",
+        "each with the token in its header, none in its URL",
+    )
 
 
 if __name__ == "__main__":

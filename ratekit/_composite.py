@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Literal, cast, final
+import math
+import threading
+from typing import TYPE_CHECKING, Literal, cast, final, overload
 
 from ._cancel import _CURRENT
-from ._clock import same_clock
-from ._decision import GRANTED, Decision
-from ._errors import AcquireCancelled
+from ._clock import MONOTONIC, same_clock
+from ._decision import GRANTED, Decision, Reservation
+from ._errors import AcquireCancelled, AcquireTimeout
 from ._limited import Acquiring
 from ._limiter import _QUEUE_SLACK, LimiterBase
 from ._observe import observer
 from ._rate import Rate
-from ._tally import sleep_until, sleep_until_async
+from ._tally import Tally, check_cost, sleep_until, sleep_until_async
 from ._token_bucket import TokenBucket
 from ._validate import optional_wait
 from ._windows import FixedWindow, SlidingWindow
 
 if TYPE_CHECKING:
-    import threading
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from types import TracebackType
 
-    from .typing import CancelEvent, Clock
+    from ._decision import LimiterStatistics
+    from .typing import CancelEvent, Clock, Limiter
 
 #: Relative allowance when comparing a hold ahead with a member's slot, so that float
 #: rounding never defers a booking that is exactly one slot ahead.
@@ -70,6 +71,19 @@ class _Locks:
         self.release()
 
 
+def _observe_all(
+    members: Iterable[object],
+    status: int,
+    headers: Mapping[str, str] | None,
+    sent_at: float | None,
+) -> None:
+    """Report a server's answer to each of *members* that learns from answers."""
+    for member in members:
+        report = observer(member)
+        if report is not None:
+            report(status, headers, sent_at)
+
+
 @final
 class AllOf(LimiterBase):
     """A limiter that grants only what every one of its members grants together.
@@ -85,15 +99,16 @@ class AllOf(LimiterBase):
 
     def __init__(self, *limiters: LimiterBase) -> None:
         members: list[LimiterBase] = []
-        for index, limiter in enumerate(limiters):
+        for index, limiter in enumerate(limiters, start=1):
             if isinstance(limiter, AllOf):
                 parts: tuple[LimiterBase, ...] = limiter.members
             elif isinstance(limiter, LimiterBase):
                 parts = (limiter,)
             else:
                 raise TypeError(
-                    f"all_of() argument {index} must be a ratekit limiter (TokenBucket, "
-                    f"LeakyBucket, SlidingWindow, FixedWindow or all_of), got {limiter!r}"
+                    f"AllOf() argument {index} must be a ratekit strategy (TokenBucket, "
+                    f"LeakyBucket, SlidingWindow, FixedWindow or AllOf), got {limiter!r}; "
+                    f"all_of() composes any limiter"
                 )
             members.extend(part for part in parts if all(part is not m for m in members))
         if not members:
@@ -142,10 +157,7 @@ class AllOf(LimiterBase):
             headers: The response headers, if any.
             sent_at: When the request was sent (see `ratekit.http.AdaptiveLimiter.observe`).
         """
-        for member in self._members:
-            report = observer(member)
-            if report is not None:
-                report(status, headers, sent_at)
+        _observe_all(self._members, status, headers, sent_at)
 
     def try_acquire(self, cost: float = 1) -> Decision:
         """Grant *cost* now if every member can, taking it from all of them; never blocks.
@@ -314,12 +326,268 @@ class AllOf(LimiterBase):
         return max(member._rest_at_locked(now) for member in self._members)
 
 
-def all_of(*limiters: LimiterBase) -> AllOf:
+_LIMITER_METHODS = ("try_acquire", "acquire", "acquire_async", "reserve", "statistics")
+
+
+def is_limiter(obj: object) -> bool:
+    """Whether *obj* has the methods of the `ratekit.typing.Limiter` protocol."""
+    return all(callable(getattr(obj, name, None)) for name in _LIMITER_METHODS)
+
+
+def clock_of(limiter: object) -> Clock | None:
+    """The clock a limiter says it reads (a ``clock`` attribute), if it says."""
+    clock = getattr(limiter, "clock", None)
+    return clock if callable(getattr(clock, "now", None)) else None
+
+
+@final
+class _AllOfAny(Acquiring):
+    """`all_of` over members of which some are not ratekit strategies (see `all_of`).
+
+    The ratekit strategies among the members (*local*, composed as one `AllOf`) are
+    taken first, under their locks, and given back if another member refuses; the
+    others (*foreign*) are asked one by one through their public `try_acquire`.
+    """
+
+    __slots__ = ("__weakref__", "_capacity", "_clock", "_foreign", "_local", "_lock", "_tally")
+
+    def __init__(self, local: AllOf | None, foreign: tuple[Limiter, ...]) -> None:
+        self._local = local
+        self._foreign = foreign
+        clocks = [clock_of(member) for member in (local, *foreign) if member is not None]
+        known = [clock for clock in clocks if clock is not None]
+        for clock in known[1:]:
+            if not same_clock(clock, known[0]):
+                raise ValueError(
+                    f"all_of() members must share one clock: {clock!r} and {known[0]!r}"
+                )
+        self._clock: Clock = known[0] if known else MONOTONIC
+        capacities = [getattr(member, "capacity", math.inf) for member in foreign]
+        if local is not None:
+            capacities.append(local.capacity)
+        self._capacity = min(
+            (float(c) for c in capacities if isinstance(c, (int, float))), default=math.inf
+        )
+        self._lock = threading.Lock()
+        self._tally = Tally()
+
+    @property
+    def members(self) -> tuple[Limiter, ...]:
+        """The limiters composed, nested compositions flattened, each once."""
+        local: tuple[Limiter, ...] = () if self._local is None else self._local.members
+        return (*local, *self._foreign)
+
+    @property
+    def capacity(self) -> float:
+        """The largest cost every member can grant (members that state none: no bound)."""
+        return self._capacity
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the members read (`ratekit.MonotonicClock` if none says)."""
+        return self._clock
+
+    def __repr__(self) -> str:
+        return f"all_of({', '.join(map(repr, self.members))})"
+
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        sent_at: float | None = None,
+    ) -> None:
+        """Pass a server's answer on to the members that learn from answers."""
+        _observe_all(self.members, status, headers, sent_at)
+
+    def _try(self, cost: float) -> Decision:
+        """Take *cost* from every member, or from none of the local ones."""
+        local = self._local
+        token: object = None
+        if local is not None:
+            with local._lock:
+                now = local._now()
+                delay = local._delay_locked(cost, now)
+                if delay > 0:
+                    return Decision(False, delay)
+                token = local._take_locked(cost, now, now)
+        granted = False
+        try:
+            for member in self._foreign:
+                decision = member.try_acquire(cost)
+                if not decision:
+                    return Decision(False, decision.retry_after)
+            granted = True
+            return GRANTED
+        finally:
+            if not granted and local is not None:  # refused, or a member raised
+                with local._lock:
+                    local._refund_locked(token, local._now())
+
+    def try_acquire(self, cost: float = 1) -> Decision:
+        """Grant *cost* now if every member does; never waits for a member.
+
+        Returns:
+            A `Decision`, truthy iff granted.  When denied, its ``retry_after`` is the
+            wait that the member which refused reported (see `all_of`).
+
+        Raises:
+            ValueError: If *cost* is not a positive finite number.
+            CostTooLarge: If *cost* exceeds `capacity`.
+        """
+        decision = self._try(check_cost(cost, self._capacity))
+        with self._lock:
+            if decision:
+                self._tally.granted += 1
+            else:
+                self._tally.denied += 1
+        return decision
+
+    def _next(self, cost: float, started: float, limit: float) -> float | None:
+        """Try once: ``None`` if granted, else the instant to try again at.
+
+        Raises:
+            AcquireTimeout: If trying again would end past *limit* seconds from *started*.
+        """
+        decision = self._try(cost)
+        now = self._clock.now()
+        with self._lock:
+            if decision:
+                self._tally.granted += 1
+                self._tally.waited += max(now - started, 0.0)
+                return None
+            if now - started + decision.retry_after > limit:
+                self._tally.timed_out += 1
+                self._tally.waited += max(now - started, 0.0)
+                raise AcquireTimeout(cost, limit, now - started + decision.retry_after)
+            self._tally.waiting += 1
+        return now + decision.retry_after
+
+    def _end_sleep(self, *, cancelled: bool, started: float) -> None:
+        with self._lock:
+            self._tally.waiting -= 1
+            if cancelled:
+                self._tally.cancelled += 1
+                self._tally.waited += max(self._clock.now() - started, 0.0)
+
+    def acquire(
+        self,
+        cost: float = 1,
+        *,
+        timeout: float | None = None,
+        cancel: CancelEvent | None = None,
+    ) -> None:
+        """Block until every member grants *cost* together (see `all_of`).
+
+        The arguments and errors are those of `ratekit.LimiterBase.acquire`.  Callers
+        are not queued: each sleeps the wait its last refusal reported, then asks again.
+        """
+        limit = optional_wait("timeout", timeout)
+        value = check_cost(cost, self._capacity)
+        if cancel is None:
+            cancel = _CURRENT.get()
+        clock = self._clock
+        started = clock.now()
+        while True:
+            if cancel is not None and cancel.is_set():
+                with self._lock:
+                    self._tally.cancelled += 1
+                raise AcquireCancelled(value)
+            at = self._next(value, started, limit)
+            if at is None:
+                return
+            woke = False
+            try:
+                woke = sleep_until(clock, at, cancel, clock.now())
+            finally:
+                self._end_sleep(cancelled=not woke, started=started)
+            if not woke:
+                raise AcquireCancelled(value)
+
+    async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
+        """`acquire` without blocking the event loop while it waits; cancel the task to stop.
+
+        The members' `try_acquire` calls run in the loop (for a store, one round trip).
+        """
+        limit = optional_wait("timeout", timeout)
+        value = check_cost(cost, self._capacity)
+        clock = self._clock
+        started = clock.now()
+        while True:
+            at = self._next(value, started, limit)
+            if at is None:
+                return
+            woke = False
+            try:
+                await sleep_until_async(clock, at, clock.now())
+                woke = True
+            finally:
+                self._end_sleep(cancelled=not woke, started=started)
+
+    def reserve(self, cost: float = 1, *, max_wait: float | None = None) -> Reservation:
+        """Grant *cost* now if every member does; book nothing for later (see `all_of`).
+
+        Returns:
+            A `Reservation`: ``ok`` with no delay when granted now (it cannot be
+            withdrawn: its time has come), else not ``ok``, with the reported wait.
+
+        Raises:
+            ValueError: If *cost* is not a positive finite number or *max_wait* is negative.
+            CostTooLarge: If *cost* exceeds `capacity`.
+        """
+        optional_wait("max_wait", max_wait)
+        value = check_cost(cost, self._capacity)
+        decision = self.try_acquire(value)
+        now = self._clock.now()
+        return Reservation(
+            decision.granted, decision.retry_after, value, now + decision.retry_after
+        )
+
+    def statistics(self) -> LimiterStatistics:
+        """The composition's own counters; its level is the lowest of the members'."""
+        levels = [member.statistics().level for member in self.members]
+        with self._lock:
+            return self._tally.snapshot(min(levels), self._capacity)
+
+
+def _split(limiters: Iterable[object], caller: str) -> tuple[list[LimiterBase], list[Limiter]]:
+    """The ratekit strategies and the other limiters given, flattened, each once."""
+    local: list[LimiterBase] = []
+    foreign: list[Limiter] = []
+    for index, limiter in enumerate(limiters, start=1):
+        if isinstance(limiter, AllOf):
+            parts: Iterable[object] = limiter.members
+        elif isinstance(limiter, _AllOfAny):
+            parts = limiter.members
+        else:
+            parts = (limiter,)
+        for part in parts:
+            if isinstance(part, LimiterBase):
+                if all(part is not m for m in local):
+                    local.append(part)
+            elif is_limiter(part):
+                if all(part is not m for m in foreign):
+                    foreign.append(cast("Limiter", part))
+            else:
+                raise TypeError(
+                    f"{caller} argument {index} must be a limiter (a ratekit strategy, "
+                    f"all_of, or an object with the methods of ratekit.typing.Limiter), "
+                    f"got {limiter!r}"
+                )
+    return local, foreign
+
+
+@overload
+def all_of(*limiters: LimiterBase) -> AllOf: ...
+@overload
+def all_of(*limiters: Limiter) -> Limiter: ...
+def all_of(*limiters: Limiter) -> AllOf | Limiter:
     """Compose limiters: grant only when every one of them grants, all or nothing.
 
     The result is itself a `ratekit.typing.Limiter`.  A call is granted only if every
     member can grant it; it then takes the cost from each member, and a denied call
-    takes nothing from any of them, also when other threads use the members directly
+    takes nothing from any of them (for members that are not ratekit strategies, see
+    "Any limiter composes" below), also when other threads use the members directly
     or through other compositions at the same time (each call holds every member's
     lock, taken in one global order, so sharing members never deadlocks).  A blocking
     call waits for the earliest instant at which all members can grant together, and
@@ -349,17 +617,39 @@ def all_of(*limiters: LimiterBase) -> AllOf:
     `reserve` is a promise for an instant, so it books every member at once: reserve
     on a composition whose members are shared with ``max_wait``.
 
+    **Any limiter composes.**  A member that is not a ratekit strategy (a
+    `ratekit.stores.RedisStore` limiter, a `ratekit.Prioritized`, a class of your own
+    that has the methods of `ratekit.typing.Limiter`) is asked through its public
+    methods, so the composition cannot hold its lock or book it ahead.  Then a call
+    takes the cost from the ratekit strategies first (under their locks), asks the
+    other members' `try_acquire` one by one, and gives the strategies their part back
+    if one refuses or raises.  What holds: no member ever grants more than its own
+    limit; the strategies are all or nothing; with one such member (a local burst
+    limit beside a shared Redis quota, say) the whole call is all or nothing too.
+    With several, a refusal by a later one spends what the earlier ones granted (the
+    protocol has no way to give a grant back), which errs on the safe side.  A blocking
+    call sleeps the wait that the refusing member reported, then asks again (callers
+    are not queued in arrival order), within its *timeout* and cancellably; `reserve`
+    grants only what every member grants at once and books nothing ahead.  The
+    members' clocks, where they state one, must be the same.  Stores can compose their
+    own limiters exactly and in one round trip: prefer `ratekit.stores.RedisStore.all_of`
+    when every member is held there.
+
     Args:
-        limiters: ratekit strategies (or compositions), all reading the same clock.
+        limiters: Limiters to compose (nested compositions are flattened).
+
+    Returns:
+        An `AllOf` when every member is a ratekit strategy; otherwise a limiter with
+        the same methods, composed as described above.
 
     Raises:
-        TypeError: If an argument is not a ratekit limiter.
+        TypeError: If an argument is not a limiter.
         ValueError: If there are none, or they read different clocks.
     """
-    return AllOf(*limiters)
-
-
-_SEPARATOR = re.compile(r"[,;]")
+    local, foreign = _split(limiters, "all_of()")
+    if not foreign:
+        return AllOf(*local)
+    return _AllOfAny(AllOf(*local) if local else None, tuple(foreign))
 
 
 def limiter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar, cast, final
@@ -11,16 +12,20 @@ from typing import TYPE_CHECKING, Generic, TypeVar, cast, final
 from . import _hooks
 from ._cancel import _CURRENT
 from ._clock import MONOTONIC, same_clock
-from ._composite import AllOf
+from ._composite import all_of, clock_of, is_limiter
 from ._errors import AcquireCancelled, TooManyKeys
 from ._limiter import LimiterBase
 from ._validate import optional_wait, positive, whole_number
 
 if TYPE_CHECKING:
     from ._decision import Decision, LimiterStatistics, Reservation
-    from .typing import CancelEvent, Clock
+    from .typing import CancelEvent, Clock, Limiter
 
 K = TypeVar("K", bound=Hashable)
+
+#: How soon a key that a call is using (see `Keyed._pins`) is looked at again when a
+#: new key needs its place: about the length of one call to a store.
+_BUSY_RECHECK = 0.001
 
 
 @final
@@ -53,17 +58,25 @@ class Keyed(Generic[K]):
     may come to rest.  Calls for different keys share one lock for the look-up and the
     booking, and never hold it while waiting.
 
+    **Other limiters.**  *factory* and *shared* may give any limiter with the methods of
+    `ratekit.typing.Limiter` (a `ratekit.Prioritized`, a store's limiter, your own); a
+    key's limiter is then composed as `ratekit.all_of` composes such members, and is
+    called through its public methods outside the table's lock.  A key whose own
+    limiter is not a ratekit strategy is never forgotten, since nothing tells when it
+    is at rest; for limits held in a store, name the key in the store instead
+    (``store.token_bucket(f"user:{user}", ...)``), which costs nothing to hold.  A
+    key is not forgotten while a call is using it.
+
     Args:
-        factory: Makes the limiter for a new key: a ratekit strategy or composition,
-            such as ``lambda: TokenBucket(10, capacity=20)``.  All of them must read
-            the same clock.
+        factory: Makes the limiter for a new key, such as ``lambda: TokenBucket(10,
+            capacity=20)``.  All of them must read the same clock.
         max_keys: The most keys held at once (default 10,000).
-        shared: Limiters that every key shares, composed with each key's own; ratekit
-            strategies or compositions, reading the clock of the keys' limiters.
+        shared: Limiters that every key shares, composed with each key's own, reading
+            the clock of the keys' limiters.
 
     Raises:
         TypeError: If *factory* is not callable, *max_keys* is not an integer, or an
-            item of *shared* is not a ratekit limiter.
+            item of *shared* is not a limiter.
         ValueError: If *max_keys* is less than 1, or the shared limiters read different
             clocks.
     """
@@ -78,6 +91,7 @@ class Keyed(Generic[K]):
         "_lock",
         "_max_keys",
         "_own",
+        "_pins",
         "_refused",
         "_serial",
         "_shared",
@@ -85,44 +99,50 @@ class Keyed(Generic[K]):
 
     def __init__(
         self,
-        factory: Callable[[], LimiterBase],
+        factory: Callable[[], Limiter],
         *,
         max_keys: int = 10_000,
-        shared: Iterable[LimiterBase] = (),
+        shared: Iterable[Limiter] = (),
     ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be a callable that makes a limiter, got {factory!r}")
         whole_number("max_keys", max_keys, 1)
-        if isinstance(shared, LimiterBase):  # a single limiter is not an iterable of them
+        if is_limiter(shared):  # a single limiter is not an iterable of them
             raise TypeError(f"shared must be a list of limiters, got {shared!r}; use [{shared!r}]")
         self._shared = tuple(shared)
         for index, limiter in enumerate(self._shared):
-            if not isinstance(limiter, LimiterBase):
+            if not is_limiter(limiter):
                 raise TypeError(
-                    f"shared[{index}] must be a ratekit limiter (TokenBucket, LeakyBucket, "
-                    f"SlidingWindow, FixedWindow or all_of), got {limiter!r}"
+                    f"shared[{index}] must be a limiter (a ratekit strategy, all_of, or an "
+                    f"object with the methods of ratekit.typing.Limiter), got {limiter!r}"
                 )
         self._factory = factory
         self._max_keys = max_keys
         self._lock = threading.Lock()
         # What each key is limited by, and its own part (the same limiter when nothing
         # is shared): the own part alone decides when the key may be forgotten.
-        self._limiters: dict[K, LimiterBase] = {}
-        self._own: dict[K, LimiterBase] = {}
+        self._limiters: dict[K, Limiter] = {}
+        self._own: dict[K, Limiter] = {}
+        # How many calls are using each key's limiter outside the lock (a limiter that
+        # is not a ratekit strategy): such a key is not forgotten meanwhile.
+        self._pins: dict[K, int] = {}
         # (instant from which the key may be at rest, serial, key); one entry per key
         # held.  An entry's instant is a lower bound: it is checked, and pushed back
         # later if the key was used since.
         self._heap: list[tuple[float, int, K]] = []
         self._serial = itertools.count()  # orders equal instants without comparing keys
         self._clock: Clock | None = None
-        if self._shared:
-            self._clock = self._shared[0].clock
-            for index, limiter in enumerate(self._shared[1:], start=1):
-                if not same_clock(limiter.clock, self._clock):
-                    raise ValueError(
-                        f"shared limiters must read one clock: shared[{index}] reads "
-                        f"{limiter.clock!r}, shared[0] reads {self._clock!r}"
-                    )
+        for index, limiter in enumerate(self._shared):
+            clock = clock_of(limiter)
+            if clock is None:
+                continue
+            if self._clock is None:
+                self._clock, first = clock, index
+            elif not same_clock(clock, self._clock):
+                raise ValueError(
+                    f"shared limiters must read one clock: shared[{index}] reads "
+                    f"{clock!r}, shared[{first}] reads {self._clock!r}"
+                )
         self._evicted = 0
         self._refused = 0
         _hooks.made(self)
@@ -133,7 +153,7 @@ class Keyed(Generic[K]):
         return self._max_keys
 
     @property
-    def shared(self) -> tuple[LimiterBase, ...]:
+    def shared(self) -> tuple[Limiter, ...]:
         """The limiters every key shares, as given."""
         return self._shared
 
@@ -159,7 +179,7 @@ class Keyed(Generic[K]):
             f"Keyed({self._factory!r}, max_keys={self._max_keys!r}{shared}) with {len(self)} keys"
         )
 
-    def _get_locked(self, key: K) -> LimiterBase:
+    def _get_locked(self, key: K) -> Limiter:
         limiter = self._limiters.get(key)
         if limiter is not None:
             return limiter
@@ -169,21 +189,22 @@ class Keyed(Generic[K]):
         made: object = (
             self._factory() if _hooks.created is None else _hooks.unwatched(self._factory)
         )
-        if not isinstance(made, LimiterBase):
+        if not is_limiter(made):
             raise TypeError(
-                f"factory must return a ratekit limiter (TokenBucket, LeakyBucket, "
-                f"SlidingWindow, FixedWindow or all_of), got {made!r}"
+                f"factory must return a limiter (a ratekit strategy, all_of, or an object "
+                f"with the methods of ratekit.typing.Limiter), got {made!r}"
             )
-        own = made
+        own = cast("Limiter", made)
+        clock = clock_of(own)
         if self._clock is None:
-            self._clock = own.clock
-        elif not same_clock(own.clock, self._clock):
+            self._clock = MONOTONIC if clock is None else clock
+        elif clock is not None and not same_clock(clock, self._clock):
             shared = " (the shared limiters' clock)" if self._shared else ""
             raise ValueError(
                 f"factory must make limiters that read one clock{shared}: got "
-                f"{own.clock!r} after {self._clock!r}"
+                f"{clock!r} after {self._clock!r}"
             )
-        limiter = _hooks.unwatched(lambda: AllOf(own, *self._shared)) if self._shared else own
+        limiter = _hooks.unwatched(lambda: all_of(own, *self._shared)) if self._shared else own
         self._limiters[key] = limiter
         self._own[key] = own
         heapq.heappush(self._heap, (self._clock.now(), next(self._serial), key))
@@ -193,18 +214,41 @@ class Keyed(Generic[K]):
         """Forget one key whose own part is back at rest, or raise `TooManyKeys`."""
         heap = self._heap
         now = cast("Clock", self._clock).now()  # keys are held, so the clock is known
-        while heap[0][0] <= now:
-            _, serial, key = heapq.heappop(heap)
-            own = self._own[key]
-            with own._lock:
-                rest_at = own._rest_at_locked(now)
-            if rest_at <= now:
-                del self._limiters[key]
-                del self._own[key]
-                self._evicted += 1
-                return
-            heapq.heappush(heap, (rest_at, serial, key))
+        busy: list[tuple[float, int, K]] = []
+        try:
+            while heap and heap[0][0] <= now:
+                _, serial, key = heapq.heappop(heap)
+                own = self._own[key]
+                if key in self._pins:
+                    busy.append((now + _BUSY_RECHECK, serial, key))
+                    continue
+                if isinstance(own, LimiterBase):
+                    with own._lock:
+                        rest_at = own._rest_at_locked(now)
+                else:  # nothing says when it is at rest: never forgotten
+                    rest_at = math.inf
+                if rest_at <= now:
+                    del self._limiters[key]
+                    del self._own[key]
+                    self._evicted += 1
+                    return
+                heapq.heappush(heap, (rest_at, serial, key))
+        finally:
+            for entry in busy:
+                heapq.heappush(heap, entry)
         raise TooManyKeys(self._max_keys, heap[0][0] - now)
+
+    def _pin_locked(self, key: K) -> None:
+        """Keep *key* from being forgotten until `_unpin`."""
+        self._pins[key] = self._pins.get(key, 0) + 1
+
+    def _unpin(self, key: K) -> None:
+        with self._lock:
+            left = self._pins[key] - 1
+            if left:
+                self._pins[key] = left
+            else:
+                del self._pins[key]
 
     def try_acquire(self, key: K, cost: float = 1) -> Decision:
         """`try_acquire` on *key*'s limiter.
@@ -213,12 +257,14 @@ class Keyed(Generic[K]):
             TooManyKeys: If *key* is new and no key held can be forgotten.
         """
         with self._lock:
-            try:
-                limiter = self._get_locked(key)
-            except TooManyKeys:
-                self._refused += 1
-                raise
+            limiter = self._lookup_locked(key)
+            if isinstance(limiter, LimiterBase):
+                return limiter.try_acquire(cost)
+            self._pin_locked(key)  # not a strategy: called outside the lock
+        try:
             return limiter.try_acquire(cost)
+        finally:
+            self._unpin(key)
 
     def reserve(self, key: K, cost: float = 1, *, max_wait: float | None = None) -> Reservation:
         """`reserve` on *key*'s limiter.
@@ -227,12 +273,22 @@ class Keyed(Generic[K]):
             TooManyKeys: If *key* is new and no key held can be forgotten.
         """
         with self._lock:
-            try:
-                limiter = self._get_locked(key)
-            except TooManyKeys:
-                self._refused += 1
-                raise
+            limiter = self._lookup_locked(key)
+            if isinstance(limiter, LimiterBase):
+                return limiter.reserve(cost, max_wait=max_wait)
+            self._pin_locked(key)  # not a strategy: called outside the lock
+        try:
             return limiter.reserve(cost, max_wait=max_wait)
+        finally:
+            self._unpin(key)
+
+    def _lookup_locked(self, key: K) -> Limiter:
+        """`_get_locked`, counting a `TooManyKeys` as a refusal."""
+        try:
+            return self._get_locked(key)
+        except TooManyKeys:
+            self._refused += 1
+            raise
 
     def acquire(
         self,
@@ -260,13 +316,19 @@ class Keyed(Generic[K]):
         wait = _Wait(optional_wait("timeout", timeout), timeout is not None)
         while True:
             limiter, booked = self._book_or_wait(key, value, wait, cancel)
+            if limiter is not None and not isinstance(limiter, LimiterBase):  # pinned
+                try:
+                    limiter.acquire(value, timeout=wait.left(), cancel=cancel)
+                finally:
+                    self._unpin(key)
+                return
             if booked is not None:
                 break
             if not wait.clock.sleep(wait.seconds, cancel):
                 raise AcquireCancelled(value)
         # The booking keeps the limiter from rest until it is due, so it is not forgotten.
         value, at, token = booked
-        limiter._wait(value, at, token, cancel)
+        cast("LimiterBase", limiter)._wait(value, at, token, cancel)  # it booked
 
     async def acquire_async(self, key: K, cost: float = 1, *, timeout: float | None = None) -> None:
         """`acquire_async` on *key*'s limiter; a full table is waited for, as in `acquire`.
@@ -278,19 +340,27 @@ class Keyed(Generic[K]):
         wait = _Wait(optional_wait("timeout", timeout), timeout is not None)
         while True:
             limiter, booked = self._book_or_wait(key, cost, wait, None)
+            if limiter is not None and not isinstance(limiter, LimiterBase):  # pinned
+                try:
+                    await limiter.acquire_async(cost, timeout=wait.left())
+                finally:
+                    self._unpin(key)
+                return
             if booked is not None:
                 break
             await wait.clock.sleep_async(wait.seconds)
         _, at, token = booked
-        await limiter._wait_async(at, token)
+        await cast("LimiterBase", limiter)._wait_async(at, token)  # it booked
 
     def _book_or_wait(
         self, key: K, cost: object, wait: _Wait, cancel: CancelEvent | None
-    ) -> tuple[LimiterBase, tuple[float, float, object] | None]:
-        """Book for *key*; or, with ``None``, say in *wait* how long to sleep first.
+    ) -> tuple[Limiter | None, tuple[float, float, object] | None]:
+        """Book for *key*; or, with no booking, say in *wait* how long to sleep first.
 
         The table may be full (a key comes to rest later), or the key's composition may
-        defer a booking that would hold a shared limiter far ahead.
+        defer a booking that would hold a shared limiter far ahead.  A limiter that is
+        not a ratekit strategy is returned pinned, with nothing booked: the caller
+        acquires on it and unpins.
 
         Raises:
             TooManyKeys: If the table stays full past the timeout.
@@ -300,11 +370,16 @@ class Keyed(Generic[K]):
                 limiter = self._get_locked(key)
             except TooManyKeys as full:
                 clock = cast("Clock", self._clock)  # keys are held, so it is known
-                if wait.spent(clock) + full.retry_after > wait.limit:
+                late = wait.spent(clock) + full.retry_after > wait.limit
+                if late or math.isinf(full.retry_after):
                     self._refused += 1
                     raise
                 wait.clock, wait.seconds = clock, full.retry_after
-                return cast("LimiterBase", None), None
+                return None, None
+            if not isinstance(limiter, LimiterBase):
+                wait.clock = cast("Clock", self._clock)  # set by _get_locked
+                self._pin_locked(key)
+                return limiter, None
             left = max(wait.limit - wait.spent(limiter.clock), 0.0) if wait.timed else None
             value, at, token = limiter._book_or_defer(cost, left, cancel)
             if token is None:
@@ -330,6 +405,10 @@ class _Wait:
         self.started: float | None = None
         self.clock: Clock = MONOTONIC
         self.seconds = 0.0
+
+    def left(self) -> float | None:
+        """What is left of the timeout (``None``: no timeout), read on `clock`."""
+        return max(self.limit - self.spent(self.clock), 0.0) if self.timed else None
 
     def spent(self, clock: Clock) -> float:
         """Seconds since the first wait began (0 before it), read on *clock*."""

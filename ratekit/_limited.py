@@ -16,7 +16,7 @@ from ._validate import optional_wait, positive
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Generator
 
-    from .typing import CancelEvent, Limiter
+    from .typing import CancelEvent, LimitedDecorator, Limiter
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -78,7 +78,7 @@ def limited(
     *,
     timeout: float | None = None,
     cancel: CancelEvent | None = None,
-) -> _Decorator:
+) -> LimitedDecorator:
     """Decorate a function so that each call first acquires *cost* from *limiter*.
 
     Plain functions call `acquire` (``acquire(cost, timeout=timeout, cancel=cancel)``);
@@ -119,7 +119,7 @@ def limited(
 
 
 class _Decorator:
-    """What `limited` returns: applied to a function, the function under the limiter."""
+    """What `limited` returns: a `ratekit.typing.LimitedDecorator`."""
 
     __slots__ = ("_cancel", "_cost", "_limiter", "_timeout")
 

@@ -165,8 +165,9 @@ class LimiterBase(Acquiring):
 
     It holds what they share: blocking and async waits, reservations and statistics,
     all written once on top of a few primitives each strategy implements.  It is public
-    for type annotations (`all_of` and `Keyed` take any `LimiterBase`); to plug in a
-    limiter of your own, implement the `ratekit.typing.Limiter` protocol instead.
+    for type annotations; to plug in a limiter of your own, implement the
+    `ratekit.typing.Limiter` protocol instead (`all_of` and `Keyed` take any such
+    limiter, and compose strategies exactly through these primitives).
     """
 
     __slots__ = (

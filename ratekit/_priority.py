@@ -88,9 +88,6 @@ class Priority(enum.IntEnum):
     INTERACTIVE = 2
 
 
-#: How many seconds of waiting raise a caller's priority by one level, unless told.
-DEFAULT_AGING = 30.0
-
 #: The priority that calls given none run at (see `priority`).
 _PRIORITY: ContextVar[int | None] = ContextVar("ratekit_priority", default=None)
 
@@ -335,7 +332,7 @@ class Prioritized(Acquiring):
         limiter: Limiter,
         *,
         levels: int = 3,
-        aging: float = DEFAULT_AGING,
+        aging: float = 30.0,
         horizon: float | None = None,
         default: int = Priority.NORMAL,
     ) -> None:
@@ -526,10 +523,9 @@ class Prioritized(Acquiring):
         """
         horizon = self._horizon_for(head.cost)
         left = max(head.deadline - now, 0.0)
+        max_wait = min(horizon * (1 + _HORIZON_SLACK), left)
         try:
-            reservation = self._limiter.reserve(
-                head.cost, max_wait=min(horizon * (1 + _HORIZON_SLACK), left)
-            )
+            reservation = self._limiter.reserve(head.cost, max_wait=max_wait)
         except Exception as error:  # noqa: BLE001 - the caller's to raise (a store down)
             self._remove(head)
             head.error = error
@@ -545,7 +541,11 @@ class Prioritized(Acquiring):
             timeout = head.timeout if head.timeout is not None else math.inf
             head.error = AcquireTimeout(head.cost, timeout, now - head.arrived + reservation.delay)
             return True
-        retry_at = now + (reservation.delay - horizon)
+        # A limiter that books only what it grants at once (`PyrateLimiter`, `all_of`
+        # over limiters that are not strategies) refuses a wait within *max_wait* too:
+        # ask it again when that wait is over, not a horizon before.
+        ahead = horizon if reservation.delay > max_wait else 0.0
+        retry_at = now + (reservation.delay - ahead)
         # A clock reading far from zero may round a tiny difference away: move on a step.
         self._retry_at = retry_at if retry_at > now else math.nextafter(now, math.inf)
         self._retry_head = head

@@ -191,7 +191,9 @@ def check_transport(url: str, *, what: str) -> None:
 SHORTEST_SECRET = 4
 
 
-def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
+def mask_secrets(
+    text: str, secrets: Iterable[str | None], *, shortest: int = SHORTEST_SECRET
+) -> str:
     """Return *text* with every occurrence of each secret replaced by `MASK`.
 
     For what servers send back (an error body that echoes the request's headers): the
@@ -199,11 +201,36 @@ def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
     values) are masked as they were sent, and in the forms they take in a form body or a
     query string.  Longer secrets are masked first, so that one containing another is
     masked whole.
+
+    Args:
+        text: The text.
+        secrets: The secrets; empty ones and ``None`` are skipped.
+        shortest: Secrets shorter than this are left alone (by default
+            `SHORTEST_SECRET`); ``1`` masks every secret, for texts where a credential
+            of any length must not show (a store's errors, a token endpoint's answer).
     """
     forms = set()
     for secret in secrets:
-        if secret and len(secret) >= SHORTEST_SECRET:
+        if secret and len(secret) >= shortest:
             forms.update({secret, quote_plus(secret), quote(secret, safe="")})
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, MASK)
     return text
+
+
+# The password of a URL's user information, in free text: ``//user:password@``.
+_URL_PASSWORD = re.compile(r"(//[^/\s@]*?):[^@\s/]*@")
+
+# A value after a word that names a credential: ``password=...``, ``token: ...``.
+_SECRET_PAIR = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|auth)(\s*[=:]\s*)[^\s,;&]+")
+
+
+def mask_credentials(text: str) -> str:
+    """Return *text* with the credentials it spells out replaced by `MASK`.
+
+    For texts whose secrets are not known, such as the errors of a store's client: the
+    password of a URL's user information (``redis://app:***@cache``) and the value
+    after a word such as ``password=`` or ``token:`` are masked.
+    """
+    text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    return _SECRET_PAIR.sub(rf"\1\2{MASK}", text)

@@ -7,10 +7,19 @@ class, checks that you did.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ParamSpec,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    overload,
+    runtime_checkable,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 
     from ._decision import Decision, LimiterStatistics, Reservation
     from .http import Client, Page
@@ -23,6 +32,7 @@ __all__ = [
     "CancelEvent",
     "Clock",
     "LearningLimiter",
+    "LimitedDecorator",
     "Limiter",
     "Paginator",
     "QueryParams",
@@ -31,6 +41,9 @@ __all__ = [
 
 #: Query parameters of a request: each name with one value, encoded into the URL.
 QueryParams: TypeAlias = Mapping[str, str | int | float]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -117,6 +130,25 @@ class LearningLimiter(Limiter, Protocol):
         *sent_at* is on the limiter's own clock; ``None`` when it is not known.  An
         ``observe`` without *sent_at* is called without it.
         """
+
+
+@runtime_checkable
+class LimitedDecorator(Protocol):
+    """What `ratekit.limited` returns: a decorator that puts a function under a limiter.
+
+    Applied to a function, it returns a function with the same parameters and return
+    type, which acquires before each call; applied to a coroutine function, a coroutine
+    function that awaits `Limiter.acquire_async` first.  The type checker sees the
+    decorated function's own signature either way.
+    """
+
+    @overload
+    def __call__(
+        self, fn: Callable[_P, Coroutine[Any, Any, _T]]
+    ) -> Callable[_P, Coroutine[Any, Any, _T]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[_P, _T]) -> Callable[_P, _T]: ...
 
 
 @runtime_checkable

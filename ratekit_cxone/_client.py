@@ -315,16 +315,12 @@ class CXoneClient:
             page_size, records_key="completedContacts", total_key="totalRecords", offset=skip
         )
 
-        def url() -> str:
-            base = self._auth.api_base()
-            return f"{base}/inContactAPI/services/v{self._config.version}/contacts/completed"
-
         def position(page: Page) -> int:
             return page.offset if page.offset is not None else skip + page.number * page_size
 
         return self._walk(
             paginator,
-            url,
+            self._completed_url,
             params,
             position,
             Contact.from_raw,
@@ -332,6 +328,11 @@ class CXoneClient:
             cancel=cancel,
             priority=level,
         )
+
+    def _completed_url(self) -> str:
+        """The URL of the completed contacts listing (discovering the API base once)."""
+        base = self._auth.api_base()
+        return f"{base}/inContactAPI/services/v{self._config.version}/contacts/completed"
 
     def _window(self, start: datetime, end: datetime) -> dict[str, str | int | float]:
         """The query of the contacts completed from *start* to *end*, both checked."""
@@ -371,8 +372,7 @@ class CXoneClient:
         params = {**self._window(start, end), "top": 1, "skip": 0, "fields": "contactId"}
         level = None if priority is None else check_priority(priority)
         with cancelled_by(cancel), at_priority(level):
-            base = self._auth.api_base()
-            url = f"{base}/inContactAPI/services/v{self._config.version}/contacts/completed"
+            url = self._completed_url()
             body = self._http.get_json(url, params=params, headers=_ACCEPT_JSON)
         if body is None:  # 204 No Content: nothing matches
             return 0

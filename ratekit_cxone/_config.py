@@ -22,9 +22,6 @@ DEFAULT_ISSUER = "https://cxone.niceincontact.com"
 #: The API version of the reporting endpoints, as it appears in their path (``v34.0``).
 DEFAULT_API_VERSION = "34.0"
 
-#: The scopes the tutorial's contract asks for, unless told otherwise.
-DEFAULT_SCOPES = ("ic:read",)
-
 Api = Literal["contacts", "interactions"]
 _APIS: tuple[str, ...] = get_args(Api)
 
@@ -131,7 +128,7 @@ class CXoneConfig:
     api_base: str | None = None
     api_version: str = DEFAULT_API_VERSION
     tenant_url: str | None = None
-    scopes: tuple[str, ...] = attrs.field(default=DEFAULT_SCOPES, converter=_scopes)
+    scopes: tuple[str, ...] = attrs.field(default=("ic:read",), converter=_scopes)
 
     @classmethod
     def from_env(

@@ -114,6 +114,12 @@ def _record(raw: object, what: str) -> Mapping[str, object]:
     return raw
 
 
+def _missing(record: Mapping[str, object], what: str, field: str) -> ValueError:
+    """The error for *record* (*what*, such as "a contact") lacking its *field* (its id)."""
+    keys = ", ".join(sorted(map(str, record))[:20]) or "none"
+    return ValueError(f"{what} record must have {field}; its fields: {keys}")
+
+
 @attrs.frozen
 class Contact:
     """A completed contact, with the same fields whatever the API version.
@@ -172,8 +178,7 @@ class Contact:
         record = _record(raw, "a contact")
         contact_id = _int(record, "contactId")
         if contact_id is None:
-            keys = ", ".join(sorted(map(str, record))[:20]) or "none"
-            raise ValueError(f"a contact record must have a contactId; its fields: {keys}")
+            raise _missing(record, "a contact", "a contactId")
         return cls(
             contact_id=contact_id,
             master_contact_id=_int(record, "masterContactId"),
@@ -227,8 +232,7 @@ class Interaction:
         record = _record(raw, "an interaction")
         identity = _str(record, "id")
         if identity is None:
-            keys = ", ".join(sorted(map(str, record))[:20]) or "none"
-            raise ValueError(f"an interaction record must have an id; its fields: {keys}")
+            raise _missing(record, "an interaction", "an id")
         return cls(
             id=identity,
             status=_str(record, "status"),

@@ -22,7 +22,7 @@ import selectors
 import socket
 import threading
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal, final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -49,8 +49,6 @@ from ratekit_cxone._sim._data import (
     _CONTACT_FIELDS_OLD,
     _INTERACTION_FIELDS,
     _RENAMED_IN,
-    DEFAULT_FIRST_DATE,
-    DEFAULT_SPAN,
     _generate_contacts,
     _generate_interactions,
     _render,
@@ -251,8 +249,8 @@ class Simulator(_Endpoints):
         access_key_secret: str = "sim-access-secret",  # noqa: S107 - likewise
         tenant_id: str = "11111111-2222-3333-4444-555555555555",
         scopes_supported: Sequence[str] = ("ic:read", "analytics:read"),
-        first_date: datetime = DEFAULT_FIRST_DATE,
-        span: timedelta = DEFAULT_SPAN,
+        first_date: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc),
+        span: timedelta = timedelta(days=30),
         clock: Clock | None = None,
     ) -> None:
         self._records = _check_count("records", records)

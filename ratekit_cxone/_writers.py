@@ -417,6 +417,18 @@ class Writer:
         """The checkpoint as it stands (``None`` before `open`)."""
         return self._checkpoint
 
+    def _page_from(self, output: object) -> Checkpoint:
+        """The checkpoint that `write_page` moves on from (*output*: what `open` opened).
+
+        Raises:
+            RuntimeError: Before `open`, or once the export is complete.
+        """
+        if output is None or self._checkpoint is None:
+            raise RuntimeError("write_page() needs open() first")
+        if self._checkpoint.complete:
+            raise RuntimeError("write_page() on a complete export needs restart() first")
+        return self._checkpoint
+
     def _restarted(
         self, next_position: int, window: tuple[str, str] | None, base: int | None
     ) -> Checkpoint:
@@ -638,10 +650,7 @@ class JsonlWriter(Writer):
         self, records: Iterable[_RecordLike], *, next_position: int, total: int | None
     ) -> int:
         """Append the new records, sync them to disk, then replace the state file."""
-        if self._fd is None or self._checkpoint is None:
-            raise RuntimeError("write_page() needs open() first")
-        if self._checkpoint.complete:
-            raise RuntimeError("write_page() on a complete export needs restart() first")
+        checkpoint = self._page_from(self._fd)
         new: set[str] = set()
         lines = []
         for record in records:
@@ -657,10 +666,10 @@ class JsonlWriter(Writer):
         self._kept = True
         self._write_state(
             attrs.evolve(
-                self._checkpoint,
+                checkpoint,
                 next_position=next_position,
                 count=self.count,
-                total=total if total is not None else self._checkpoint.total,
+                total=total if total is not None else checkpoint.total,
             )
         )
         return len(lines)
@@ -992,10 +1001,7 @@ class SqliteWriter(Writer):
         self, records: Iterable[_RecordLike], *, next_position: int, total: int | None
     ) -> int:
         """Upsert the page's records and move the checkpoint, in one transaction."""
-        if self._db is None or self._checkpoint is None:
-            raise RuntimeError("write_page() needs open() first")
-        if self._checkpoint.complete:
-            raise RuntimeError("write_page() on a complete export needs restart() first")
+        current = self._page_from(self._db)
         rows = [(record.key, record_json(record.raw)) for record in records]
         with self._transaction() as db:
             before = db.total_changes
@@ -1009,10 +1015,10 @@ class SqliteWriter(Writer):
                 [{"id": key, "record": record} for key, record in rows],
             )
             checkpoint = attrs.evolve(
-                self._checkpoint,
+                current,
                 next_position=next_position,
                 count=self.count + new,
-                total=total if total is not None else self._checkpoint.total,
+                total=total if total is not None else current.total,
             )
             self._save(checkpoint)
         self.count += new

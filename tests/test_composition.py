@@ -120,7 +120,7 @@ def test_all_of_rejects_what_it_cannot_compose():
     """Non-limiters, no limiters and mixed clocks are refused with clear errors."""
     with pytest.raises(ValueError, match="at least one limiter"):
         all_of()
-    with pytest.raises(TypeError, match="argument 1 must be a ratekit limiter"):
+    with pytest.raises(TypeError, match="argument 2 must be a limiter"):
         all_of(TokenBucket(1, 1), "10/s")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="must share one clock"):
         all_of(TokenBucket(1, 1, clock=FakeClock()), TokenBucket(1, 1, clock=FakeClock()))
@@ -320,7 +320,7 @@ def test_keyed_checks_its_arguments_and_factory():
     with pytest.raises(TypeError, match="max_keys must be an integer"):
         Keyed(lambda: TokenBucket(1, 1), max_keys=2.5)  # type: ignore[arg-type]
     wrong: Keyed[str] = Keyed(lambda: "bucket")  # type: ignore[arg-type,return-value]
-    with pytest.raises(TypeError, match="factory must return a ratekit limiter"):
+    with pytest.raises(TypeError, match="factory must return a limiter"):
         wrong.try_acquire("a")
     clocks = iter([FakeClock(), FakeClock()])
     mixed: Keyed[str] = Keyed(lambda: TokenBucket(1, 1, clock=next(clocks)))
@@ -417,7 +417,7 @@ def test_keyed_shared_limits_hold_for_every_key_together():
 
 def test_keyed_checks_its_shared_limits():
     """Shared must be limiters on one clock, which the factory's limiters read too."""
-    with pytest.raises(TypeError, match=r"shared\[1\] must be a ratekit limiter"):
+    with pytest.raises(TypeError, match=r"shared\[1\] must be a limiter"):
         Keyed(lambda: TokenBucket(1, 1), shared=[TokenBucket(1, 1), "account"])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="shared must be a list of limiters"):
         Keyed(lambda: TokenBucket(1, 1), shared=TokenBucket(1, 1))  # type: ignore[arg-type]

@@ -3,7 +3,8 @@
 Every fenced block whose info string starts with ``python`` is executed; the blocks of
 one file run in order in one namespace, so a later block can use the names of an earlier
 one.  Code that is not meant to run goes in a block marked ``text``, ``pycon``,
-``console`` or anything else.
+``console`` or anything else.  No line of a code block of the site may be wider than
+its content column, where it would scroll.
 """
 
 from __future__ import annotations
@@ -28,13 +29,19 @@ import ratekit_cxone.simulator
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 
+#: The width of the site's content column, in characters of code: a longer line scrolls.
+CODE_WIDTH = 88
+
 #: An opening fence: indentation, three or more backticks (or tildes), the info string.
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*?)[ \t]*$")
 
 
-def python_blocks(markdown: str) -> list[tuple[int, str]]:
-    """Return ``(line number of the first code line, code)`` for each python block."""
-    blocks: list[tuple[int, str]] = []
+def fenced_blocks(markdown: str) -> list[tuple[int, list[str], list[str]]]:
+    """Return ``(line number of the first code line, info words, lines)`` for each block.
+
+    The lines are those between the fences, without the indentation of the opening one.
+    """
+    blocks: list[tuple[int, list[str], list[str]]] = []
     lines = markdown.splitlines()
     index = 0
     while index < len(lines):
@@ -51,13 +58,19 @@ def python_blocks(markdown: str) -> list[tuple[int, str]]:
             if closing.startswith(fence) and set(closing) == {fence[0]}:
                 break
             index += 1
-        body = lines[first:index]
+        body = [line.removeprefix(indent) for line in lines[first:index]]
         index += 1
-        if words and words[0] == "python":
-            if indent:
-                body = [line.removeprefix(indent) for line in body]
-            blocks.append((first + 1, textwrap.dedent("\n".join(body)) + "\n"))
+        blocks.append((first + 1, words, body))
     return blocks
+
+
+def python_blocks(markdown: str) -> list[tuple[int, str]]:
+    """Return ``(line number of the first code line, code)`` for each python block."""
+    return [
+        (line, textwrap.dedent("\n".join(body)) + "\n")
+        for line, words, body in fenced_blocks(markdown)
+        if words and words[0] == "python"
+    ]
 
 
 def test_python_blocks_are_found_and_others_skipped():
@@ -120,3 +133,15 @@ def test_api_reference_lists_every_public_name(module):
     entry = rf"^::: {re.escape(module.__name__)}\.(\w+)$"
     listed = set(re.findall(entry, api, flags=re.MULTILINE))
     assert sorted(set(module.__all__) - listed) == []
+
+
+def test_site_code_fits_the_content_column():
+    """No line of a code block of the site's pages is wider than the content column."""
+    too_long = [
+        f"{page.relative_to(ROOT).as_posix()}:{first + offset}: {len(line)} characters"
+        for page in sorted((ROOT / "docs").rglob("*.md"))
+        for first, _, body in fenced_blocks(page.read_text(encoding="utf-8"))
+        for offset, line in enumerate(body)
+        if len(line) > CODE_WIDTH
+    ]
+    assert too_long == []

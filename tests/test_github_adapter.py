@@ -130,7 +130,8 @@ def test_a_spent_budget_answer_is_waited_out_and_retried(
 
     With a limiter that reads no headers (a known limit), the retry policy alone waits.
     """
-    answers = [Reply.json({"message": "API rate limit exceeded"}, status, **rate_headers(0))]
+    spent = {"message": "API rate limit exceeded"}
+    answers = [Reply.json(spent, status, **rate_headers(0))]
     answers.append(Reply.json([{"number": 7, "title": "seven"}], **rate_headers(4999)))
     server.route("GET", ISSUES)(lambda _: answers.pop(0))
     clock = FakeClock()
@@ -141,7 +142,7 @@ def test_a_spent_budget_answer_is_waited_out_and_retried(
     with GitHub(server.url, TOKEN, limiter=limiter) as github:
         assert [issue["number"] for issue in github.issues("octo", "hello")] == [7]
     assert len(server.hits(ISSUES)) == 2
-    # Not a backoff of seconds, nor the default cap of 300 s: the reset, 3599 to 3600 s away.
+    # Not a backoff of seconds, nor the 300 s default cap: the reset, 3599-3600 s away.
     assert 3598.0 <= clock.now() <= 3601.0, clock.sleeps
 
 

@@ -186,42 +186,54 @@ def test_200_tasks_never_over_admit_and_cancelled_tasks_give_back(redis_url):
 
     async def main() -> None:
         async with AsyncRedisStore(url=redis_url, prefix=prefix(), clock=clock) as store:
-            limiter = store.sliding_window("k", 10, 1.0)
-            done: list[int] = []
-
-            async def one(index: int) -> None:
-                await limiter.acquire(timeout=100)
-                done.append(index)
-
-            def booked() -> int:
-                stats = limiter.statistics()
-                return stats.granted + stats.waiting
-
-            kept = [asyncio.create_task(one(index)) for index in range(150)]
-            await until(lambda: booked() == 150)  # instants 0 to 14, ten each
-            dropped = [asyncio.create_task(one(index)) for index in range(150, 200)]
-            await until(lambda: booked() == 200)  # instants 15 to 19: the latest
-            stats = limiter.statistics()
-            assert (stats.granted, stats.waiting) == (10, 190)  # only ten at time 0
-            assert not await limiter.try_acquire()
-            for task in dropped:
-                task.cancel()
-            ends = await asyncio.gather(*dropped, return_exceptions=True)
-            assert all(isinstance(end, asyncio.CancelledError) for end in ends)
-            stats = limiter.statistics()
-            assert (stats.cancelled, stats.waiting) == (50, 140)
-            # A later caller gets the first slot they freed: exactly 150 were booked
-            # before it, ten per window, none over.
-            later = await limiter.reserve()
-            assert later.ready_at == 15.0
-            clock.fake.advance_to(15.0)
-            clock.gate.set()
-            await asyncio.gather(*kept)
-            assert sorted(done) == list(range(150))
-            stats = limiter.statistics()
-            assert (stats.granted, stats.cancelled, stats.waiting) == (151, 50, 0)
+            await two_hundred_tasks(store, clock)
 
     run(main)
+
+
+async def two_hundred_tasks(store: AsyncRedisStore, clock: GateClock) -> None:
+    """200 tasks on one 10/s limit of *store*: booked ten per second, in order.
+
+    150 are kept and 50 cancelled while they wait; a later caller gets the first slot
+    the cancelled ones gave back (so exactly 150 were booked before it, ten per second,
+    none over), and the kept ones are all granted once the clock reaches it.
+    """
+    limiter = store.sliding_window("k", 10, 1.0)
+    # Connected first, so that the tasks' round trips all start at once.
+    await limiter.statistics_async()
+    done: list[int] = []
+
+    async def one(index: int) -> None:
+        await limiter.acquire(timeout=100)
+        done.append(index)
+
+    def booked() -> int:
+        stats = limiter.statistics()
+        return stats.granted + stats.waiting
+
+    kept = [asyncio.create_task(one(index)) for index in range(150)]
+    await until(lambda: booked() == 150)  # instants 0 to 14, ten each
+    dropped = [asyncio.create_task(one(index)) for index in range(150, 200)]
+    await until(lambda: booked() == 200)  # instants 15 to 19: the latest
+    stats = limiter.statistics()
+    assert (stats.granted, stats.waiting) == (10, 190)  # only ten at time 0
+    assert not await limiter.try_acquire()
+    for task in dropped:
+        task.cancel()
+    ends = await asyncio.gather(*dropped, return_exceptions=True)
+    assert all(isinstance(end, asyncio.CancelledError) for end in ends)
+    stats = limiter.statistics()
+    assert (stats.cancelled, stats.waiting) == (50, 140)
+    # A later caller gets the first slot they freed: exactly 150 were booked
+    # before it, ten per window, none over.
+    later = await limiter.reserve()
+    assert later.ready_at == 15.0
+    clock.fake.advance_to(15.0)
+    clock.gate.set()
+    await asyncio.gather(*kept)
+    assert sorted(done) == list(range(150))
+    stats = limiter.statistics()
+    assert (stats.granted, stats.cancelled, stats.waiting) == (151, 50, 0)
 
 
 @pytest.mark.parametrize("kind", ["sliding", "token"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -30,7 +30,7 @@ from test_store_redis import (
 )
 
 from ratekit import AllOf, SlidingWindow, TokenBucket, all_of
-from ratekit.stores import StoreUnavailable
+from ratekit.stores import AsyncRedisStore, StoreUnavailable
 from ratekit.stores._redis import RedisStore, _member
 from ratekit.testing import FakeClock
 
@@ -134,9 +134,11 @@ def test_the_cluster_answers_exactly_as_memory(admin, name, data, workload):
 # -- keys and slots -------------------------------------------------------------------------
 
 
-def test_a_compositions_keys_share_a_slot_and_limits_spread_over_the_primaries(cluster, admin):
-    """One limiter's (or group's) keys are in one slot; different limits use every primary."""
-    store = fresh_store(cluster)
+def one_slot_limiters(store: RedisStore | AsyncRedisStore, admin: ClusterClient) -> list[Any]:
+    """A limiter of two limits and a composition of one group, their keys checked.
+
+    Each one's keys (with their logs) are in one slot.  Returns the two limiters.
+    """
     prefix = store.prefix
     api = store.limiter("api", "10/second, 1000/hour")
     assert api.keys == (
@@ -145,7 +147,7 @@ def test_a_compositions_keys_share_a_slot_and_limits_spread_over_the_primaries(c
     )
     tenant = store.token_bucket("tenant-42", 100.0, 100, group="tenant-42")
     user = store.sliding_window("user-7", 10, 1.0, group="tenant-42")
-    both = store.all_of(tenant, user)
+    both = store.all_of(tenant, user)  # type: ignore[arg-type]
     assert both.keys == (
         f"{prefix}{{tenant-42}}:token_bucket",
         f"{prefix}{{tenant-42}}:user-7:sliding_window",
@@ -153,11 +155,25 @@ def test_a_compositions_keys_share_a_slot_and_limits_spread_over_the_primaries(c
     for limiter in (api, both):
         keys = [*limiter.keys, *(f"{key}:log" for key in limiter.keys)]
         assert len({admin.keyslot(key) for key in keys}) == 1
-        assert limiter.try_acquire()
+    return [api, both]
+
+
+def spread_limits(
+    store: RedisStore | AsyncRedisStore, cluster: RedisCluster, admin: ClusterClient
+) -> None:
+    """Check that the keys of different limits have their slots on every primary."""
     owners = {
         cluster.owner(admin.keyslot(store.token_bucket(f"k{i}", 1.0, 1).keys[0])) for i in range(40)
     }
     assert owners == set(cluster.ports)
+
+
+def test_a_compositions_keys_share_a_slot_and_limits_spread_over_the_primaries(cluster, admin):
+    """One limiter's (or group's) keys are in one slot; different limits use every primary."""
+    store = fresh_store(cluster)
+    for limiter in one_slot_limiters(store, admin):
+        assert limiter.try_acquire()
+    spread_limits(store, cluster, admin)
 
 
 def test_a_composition_across_groups_is_refused_naming_its_members(cluster):
@@ -244,17 +260,27 @@ def test_a_forgetful_primary_gets_the_library_again_and_only_it(cluster, admin):
     bucket = store.token_bucket("flushed", "1/hour", 3)
     assert bucket.try_acquire(2)
     owner = cluster.owner(admin.keyslot(bucket.keys[0]))
-    client = cluster.node(owner)
+    _flush_functions(cluster, owner)
+    assert not bucket.try_acquire(2)  # the state is kept: only the code was lost
+    assert bucket.try_acquire(1)
+    _loaded_once_on(cluster, owner, fcalls=2)
+
+
+def _flush_functions(cluster: RedisCluster, port: int) -> None:
+    """FUNCTION FLUSH on the node of *port*, then reset every node's command counts."""
+    client = cluster.node(port)
     try:
         client.function_flush()
     finally:
         client.close()
     _reset_stats(cluster)
-    assert not bucket.try_acquire(2)  # the state is kept: only the code was lost
-    assert bucket.try_acquire(1)
+
+
+def _loaded_once_on(cluster: RedisCluster, owner: int, *, fcalls: int) -> None:
+    """Check that only *owner* loaded the library since the counts were reset, once."""
     calls = {port: _calls(cluster, port) for port in cluster.ports}
     assert calls[owner]["function|load"] == 1
-    assert calls[owner]["fcall"] == 2
+    assert calls[owner]["fcall"] == fcalls
     assert all(calls[port].get("function|load", 0) == 0 for port in cluster.ports if port != owner)
 
 

@@ -165,23 +165,39 @@ class _Cooldown:
             await clock.sleep_async(remaining)
 
 
-#: One cooldown per limiter, however many clients and integrations share it.
-_COOLDOWNS: weakref.WeakKeyDictionary[object, _Cooldown] = weakref.WeakKeyDictionary()
-_COOLDOWNS_LOCK = threading.Lock()
+@final
+class _CooldownRegistry:
+    """One cooldown per limiter, however many clients and integrations share it.
 
+    A limiter's entry goes when the limiter is garbage-collected.
+    """
 
-def _cooldown_for(limiter: object) -> _Cooldown:
-    if limiter is None:
-        return _Cooldown()
-    with _COOLDOWNS_LOCK:
-        try:
-            cooldown = _COOLDOWNS.get(limiter)
-        except TypeError:  # a limiter that cannot be weakly referenced: its own cooldown
+    __slots__ = ("_cooldowns", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cooldowns: weakref.WeakKeyDictionary[object, _Cooldown] = weakref.WeakKeyDictionary()
+
+    def get(self, limiter: object) -> _Cooldown:
+        """The cooldown that every user of *limiter* shares.
+
+        ``None``, or a limiter that cannot be weakly referenced, gets a new one of its own.
+        """
+        if limiter is None:
             return _Cooldown()
-        if cooldown is None:
-            cooldown = _Cooldown()
-            _COOLDOWNS[limiter] = cooldown
-        return cooldown
+        with self._lock:
+            try:
+                cooldown = self._cooldowns.get(limiter)
+            except TypeError:  # a limiter that cannot be weakly referenced
+                return _Cooldown()
+            if cooldown is None:
+                cooldown = _Cooldown()
+                self._cooldowns[limiter] = cooldown
+            return cooldown
+
+
+#: The cooldowns of every `Gate`.
+_COOLDOWNS = _CooldownRegistry()
 
 
 def _paced(read: Callable[[object], float | None]) -> Callable[[object], float | None]:
@@ -259,7 +275,7 @@ class Gate:
         self.retry = retry
         self.observe = observe
         self.clock = clock
-        self.cooldown = _cooldown_for(limiter) if cooldown else None
+        self.cooldown = _COOLDOWNS.get(limiter) if cooldown else None
         self.counts = _Counts()
         self._limiter_clock: Clock = getattr(limiter, "clock", None) or clock
 

@@ -28,7 +28,7 @@ from ratekit._errors import (
     TokenError,
     TransportError,
 )
-from ratekit._redact import MASK, check_transport, redact_url
+from ratekit._redact import MASK, check_transport, mask_secrets, redact_url
 from ratekit._validate import at_least, positive, text
 from ratekit.http._pool import cancellable_pool
 from ratekit.http._transport import BodyTooLarge, Undecodable, send
@@ -568,8 +568,7 @@ class OAuth2Token:
 
     def _scrub(self, text: str) -> str:
         """Server text fit for a message: any secret masked, and cut short."""
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
+        text = mask_secrets(text, self._secrets, shortest=1)
         return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
 
 

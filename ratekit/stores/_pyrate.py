@@ -42,7 +42,7 @@ from ratekit._errors import AcquireCancelled, AcquireTimeout, StoreUnavailable
 from ratekit._limited import Acquiring
 from ratekit._limiter import exact_delay
 from ratekit._rate import Rate
-from ratekit._redact import MASK
+from ratekit._redact import mask_credentials
 from ratekit._tally import StoreTally, Tally, check_cost
 from ratekit._validate import optional_wait, positive
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["PyrateLimiter", "multiprocess_limiter", "sqlite_limiter"]
 
 #: Where a limiter that fails open reports each grant it made without its store.
-logger = logging.getLogger("ratekit.stores")
+log = logging.getLogger("ratekit.stores")
 
 #: How often, in the bucket's milliseconds, a bare bucket is cleared of entries that
 #: have left every window (pyrate-limiter's own background leaker runs every 10 s too).
@@ -65,8 +65,6 @@ _LEAK_EVERY_MS = 10_000
 _FILE_LOCK_POLL = 0.001
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_SECRET_PAIR = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|auth)(\s*[=:]\s*)[^\s,;&]+")
-_URL_USERINFO = re.compile(r"(//[^/\s@]*?):[^@\s/]*@")
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
@@ -90,10 +88,7 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 
 def _reason(error: BaseException) -> str:
     """Describe a store error for a message, with anything that looks like a secret masked."""
-    text = str(error) or "no details"
-    text = _URL_USERINFO.sub(rf"\1:{MASK}@", text)
-    text = _SECRET_PAIR.sub(rf"\1\2{MASK}", text)
-    return f"{type(error).__name__}: {text}"
+    return f"{type(error).__name__}: {mask_credentials(str(error) or 'no details')}"
 
 
 def _sync(value: Any, what: str) -> Any:  # noqa: ANN401 - whatever a bucket returns
@@ -362,7 +357,7 @@ class PyrateLimiter(Acquiring):
                 self._counts.unavailable += 1
         if not self._fail_open:
             raise StoreUnavailable(self._store, reason) from error
-        logger.warning(
+        log.warning(
             "%s is unavailable (%s): granting cost=%d without it, as fail_open is set",
             self._store,
             reason,
@@ -432,7 +427,7 @@ class PyrateLimiter(Acquiring):
         try:
             bucket.leak(stamp)
         except _store_errors() as error:  # only memory is at stake; the next one retries
-            logger.debug("%s: could not drop old entries: %s", self._store, _reason(error))
+            log.debug("%s: could not drop old entries: %s", self._store, _reason(error))
 
     # -- the Limiter protocol --------------------------------------------------------------
 

@@ -24,7 +24,6 @@ import attrs
 from ratekit import _hooks
 from ratekit._cancel import resolve
 from ratekit._clock import MONOTONIC
-from ratekit._composite import _SEPARATOR
 from ratekit._decision import GRANTED, Decision, LimiterStatistics, Reservation
 from ratekit._errors import (
     AcquireCancelled,
@@ -35,13 +34,14 @@ from ratekit._errors import (
 from ratekit._limited import Acquiring
 from ratekit._limiter import _QUEUE_SLACK
 from ratekit._rate import Rate, to_rate
-from ratekit._redact import MASK, redact_url
+from ratekit._redact import mask_secrets, redact_url
 from ratekit._tally import StoreTally, Tally, check_cost, sleep_until, sleep_until_async
 from ratekit._validate import optional_wait, positive
 
+from ._redis_cluster import check as check_cluster
 from ._redis_cluster import connect as connect_cluster
 from ._redis_cluster import describe as describe_cluster
-from ._redis_cluster import hash_tag, is_cluster, node_of
+from ._redis_cluster import hash_tag, load_targets
 from ._redis_cluster import outages as cluster_outages
 from ._redis_script import FUNCTION, LIBRARY, SCRIPT
 
@@ -74,7 +74,7 @@ _ASYNC_THREADS = 4
 _THREAD_PREFIX = "ratekit-redis"
 
 #: The logger that reports an unavailable store when ``fail_open`` grants without it.
-logger = logging.getLogger("ratekit.stores")
+log = logging.getLogger("ratekit.stores")
 
 #: The error codes with which a Redis that works as configured refuses a call for its
 #: own state or policy, and what `StoreUnavailable` says it refused.  The same call
@@ -300,26 +300,10 @@ class RedisStore:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__} {prefix!r}")
         self._timeout = positive("timeout", timeout)
-        if (client is None) == (url is None):
-            raise ValueError("RedisStore needs exactly one of client or url")
-        if client is not None and cluster is not None and bool(cluster) != is_cluster(client):
-            raise ValueError(
-                f"cluster={cluster!r} does not match the client, a {type(client).__name__}: "
-                "leave cluster out with a client (its class tells)"
-            )
-        self._cluster = bool(cluster) if url is not None else is_cluster(client)
-        if self._cluster and "{" in prefix:
-            raise ValueError(
-                f"prefix must not contain '{{' on a Redis Cluster, got {prefix!r}: the store "
-                "puts each limit's hash tag after the prefix"
-            )
+        self._cluster = check_cluster("RedisStore", client, url, cluster, prefix)
         if url is not None and self._cluster:
-            if not isinstance(url, str):
-                raise TypeError(f"url must be a str, got {type(url).__name__}")
             client = self._connect_cluster(url)
         elif url is not None:
-            if not isinstance(url, str):
-                raise TypeError(f"url must be a str, got {type(url).__name__}")
             try:
                 client = redis_module.Redis.from_url(
                     url,
@@ -345,16 +329,9 @@ class RedisStore:
         self._down = False
         #: The threads of asyncio waits, started on first use (see `_submit`).
         self._pool: ThreadPoolExecutor | None = None
-        self._description, self._secrets = (
-            describe_cluster(client) if self._cluster else _describe(client)  # type: ignore[arg-type]
-        )
+        self._description, self._secrets = _describe(client, cluster=self._cluster)
         #: The failures to reach the server; its refusals are told apart by `_refusal`.
-        self._errors: tuple[type[BaseException], ...] = (
-            redis_module.ConnectionError,
-            redis_module.TimeoutError,
-            OSError,
-            *(cluster_outages() if self._cluster else ()),
-        )
+        self._errors = _unreachable(cluster=self._cluster)
         self._script = client.register_script(SCRIPT)
         #: Whether calls go by FCALL; turned off for good once the server refuses it.
         self._functions = True
@@ -397,7 +374,7 @@ class RedisStore:
             StoreUnavailable: If no node can be reached.
         """
         try:
-            return connect_cluster(url, self._timeout)
+            return cast("RedisCluster", connect_cluster(url, self._timeout))
         except ValueError:
             raise
         except Exception as error:
@@ -652,7 +629,7 @@ class RedisStore:
             with self._lock:
                 first, self._down = not self._down, True
             if first:
-                logger.warning(
+                log.warning(
                     "%s; granting every call without a limit until it is back (fail_open)",
                     unavailable,
                 )
@@ -661,7 +638,7 @@ class RedisStore:
             with self._lock:
                 back, self._down = self._down, False
             if back:
-                logger.warning("%s is available again; limits apply again", self._description)
+                log.warning("%s is available again; limits apply again", self._description)
         return _decoded(reply)
 
     def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> bytes | str:
@@ -704,15 +681,13 @@ class RedisStore:
 
         try:
             if self._cluster:
-                from redis.cluster import RedisCluster
-
                 client = cast("RedisCluster", self._client)
-                nodes = (
-                    RedisCluster.PRIMARIES if answered is None else node_of(client, answered, key)
-                )
                 # FUNCTION LOAD itself, as function_load sends it, to the nodes chosen.
                 client.execute_command(  # type: ignore[no-untyped-call]
-                    "FUNCTION LOAD", "REPLACE", LIBRARY, target_nodes=nodes
+                    "FUNCTION LOAD",
+                    "REPLACE",
+                    LIBRARY,
+                    target_nodes=load_targets(client, answered, key),
                 )
             else:
                 self._client.function_load(LIBRARY, replace=True)
@@ -728,10 +703,10 @@ class RedisStore:
     def _no_functions(self, error: BaseException) -> None:
         """Run every later call as a script (``EVALSHA``), for good."""
         self._functions = False
-        logger.debug(
+        log.debug(
             "%s: Redis functions unavailable (%s); running the script by EVALSHA",
             self._description,
-            _mask(str(error), self._secrets),
+            mask_secrets(str(error), self._secrets, shortest=1),
         )
 
     def _reason(self, error: BaseException) -> str | None:
@@ -756,27 +731,6 @@ def _hash_tag(key: str, group: str | None, *, cluster: bool) -> str | None:
     return key if cluster else None
 
 
-def _parse_limits(limits: Sequence[str | Rate]) -> list[Rate]:
-    """The rates of `RedisStore.limiter`'s arguments, read as `ratekit.limiter` reads them."""
-    rates: list[Rate] = []
-    for position, item in enumerate(limits):
-        if isinstance(item, Rate):
-            rates.append(item)
-            continue
-        if not isinstance(item, str):
-            raise TypeError(
-                f"limiter() argument {position + 1} must be a Rate or text, got {item!r}"
-            )
-        for part in _SEPARATOR.split(item):
-            text = part.strip()
-            if not text:
-                raise ValueError(f"limiter() argument {position + 1} has an empty limit: {item!r}")
-            rates.append(Rate.parse(text))
-    if not rates:
-        raise ValueError('limiter() needs at least one limit, such as "10/second"')
-    return rates
-
-
 def _named_limits(key: str, limits: Sequence[str | Rate], strategy: str) -> list[tuple[str, Rate]]:
     """The members of ``limiter(key, *limits)``: each one's key (``"api@1s"``) and rate.
 
@@ -789,7 +743,7 @@ def _named_limits(key: str, limits: Sequence[str | Rate], strategy: str) -> list
         raise ValueError(f"strategy must be one of 'sliding', 'fixed' or 'token', got {strategy!r}")
     named: list[tuple[str, Rate]] = []
     seen: dict[str, int] = {}
-    for rate in _parse_limits(limits):
+    for rate in Rate.parse_many(limits, caller="limiter()"):
         name = f"{key}@{rate.per:g}s"
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:
@@ -911,13 +865,6 @@ def _load_refused(error: BaseException) -> bool:
     return _refusal(error) is None or isinstance(error, NoPermissionError)
 
 
-def _mask(text: str, secrets: Sequence[str]) -> str:
-    """*text* with every secret replaced by `MASK`."""
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
-
-
 def _explain(
     error: BaseException,
     *,
@@ -950,7 +897,7 @@ def _explain(
         text = f"no answer within {timeout!r} s ({error})" if owned else str(error)
     else:
         text = str(error) or type(error).__name__
-    return _mask(text, secrets)
+    return mask_secrets(text, secrets, shortest=1)
 
 
 def _refusal(error: BaseException) -> str | None:
@@ -999,8 +946,28 @@ def _refusal(error: BaseException) -> str | None:
     return f"{refused}: {said}"
 
 
-def _describe(client: object) -> tuple[str, tuple[str, ...]]:
-    """Name the server a client talks to, and list the secrets to keep out of messages."""
+def _unreachable(*, cluster: bool) -> tuple[type[BaseException], ...]:
+    """The errors of a client that mean: the server (or the *cluster*) cannot be reached.
+
+    Its refusals are told apart by `_refusal`.
+    """
+    import redis as redis_module
+
+    return (
+        redis_module.ConnectionError,
+        redis_module.TimeoutError,
+        OSError,
+        *(cluster_outages() if cluster else ()),
+    )
+
+
+def _describe(client: object, *, cluster: bool = False) -> tuple[str, tuple[str, ...]]:
+    """Name the server a client talks to, and list the secrets to keep out of messages.
+
+    With *cluster*: name the cluster by its startup nodes (see `describe_cluster`).
+    """
+    if cluster:
+        return describe_cluster(client)  # type: ignore[arg-type]
     pool = getattr(client, "connection_pool", None)
     kwargs: dict[str, object] = dict(getattr(pool, "connection_kwargs", {}) or {})
     secrets = tuple(
@@ -1305,7 +1272,7 @@ class RedisLimiter(Acquiring):
         except StoreUnavailable:
             returned = None
         if returned is None:
-            logger.warning("%s: a cancelled wait kept its booking", self._store.description)
+            log.warning("%s: a cancelled wait kept its booking", self._store.description)
             with self._lock:
                 self._tally.cancelled += 1
             return True

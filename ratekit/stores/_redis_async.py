@@ -2,8 +2,9 @@
 
 The same Lua library, the same keys and the same answers as `RedisStore` (the argument
 encoding, the reply parsing, the key naming and the classification of errors are
-imported from ``_redis.py``); only the round trip differs: it is awaited on the event
-loop, through ``redis.asyncio``, and no thread takes part.
+imported from ``_redis.py``, and what differs on a Redis Cluster from
+``_redis_cluster.py``); only the round trip differs: it is awaited on the event loop,
+through ``redis.asyncio``, and no thread takes part.
 
 A round trip that books something runs in a task of its own, which the caller awaits
 through `asyncio.shield`: a caller cancelled while it is under way still learns what was
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from typing import TYPE_CHECKING, Literal, final
+from typing import TYPE_CHECKING, Literal, cast, final
 
 import attrs
 
@@ -25,7 +26,7 @@ from ratekit._decision import GRANTED, Decision, LimiterStatistics
 from ratekit._errors import AcquireTimeout, QueueFull, StoreUnavailable
 from ratekit._limited import DONE
 from ratekit._limiter import _QUEUE_SLACK
-from ratekit._redact import redact_url
+from ratekit._redact import mask_secrets, redact_url
 from ratekit._tally import StoreTally, Tally, check_cost, sleep_until_async
 from ratekit._validate import optional_wait, positive
 
@@ -40,15 +41,19 @@ from ._redis import (
     _fmt,
     _hash_tag,
     _load_refused,
-    _mask,
     _Member,
     _member,
     _merged,
     _named_limits,
+    _one_slot,
     _script_args,
+    _unreachable,
     _window_params,
-    logger,
+    log,
 )
+from ._redis_cluster import check as check_cluster
+from ._redis_cluster import connect as connect_cluster
+from ._redis_cluster import load_targets
 from ._redis_script import FUNCTION, LIBRARY, SCRIPT
 
 if TYPE_CHECKING:
@@ -56,6 +61,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import redis.asyncio
+    from redis.asyncio.cluster import RedisCluster
 
     from ratekit._limited import _Done
     from ratekit._rate import Rate
@@ -66,7 +72,8 @@ __all__ = ["AsyncRedisLimiter", "AsyncRedisStore", "AsyncReservation"]
 #: How many connections a store made from a URL opens at most.  Each round trip holds
 #: one; more calls at once wait for a free one (at most the store's timeout), so that
 #: thousands of tasks do not open thousands of connections to one (single-threaded)
-#: server, which would not answer them sooner.
+#: server, which would not answer them sooner.  On a cluster: at most this many to
+#: each node, and this many round trips under way at once.
 MAX_CONNECTIONS = 50
 
 #: What a ``book`` call answers: (booked, instant, delay, booking to give back or None).
@@ -86,18 +93,32 @@ class AsyncRedisStore:
     in `RedisStore`.  Use a store from one event loop, as its client requires.
 
     The factories take the same ``group`` as `RedisStore`'s, with the same key names,
-    so a group is shared by sync and asyncio processes too.  A Redis Cluster is not
-    supported here yet: give the store a single server (or a proxy in front of a
-    cluster); `RedisStore` takes a cluster.
+    so a group is shared by sync and asyncio processes too.
+
+    On a Redis Cluster (a `redis.asyncio.cluster.RedisCluster` client, or
+    ``cluster=True`` with a URL) it works as `RedisStore` does there: each call goes
+    to the primary that serves its keys' slot, every limit's keys carry a hash tag of
+    their own (its group; by default its key), `all_of` refuses members of different
+    groups, and the function library is loaded on each primary by the first call it
+    gets, and again on the node that answers "function not found" (a restart, a
+    failover, ``FUNCTION FLUSH``, a moved slot), after which the call is sent once
+    more.  The asyncio client reads the cluster's layout on its first call, so an
+    unreachable cluster raises `StoreUnavailable` there, not here.
 
     Args:
-        client: A `redis.asyncio.Redis` client to use as it is (its own timeouts and
-            retries apply); it is left open by `aclose`.
+        client: A `redis.asyncio.Redis` or `redis.asyncio.cluster.RedisCluster`
+            client to use as it is (its own timeouts, retries and connection limits
+            apply); it is left open by `aclose`.
         url: Or a URL such as ``"redis://:password@127.0.0.1:6379/0"``, for a client
             made here with *timeout* and one immediate retry of a dropped connection.
-        prefix: Put before every key.
+        cluster: With *url*: the server is one node of a Redis Cluster, whose other
+            nodes the client discovers from it (a URL alone cannot tell).  With a
+            client, its class tells.
+        prefix: Put before every key (on a cluster, without ``{``: the store places the
+            hash tags).
         timeout: Seconds to wait for a connection, for a free one of the store's
-            `MAX_CONNECTIONS`, and for each answer (URL only).
+            `MAX_CONNECTIONS` (on a cluster: for one of as many round trips under
+            way at once), and for each answer (URL only).
         fail_open: Grant calls while Redis is unreachable, instead of raising.
         clock: ``None`` (production): the Redis server's ``TIME`` decides.  A clock
             (such as `ratekit.testing.FakeClock`) supplies the time of every decision
@@ -106,7 +127,8 @@ class AsyncRedisStore:
 
     Raises:
         ValueError: If neither or both of *client* and *url* are given, *url* is not a
-            Redis URL, or *timeout* is not a positive number.
+            Redis URL, *timeout* is not a positive number, *cluster* is given with a
+            client that is not a cluster's, or a cluster's *prefix* holds a ``{``.
         ModuleNotFoundError: If redis-py is not installed (the ``redis`` extra).
     """
 
@@ -114,12 +136,14 @@ class AsyncRedisStore:
         "__weakref__",
         "_client",
         "_clock",
+        "_cluster",
         "_counts",
         "_description",
         "_down",
         "_errors",
         "_fail_open",
         "_functions",
+        "_gate",
         "_inject",
         "_owned",
         "_prefix",
@@ -129,11 +153,12 @@ class AsyncRedisStore:
         "_timeout",
     )
 
-    def __init__(  # noqa: PLR0913 - a client or a URL, and the store's four options
+    def __init__(  # noqa: PLR0913 - a client or a URL (of a cluster?), and four options
         self,
-        client: redis.asyncio.Redis | None = None,
+        client: redis.asyncio.Redis | RedisCluster | None = None,
         *,
         url: str | None = None,
+        cluster: bool | None = None,
         prefix: str = "ratekit:",
         timeout: float = 1.0,
         fail_open: bool = False,
@@ -147,11 +172,17 @@ class AsyncRedisStore:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__} {prefix!r}")
         self._timeout = positive("timeout", timeout)
-        if (client is None) == (url is None):
-            raise ValueError("AsyncRedisStore needs exactly one of client or url")
-        if url is not None:
-            if not isinstance(url, str):
-                raise TypeError(f"url must be a str, got {type(url).__name__}")
+        self._cluster = check_cluster("AsyncRedisStore", client, url, cluster, prefix, asyncio=True)
+        #: With a cluster client made here: bounds the round trips under way, as the
+        #: blocking pool does on one server (see `_invoke`); else ``None``.
+        self._gate: asyncio.Semaphore | None = None
+        if url is not None and self._cluster:
+            made = connect_cluster(
+                url, self._timeout, asyncio=True, max_connections=MAX_CONNECTIONS
+            )
+            client = cast("RedisCluster", made)
+            self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
+        elif url is not None:
             try:
                 pool = redis_asyncio.BlockingConnectionPool.from_url(
                     url,
@@ -176,12 +207,10 @@ class AsyncRedisStore:
         self._inject = clock
         self._clock: Clock = MONOTONIC if clock is None else clock
         self._down = False
-        self._description, self._secrets = _describe(client)
+        self._description, self._secrets = _describe(client, cluster=self._cluster)
         #: The failures to reach the server (asyncio's own timeout is one before 3.11).
         self._errors: tuple[type[BaseException], ...] = (
-            redis_module.ConnectionError,
-            redis_module.TimeoutError,
-            OSError,
+            *_unreachable(cluster=self._cluster),
             asyncio.TimeoutError,
         )
         self._script = client.register_script(SCRIPT)
@@ -217,6 +246,11 @@ class AsyncRedisStore:
         """The clock that waits sleep on."""
         return self._clock
 
+    @property
+    def cluster(self) -> bool:
+        """Whether the store is a Redis Cluster (its keys carry hash tags)."""
+        return self._cluster
+
     def __repr__(self) -> str:
         return (
             f"AsyncRedisStore({self._description!r}, prefix={self._prefix!r}, "
@@ -230,8 +264,12 @@ class AsyncRedisStore:
         """
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._owned:
-            await self._client.aclose(close_connection_pool=True)
+        if not self._owned:
+            return
+        if self._cluster:  # its connections are the nodes', closed with it
+            await cast("RedisCluster", self._client).aclose()
+        else:
+            await cast("redis.asyncio.Redis", self._client).aclose(close_connection_pool=True)
 
     async def __aenter__(self) -> AsyncRedisStore:
         return self
@@ -254,9 +292,11 @@ class AsyncRedisStore:
         shown: str,
         group: str | None = None,
     ) -> AsyncRedisLimiter:
-        tag = _hash_tag(key, group, cluster=False)
-        member = _member(self._prefix, kind, key, params, shown, tag=tag)
+        member = _member(self._prefix, kind, key, params, shown, tag=self._tag(key, group))
         return AsyncRedisLimiter(self, (member,), composite=False)
+
+    def _tag(self, key: str, group: str | None) -> str | None:
+        return _hash_tag(key, group, cluster=self._cluster)
 
     def token_bucket(
         self, key: str, rate: Rate | float | str, capacity: float, *, group: str | None = None
@@ -317,7 +357,7 @@ class AsyncRedisStore:
         """
         members: list[AsyncRedisLimiter] = []
         named = _named_limits(key, limits, strategy)
-        tag = _hash_tag(key, group, cluster=False)
+        tag = self._tag(key, group)
         for name, rate in named:
             if strategy == "sliding":
                 members.append(self.sliding_window(name, rate.limit, rate.per, group=tag))
@@ -330,10 +370,12 @@ class AsyncRedisStore:
     def all_of(self, *limiters: AsyncRedisLimiter) -> AsyncRedisLimiter:
         """Compose limiters of this store, in one script call (see `RedisStore.all_of`).
 
+        On a cluster the members must share a group, as in `RedisStore.all_of`.
+
         Raises:
             TypeError: If an argument is not a limiter of this store.
-            ValueError: If there are none, or two members share a key with different
-                parameters.
+            ValueError: If there are none, two members share a key with different
+                parameters, or (on a cluster) two members are in different groups.
         """
         for index, limiter in enumerate(limiters):
             candidate: object = limiter
@@ -343,6 +385,8 @@ class AsyncRedisStore:
                     f"got {limiter!r}"
                 )
         members = _merged([limiter._members for limiter in limiters])
+        if self._cluster:
+            _one_slot(members)
         return AsyncRedisLimiter(self, members, composite=True)
 
     # -- the round trip -----------------------------------------------------------------
@@ -387,17 +431,45 @@ class AsyncRedisStore:
                 raise unavailable from error
             first, self._down = not self._down, True
             if first:
-                logger.warning(
+                log.warning(
                     "%s; granting every call without a limit until it is back (fail_open)",
                     unavailable,
                 )
             return None
         if self._down:
             self._down = False
-            logger.warning("%s is available again; limits apply again", self._description)
+            log.warning("%s is available again; limits apply again", self._description)
         return _decoded(reply)
 
     async def _invoke(self, keys: Sequence[str], args: Sequence[str]) -> bytes | str:
+        """`_send`, once one of the round trips that the store's gate allows is free.
+
+        A cluster client of redis-py's asyncio opens at most ``max_connections`` to each
+        node and then fails rather than waits, so a store that made one bounds its own
+        round trips under way to `MAX_CONNECTIONS`, and a call waits for a free one as
+        long as it would for a free connection of the blocking pool on one server.
+
+        Raises:
+            redis.ConnectionError: If none is free within the store's timeout.
+        """
+        gate = self._gate
+        if gate is None:
+            return await self._send(keys, args)
+        try:
+            await asyncio.wait_for(gate.acquire(), self._timeout)
+        except asyncio.TimeoutError:
+            from redis.exceptions import ConnectionError as NoConnection
+
+            raise NoConnection(
+                f"none of the store's {MAX_CONNECTIONS} connections was free within "
+                f"{self._timeout!r} s"
+            ) from None
+        try:
+            return await self._send(keys, args)
+        finally:
+            gate.release()
+
+    async def _send(self, keys: Sequence[str], args: Sequence[str]) -> bytes | str:
         """One call: ``FCALL`` (loading the library if it is missing), else ``EVALSHA``."""
         from redis.exceptions import ResponseError
 
@@ -409,7 +481,8 @@ class AsyncRedisStore:
             except ResponseError as error:
                 failure = _fcall_failure(error)
                 if failure == "load":
-                    if await self._load_library():
+                    # A new node, a restart, a failover, FUNCTION FLUSH: load, retry once.
+                    if await self._load_library(error, keys[0]):
                         return await self._fcall(keys, args)
                 elif failure == "script":
                     self._no_functions(error)
@@ -422,12 +495,30 @@ class AsyncRedisStore:
         reply: bytes | str = await self._client.fcall(FUNCTION, len(keys), *keys, *args)
         return reply
 
-    async def _load_library(self) -> bool:
-        """Load the function library; ``False`` if the server refuses (use the script)."""
+    async def _load_library(self, answered: BaseException | None = None, key: str = "") -> bool:
+        """Load the function library; ``False`` if the server refuses (use the script).
+
+        On a cluster it is loaded on the node that *answered* "function not found" to a
+        call whose first key is *key*, or, without *answered*, on every primary (see
+        `RedisStore._load_library`).
+
+        Raises:
+            redis.ConnectionError: And the other `_errors`, as any call does.
+        """
         from redis.exceptions import ResponseError
 
         try:
-            await self._client.function_load(LIBRARY, replace=True)
+            if self._cluster:
+                client = cast("RedisCluster", self._client)
+                # FUNCTION LOAD itself, as function_load sends it, to the nodes chosen.
+                await client.execute_command(
+                    "FUNCTION LOAD",
+                    "REPLACE",
+                    LIBRARY,
+                    target_nodes=load_targets(client, answered, key),
+                )
+            else:
+                await self._client.function_load(LIBRARY, replace=True)
         except self._errors:
             raise
         except ResponseError as error:
@@ -440,10 +531,10 @@ class AsyncRedisStore:
     def _no_functions(self, error: BaseException) -> None:
         """Run every later call as a script (``EVALSHA``), for good."""
         self._functions = False
-        logger.debug(
+        log.debug(
             "%s: Redis functions unavailable (%s); running the script by EVALSHA",
             self._description,
-            _mask(str(error), self._secrets),
+            mask_secrets(str(error), self._secrets, shortest=1),
         )
 
 
@@ -654,7 +745,7 @@ class AsyncRedisLimiter:
         except StoreUnavailable:
             returned = None
         if returned is None:
-            logger.warning("%s: a cancelled wait kept its booking", self._store.description)
+            log.warning("%s: a cancelled wait kept its booking", self._store.description)
             with self._lock:
                 self._tally.cancelled += 1
             return True

@@ -22,12 +22,6 @@ SUPPORTED_VERSIONS = range(21, 35)
 #: The first version whose records use the newer field names (``contactStartDate`` ...).
 _RENAMED_IN = 33
 
-#: The default first contact start: 2026-01-01T00:00:00Z.
-DEFAULT_FIRST_DATE = datetime(2026, 1, 1, tzinfo=_UTC)
-
-#: The default span of the contacts' start dates: 30 days.
-DEFAULT_SPAN = timedelta(days=30)
-
 _CONTACT_FIELDS_NEW = (
     "contactId",
     "masterContactId",
