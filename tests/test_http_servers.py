@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
     from limit_servers import FlaskLimited, NginxLimited
 
+# tox runs these alone, after the other environments: a pace measured while another
+# test run shares the machine's two cores measures the machine.
+pytestmark = pytest.mark.paced
+
 #: Workers fetching pages at once.
 WORKERS = 4
 
