@@ -619,14 +619,14 @@ local function withdraw(m, booking, now)
 end
 
 -- The i-th member: its kind and parameters from ARGV, its keys (a state, then a log,
--- which only a sliding window uses), its state as read.
-local function open(KEYS, ARGV, i, now)
+-- which only a sliding window uses), its state as read (here, or by the caller: *read*).
+local function open(KEYS, ARGV, i, now, read)
   local at = 8 + 3 * (i - 1)
   local kind = KINDS[ARGV[at + 1]]
   local m = {kind = kind, key = KEYS[2 * i - 1], dirty = false, w = NONE}
   if kind == SW then m.lk = KEYS[2 * i] end
   kind.init(m, num(ARGV[at + 2]), num(ARGV[at + 3]))
-  local h = kind.read(m)
+  local h = read or kind.read(m)
   local w = h[1]
   if w and w ~= '' then
     -- Withdrawals are written back with every change (none: the field stays as is).
@@ -686,8 +686,32 @@ local function handle(KEYS, ARGV)
   local composite = ARGV[6] == '1'
   local margin = tonumber(ARGV[7])
 
+  local read = nil -- the first member's state, if read already
+  if op == 'try' and not composite and ARGV[9] == 'tb' then
+    -- TokenBucket.try_acquire's grant, written out: the commonest call, with no tables.
+    -- A refusal, or a state with withdrawals, takes the general path below.
+    local key = KEYS[1]
+    read = redis.call('HMGET', key, 'w', 'l', 's') -- as TB.read
+    if not read[1] or read[1] == '' then
+      local per_second, capacity = num(ARGV[10]), num(ARGV[11])
+      local level = capacity
+      if read[2] then level = num(read[2]) + (now - num(read[3])) * per_second end
+      if level > capacity then level = capacity end
+      if level >= cost then
+        level = level - cost
+        redis.call('HSET', key, 'l', fmt(level), 's', fmt(now))
+        local rest = (now + (capacity - level) / per_second) - now -- as TB.rest, then save
+        if not (rest > 0) then rest = 0 end
+        local command, ms = 'PEXPIRE', math.ceil(rest * 1000) + margin
+        if server_ms then command, ms = 'PEXPIREAT', server_ms + ms end
+        redis.call(command, key, format('%d', ms))
+        return '1'
+      end
+    end
+  end
+
   if op == 'try' and not composite then -- each strategy's try_acquire, then LimiterBase's
-    local m = open(KEYS, ARGV, 1, now)
+    local m = open(KEYS, ARGV, 1, now, read)
     local kind = m.kind
     local granted = kind.try(m, cost, now)
     local delay = 0
