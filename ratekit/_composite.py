@@ -354,8 +354,8 @@ class _AllOfAny(Acquiring):
     def __init__(self, local: AllOf | None, foreign: tuple[Limiter, ...]) -> None:
         self._local = local
         self._foreign = foreign
-        clocks = [clock_of(member) for member in (local, *foreign) if member is not None]
-        known = [clock for clock in clocks if clock is not None]
+        stated = (clock_of(member) for member in (local, *foreign) if member is not None)
+        known = [clock for clock in stated if clock is not None]
         for clock in known[1:]:
             if not same_clock(clock, known[0]):
                 raise ValueError(
@@ -435,7 +435,11 @@ class _AllOfAny(Acquiring):
             ValueError: If *cost* is not a positive finite number.
             CostTooLarge: If *cost* exceeds `capacity`.
         """
-        decision = self._try(check_cost(cost, self._capacity))
+        return self._decide(check_cost(cost, self._capacity))
+
+    def _decide(self, cost: float) -> Decision:
+        """`_try`, counted as a call that does not wait."""
+        decision = self._try(cost)
         with self._lock:
             if decision:
                 self._tally.granted += 1
@@ -537,7 +541,7 @@ class _AllOfAny(Acquiring):
         """
         optional_wait("max_wait", max_wait)
         value = check_cost(cost, self._capacity)
-        decision = self.try_acquire(value)
+        decision = self._decide(value)
         now = self._clock.now()
         return Reservation(
             decision.granted, decision.retry_after, value, now + decision.retry_after
@@ -550,30 +554,28 @@ class _AllOfAny(Acquiring):
             return self._tally.snapshot(min(levels), self._capacity)
 
 
-def _split(limiters: Iterable[object], caller: str) -> tuple[list[LimiterBase], list[Limiter]]:
-    """The ratekit strategies and the other limiters given, flattened, each once."""
+def _split(limiters: Iterable[object]) -> tuple[list[LimiterBase], list[Limiter]]:
+    """The ratekit strategies (which `AllOf` flattens) and the other limiters, each once."""
     local: list[LimiterBase] = []
     foreign: list[Limiter] = []
     for index, limiter in enumerate(limiters, start=1):
-        if isinstance(limiter, AllOf):
-            parts: Iterable[object] = limiter.members
-        elif isinstance(limiter, _AllOfAny):
-            parts = limiter.members
-        else:
+        if isinstance(limiter, _AllOfAny):
+            if limiter._local is not None:
+                local.append(limiter._local)
+            parts: Iterable[object] = limiter._foreign
+        elif isinstance(limiter, LimiterBase):
+            local.append(limiter)
+            continue
+        elif is_limiter(limiter):
             parts = (limiter,)
-        for part in parts:
-            if isinstance(part, LimiterBase):
-                if all(part is not m for m in local):
-                    local.append(part)
-            elif is_limiter(part):
-                if all(part is not m for m in foreign):
-                    foreign.append(cast("Limiter", part))
-            else:
-                raise TypeError(
-                    f"{caller} argument {index} must be a limiter (a ratekit strategy, "
-                    f"all_of, or an object with the methods of ratekit.typing.Limiter), "
-                    f"got {limiter!r}"
-                )
+        else:
+            raise TypeError(
+                f"all_of() argument {index} must be a limiter (a ratekit strategy, all_of, "
+                f"or an object with the methods of ratekit.typing.Limiter), got {limiter!r}"
+            )
+        foreign.extend(
+            cast("Limiter", part) for part in parts if all(part is not m for m in foreign)
+        )
     return local, foreign
 
 
@@ -646,7 +648,7 @@ def all_of(*limiters: Limiter) -> AllOf | Limiter:
         TypeError: If an argument is not a limiter.
         ValueError: If there are none, or they read different clocks.
     """
-    local, foreign = _split(limiters, "all_of()")
+    local, foreign = _split(limiters)
     if not foreign:
         return AllOf(*local)
     return _AllOfAny(AllOf(*local) if local else None, tuple(foreign))

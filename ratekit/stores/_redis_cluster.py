@@ -88,13 +88,15 @@ def check(  # noqa: PLR0913 - what a store was given, and what it is called
         raise ValueError(f"{store} needs exactly one of client or url")
     if url is not None and not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}")
-    kind = is_cluster(client, asyncio=asyncio)
-    if client is not None and cluster is not None and bool(cluster) != kind:
-        raise ValueError(
-            f"cluster={cluster!r} does not match the client, a {type(client).__name__}: "
-            "leave cluster out with a client (its class tells)"
-        )
-    on_cluster = bool(cluster) if url is not None else kind
+    if url is not None:
+        on_cluster = bool(cluster)
+    else:
+        on_cluster = is_cluster(client, asyncio=asyncio)
+        if cluster is not None and bool(cluster) != on_cluster:
+            raise ValueError(
+                f"cluster={cluster!r} does not match the client, a {type(client).__name__}: "
+                "leave cluster out with a client (its class tells)"
+            )
     if on_cluster and "{" in prefix:
         raise ValueError(
             f"prefix must not contain '{{' on a Redis Cluster, got {prefix!r}: the store "
