@@ -7,6 +7,7 @@ Usage::
     python bench/bench_stores.py              # the full run, about 55 s
     python bench/bench_stores.py --quick      # a shorter, noisier run, about 15 s
     python bench/bench_stores.py --json out.json
+    python bench/bench_stores.py --instructions  # under valgrind, 1 to 2 min
 
 It starts a throwaway ``redis-server`` on a free loopback port (no persistence) and
 prints three Markdown tables:
@@ -31,6 +32,10 @@ Cluster of three primaries (started on loopback), beside the same call on one se
 with the server's microseconds per call (``FCALL`` in ``INFO commandstats`` on the node
 that holds the limit's slot).
 
+``--instructions`` prints one more table instead: the instructions that the server runs
+per call of each latency row, counted by valgrind's callgrind in commands only, a
+measure that the load of the machine does not move (it needs ``valgrind`` on PATH).
+
 What each column means and how each library is driven is described in
 ``bench/README.md``.  Trials of different rows are interleaved and summarised by their
 median, so that a noisy machine blurs every row alike.
@@ -50,6 +55,7 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import socket
 import sqlite3
@@ -97,6 +103,17 @@ WINDOW = 1.0
 PROCESSES = 4
 #: The socket and connect timeout of every Redis client, as `RedisStore(url=...)` sets it.
 TIMEOUT = 1.0
+#: A function that runs the commands an exact bucket on the server's clock needs, and
+#: nothing else: the floor of such a bucket's server time.
+FLOOR_LIBRARY = """#!lua name=bench_floor
+redis.register_function('bench_floor', function(keys, args)
+  redis.call('TIME')
+  redis.call('GET', keys[1])
+  redis.call('SET', keys[1], 'sixteen bytes...', 'PX', '60000')
+  return 1
+end)
+"""
+
 #: The goal for a ratekit call, as a multiple of PING's p50.
 GOAL_P50 = 1.2
 #: The least share of the ideal that an accuracy run should reach.
@@ -192,14 +209,17 @@ def _answers_ping(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """Run ``redis-server`` on a free loopback port with no persistence; yield its URL."""
+def redis_server(wrapper: Sequence[str] = ()) -> Iterator[str]:
+    """Run ``redis-server`` on a free loopback port with no persistence; yield its URL.
+
+    *wrapper* runs it (``valgrind`` and its options); it is stopped with SIGTERM.
+    """
     executable = shutil.which("redis-server")
     if executable is None:
         raise SystemExit("bench_stores.py needs redis-server on PATH (apt install redis-server)")
     directory = tempfile.mkdtemp(prefix="ratekit-bench-redis-")
     port = _free_port()
-    command = [executable, "--port", str(port), "--bind", "127.0.0.1"]
+    command = [*wrapper, executable, "--port", str(port), "--bind", "127.0.0.1"]
     command += ["--save", "", "--appendonly", "no", "--dir", directory]
     process = subprocess.Popen(  # noqa: S603 - a fixed executable and arguments
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -289,6 +309,10 @@ def callers(client: redis.Redis, url: str, prefix: str) -> tuple[list[Caller], l
     nothing = client.register_script("return 1")
     keys = [f"{prefix}floor:state", f"{prefix}floor:log"]
     args = ["try", "", "1.0", "", "", "0", "1000", "1", "tb", "1000000000.0", "1000000000.0"]
+    # The least an exact bucket on the server's clock can cost: a function that only
+    # reads the time, reads a state and writes one back, called with as many keys and
+    # arguments as a ratekit call.
+    client.function_load(FLOOR_LIBRARY, replace=True)
     granted, denied = "granted", "denied"
     rows = [
         Caller("ping", "redis-py", "`PING`", "—", client.ping, None),
@@ -298,6 +322,15 @@ def callers(client: redis.Redis, url: str, prefix: str) -> tuple[list[Caller], l
             "`EVALSHA` of `return 1`, with 2 keys and 11 arguments",
             "—",
             partial(nothing, keys=keys, args=args),
+            None,
+        ),
+        Caller(
+            "floor",
+            "redis-py",
+            "`FCALL` of a function that runs `TIME`, `GET` and `SET` only, with 2 keys and "
+            "11 arguments",
+            "—",
+            partial(client.fcall, "bench_floor", len(keys), *keys, *args),
             None,
         ),
         Caller(
@@ -324,6 +357,15 @@ def callers(client: redis.Redis, url: str, prefix: str) -> tuple[list[Caller], l
             "`RedisStore.fixed_window`, 10⁹ per 1 s",
             granted,
             store.fixed_window("fw-granted", HUGE, 1.0).try_acquire,
+            True,
+            ours=True,
+        ),
+        Caller(
+            "ratekit-lb",
+            "ratekit",
+            "`RedisStore.leaky_bucket`, 10⁹/s, capacity 10⁹",
+            granted,
+            store.leaky_bucket("lb-granted", HUGE, HUGE).try_acquire,
             True,
             ours=True,
         ),
@@ -375,6 +417,15 @@ def callers(client: redis.Redis, url: str, prefix: str) -> tuple[list[Caller], l
             "`RedisStore.fixed_window`, 1 per hour, used",
             denied,
             store.fixed_window("fw-denied", 1, 3600.0).try_acquire,
+            False,
+            ours=True,
+        ),
+        Caller(
+            "ratekit-lb-denied",
+            "ratekit",
+            "`RedisStore.leaky_bucket`, 1/hour, capacity 1, used",
+            denied,
+            store.leaky_bucket("lb-denied", "1/hour", 1).try_acquire,
             False,
             ours=True,
         ),
@@ -528,6 +579,13 @@ def _commands_text(counts: list[dict[str, float]]) -> str:
     return ", ".join(f"{name} {value:.3g}" for name, value in shown)
 
 
+def _per_core(server_us: float) -> str:
+    """The calls per second that one Redis core sustains at *server_us* each, rounded."""
+    if server_us <= 0:
+        return "—"
+    return f"{round(1e6 / server_us, -2):,.0f}"
+
+
 def render_latency(rows: list[Caller], raw: dict[str, Latency], header: str) -> str:
     """The latency table, and whether ratekit meets its goal."""
     lines = [
@@ -535,9 +593,10 @@ def render_latency(rows: list[Caller], raw: dict[str, Latency], header: str) -> 
         "",
         (
             "| Library | Call | Outcome | p50 µs | p99 µs | p50 x PING | p99 x PING | server µs "
-            "/ call | round trips / call | server commands / call (INFO commandstats) |"
+            "/ call | calls / s per Redis core (10⁶ / server µs) | round trips / call | server "
+            "commands / call (INFO commandstats) |"
         ),
-        "|---|---|---|--:|--:|--:|--:|--:|--:|---|",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for row in rows:
         m = raw[row.key]
@@ -553,6 +612,7 @@ def render_latency(rows: list[Caller], raw: dict[str, Latency], header: str) -> 
             ratio,
             ratio99,
             f"{statistics.median(m.server_us):.1f}",
+            _per_core(statistics.median(m.server_us)),
             f"{statistics.median(m.round_trips):.2f}",
             _commands_text(m.commands),
         ]
@@ -574,6 +634,103 @@ def render_latency(rows: list[Caller], raw: dict[str, Latency], header: str) -> 
         f"- For reference, a script that does nothing, sent with as many arguments: "
         f"{statistics.median(script.p50_ratios):.2f}x PING p50 "
         f"({statistics.median(script.server_us):.1f} µs of it in the server)."
+    )
+    return "\n".join(lines)
+
+
+# -- the server's instructions per call ----------------------------------------------------
+
+#: Each row is called this many times in each of two runs of a server under callgrind;
+#: the difference of their counts over the difference of calls is the row's cost.
+INSTRUCTION_CALLS = (200, 600)
+#: Calls before those counted (connect, load each script, use up a denied row's limit):
+#: the same in both runs, so they cancel out.
+INSTRUCTION_WARMUP = 20
+#: The goal for the server's work per ratekit call: at most this multiple of that of
+#: limits' strategy of the same kind (its moving window for a sliding window, its fixed
+#: window for the others).
+GOAL_SERVER = 1.5
+INSTRUCTION_GOALS = {
+    "ratekit-sw": "limits-moving",
+    "ratekit-tb": "limits-fixed",
+    "ratekit-fw": "limits-fixed",
+    "ratekit-lb": "limits-fixed",
+}
+
+
+def _instructions(key: str, calls: int) -> tuple[int, list[Caller]]:
+    """The instructions a server under callgrind ran in its commands, and the rows.
+
+    Counted from ``processCommand`` on (parsing the request, running the command and
+    any script, queueing the reply), after *calls* calls of the row named *key*.
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind on PATH (apt install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="ratekit-bench-callgrind-") as directory:
+        out = Path(directory) / "callgrind.out"
+        wrapper = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"]
+        wrapper.append("--toggle-collect=processCommand")
+        with redis_server(wrapper) as url:
+            client = _client(url)
+            rows, closing = callers(client, url, "bench:")
+            try:
+                call = next(row.call for row in rows if row.key == key)
+                for _ in range(INSTRUCTION_WARMUP + calls):
+                    call()
+            finally:
+                for item in closing:
+                    item.close()
+                client.close()
+        text = out.read_text(encoding="utf-8")
+    found = re.search(r"^(?:summary|totals): (\d+)$", text, re.MULTILINE)
+    if found is None:
+        raise SystemExit("callgrind wrote no total")
+    return int(found.group(1)), rows
+
+
+def measure_instructions() -> tuple[list[Caller], dict[str, float]]:
+    """Every row's server instructions per call (valgrind's callgrind counts them)."""
+    rows: list[Caller] = []
+    counts: dict[str, float] = {}
+    _, rows = _instructions("ping", 1)
+    for row in rows:
+        _log(f"instructions: {row.key}")
+        few, _ = _instructions(row.key, INSTRUCTION_CALLS[0])
+        many, _ = _instructions(row.key, INSTRUCTION_CALLS[1])
+        counts[row.key] = (many - few) / (INSTRUCTION_CALLS[1] - INSTRUCTION_CALLS[0])
+    return rows, counts
+
+
+def render_instructions(rows: list[Caller], counts: dict[str, float], header: str) -> str:
+    """The instructions table, and whether ratekit meets its goal."""
+    fixed, moving = counts["limits-fixed"], counts["limits-moving"]
+    lines = [
+        f"> {header}",
+        "",
+        (
+            "| Library | Call | Outcome | server instructions / call | x limits' fixed window "
+            "| x limits' moving window |"
+        ),
+        "|---|---|---|--:|--:|--:|",
+    ]
+    for row in rows:
+        count = counts[row.key]
+        cells = [row.library, row.call_text, row.outcome, f"{count:,.0f}"]
+        cells += [f"{count / fixed:.2f}x", f"{count / moving:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Goal: at most {GOAL_SERVER:g}x the instructions of limits' strategy:", ""]
+    texts = {row.key: row.call_text for row in rows}
+    for key, reference in INSTRUCTION_GOALS.items():
+        ratio = counts[key] / counts[reference]
+        lines.append(
+            f"- {texts[key]}, granted: {ratio:.2f}x {texts[reference]}: "
+            f"{'met' if ratio <= GOAL_SERVER else 'MISSED'}"
+        )
+    lines.append(
+        f"- For reference, a function that runs `TIME`, `GET` and `SET` only, with as many "
+        f"keys and arguments: {counts['floor']:,.0f} ({counts['floor'] / fixed:.2f}x limits' "
+        "fixed window)."
     )
     return "\n".join(lines)
 
@@ -1132,10 +1289,26 @@ def main(argv: list[str] | None = None) -> int:
         "--cluster-only", action="store_true", help="only the Redis Cluster latency table"
     )
     parser.add_argument("--latency-only", action="store_true", help="only the Redis latency table")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="only the server's instructions per call, under valgrind (1 to 2 min)",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.cluster_only:
         print("\n".join(measure_cluster(settings)))
+        return 0
+    if args.instructions:
+        rows, counts = measure_instructions()
+        header = (
+            f"ratekit stores benchmark, instructions, "
+            f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}: each row alone on a fresh "
+            f"redis-server under valgrind's callgrind; instructions from processCommand on, "
+            f"per call: the difference between {INSTRUCTION_CALLS[0]} and "
+            f"{INSTRUCTION_CALLS[1]} calls, over the difference of calls."
+        )
+        print(render_instructions(rows, counts, header))
         return 0
 
     began = time.monotonic()

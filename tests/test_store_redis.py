@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import attrs
@@ -60,13 +61,16 @@ from ratekit import (
     CostTooLarge,
     FixedWindow,
     LeakyBucket,
+    LimiterStatistics,
     QueueFull,
     SlidingWindow,
     TokenBucket,
     all_of,
 )
 from ratekit.stores import StoreUnavailable
+from ratekit.stores import _redis as redis_store_module
 from ratekit.stores._redis import EXPIRY_MARGIN, RedisLimiter, RedisStore, _refusal
+from ratekit.stores._redis_script import forms
 from ratekit.testing import FakeClock
 from ratekit.typing import Limiter
 
@@ -251,6 +255,15 @@ def drive(limiter, clock: FakeClock, workload, *, sleeps: bool = True) -> list[o
     return answers
 
 
+def _draw_twins(data, name: str):
+    """The twins *name* draws, in memory and in Redis, and their FakeClocks."""
+    make = data.draw(TWINS[name])
+    clocks = FakeClock(), FakeClock()
+    memory, _ = make(clocks[0], fresh_store(clocks[0]))
+    _, shared = make(clocks[1], fresh_store(clocks[1]))
+    return memory, shared, clocks
+
+
 @pytest.mark.parametrize("name", list(TWINS))
 @given(data=st.data(), workload=steps)
 @scaled(3)
@@ -259,10 +272,7 @@ def test_redis_answers_exactly_as_memory(name, data, workload):
 
     To the last bit but for the clock a composition's wait leaves: see below.
     """
-    make = data.draw(TWINS[name])
-    clocks = FakeClock(), FakeClock()
-    memory, _ = make(clocks[0], fresh_store(clocks[0]))
-    _, shared = make(clocks[1], fresh_store(clocks[1]))
+    memory, shared, clocks = _draw_twins(data, name)
     whole = not isinstance(memory, AllOf)
     expected = drive(memory, clocks[0], workload, sleeps=whole)
     got = drive(shared, clocks[1], workload, sleeps=whole)
@@ -302,22 +312,55 @@ def test_a_deferred_wait_decides_as_in_memory_and_reads_levels_within_rounding()
     assert clocks[0].sleeps != clocks[1].sleeps  # the deferred wait, in memory only
 
 
-def _ulps_apart(first: object, second: object, ulps: int) -> bool:
+#: The Lua code as the previous version shipped it, which kept states in hashes as text.
+_PREVIOUS = forms((Path(__file__).parent / "ratekit_previous.lua").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", list(TWINS))
+@given(data=st.data(), before=steps, after=steps)
+@scaled(6)
+def test_the_states_the_previous_script_wrote_answer_exactly_as_memory(name, data, before, after):
+    """An upgrade in use: calls by the previous script, then by this one, on one limit.
+
+    Every answer is the in-memory one: the state the previous script left (hashes of
+    numbers as text, withdrawals, logs) is read, and then written in the current form.
+    """
+    memory, shared, clocks = _draw_twins(data, name)
+    whole = not isinstance(memory, AllOf)
+    expected = drive(memory, clocks[0], before, sleeps=whole)
+    expected += drive(memory, clocks[0], after, sleeps=whole)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redis_store_module, "FUNCTION", _PREVIOUS[0])
+        patch.setattr(redis_store_module, "LIBRARY", _PREVIOUS[1])
+        got = drive(shared, clocks[1], before, sleeps=whole)
+    assert _client is not None
+    assert {_client.type(key) for key in shared.keys} <= {b"hash", b"none"}  # as it wrote
+    got += drive(shared, clocks[1], after, sleeps=whole)
+    if whole:
+        assert got == expected
+    else:  # as in test_redis_answers_exactly_as_memory
+        assert _ulps_apart(got, expected, 4), (got, expected)
+
+
+def _ulps_apart(first: object, second: object, ulps: int, scale: float = 1.0) -> bool:
     """Whether two answers are equal, but for floats at most *ulps* units apart.
 
-    Units in the last place of the larger float, or of 1.0 if both are smaller: a value
-    near zero is often the difference of two values near a unit (a level, as the limit
-    less the running totals), and carries their rounding, not its own.
+    Units in the last place of the larger float, or of *scale* if both are smaller: a
+    value near zero is often the difference of two larger values (a level, as the limit
+    less the running totals), and carries their rounding, not its own.  Within
+    statistics the scale is the capacity, of the order of those totals.
     """
     if isinstance(first, float) and isinstance(second, float):
         if math.isinf(first) or math.isinf(second) or first == second:
             return first == second
-        return abs(first - second) <= ulps * math.ulp(max(abs(first), abs(second), 1.0))
+        return abs(first - second) <= ulps * math.ulp(max(abs(first), abs(second), scale))
+    if isinstance(first, LimiterStatistics) and isinstance(second, LimiterStatistics):
+        scale = max([scale] + [c for c in (first.capacity, second.capacity) if math.isfinite(c)])
     if attrs.has(type(first)) and type(first) is type(second):
         first, second = attrs.astuple(first, recurse=False), attrs.astuple(second, recurse=False)
     if isinstance(first, (list, tuple)) and isinstance(second, (list, tuple)):
         return len(first) == len(second) and all(
-            _ulps_apart(a, b, ulps) for a, b in zip(first, second, strict=True)
+            _ulps_apart(a, b, ulps, scale) for a, b in zip(first, second, strict=True)
         )
     return first == second
 
@@ -327,17 +370,33 @@ def _ulps_apart(first: object, second: object, ulps: int) -> bool:
     [(100, 1.0, 1.0, 0.013), (50, 0.5, 0.7, 0.0031), (3, 10.0, 0.1, 0.05)],
 )
 def test_a_long_sliding_log_is_compacted_exactly_as_in_memory(limit, window, cost, step):
-    """Hundreds of grants (the log expires, compacts and rebases) answer as in memory."""
+    """Hundreds of grants (the log expires, compacts and rebases) answer as in memory.
+
+    And the log in Redis holds the entries in the window, and fewer than 32 that have
+    left it: those are removed 32 at a time.
+    """
+    assert _client is not None
     clocks = FakeClock(), FakeClock()
     memory = SlidingWindow(limit, window, clock=clocks[0])
     shared = fresh_store(clocks[1]).sliding_window("log", limit, window)
+    instants: set[float] = set()  # of the grants and bookings: the log's entries
+    left = []  # after each step: how many entries that left the window the log holds
     for index in range(600):
         for clock in clocks:
             clock.advance(step * (1 + index % 3))
-        assert memory.try_acquire(cost) == shared.try_acquire(cost)
+        decision = shared.try_acquire(cost)
+        assert memory.try_acquire(cost) == decision
+        if decision.granted:
+            instants.add(clocks[1].now())
         if index % 7 == 0:
-            assert memory.reserve(cost).ready_at == shared.reserve(cost).ready_at
+            reservation = shared.reserve(cost)
+            assert memory.reserve(cost).ready_at == reservation.ready_at
+            instants.add(reservation.ready_at)
+        in_window = sum(1 for instant in instants if instant > clocks[1].now() - window)
+        left.append(_client.zcard(f"{shared.keys[0]}:log") - in_window)
     assert memory.statistics() == shared.statistics()
+    assert min(left) >= 0
+    assert max(left) == 31
 
 
 # -- the invariant machines of the strategies, on Redis ------------------------------------
@@ -1130,14 +1189,48 @@ def test_a_refusal_while_the_library_is_missing_leaves_functions_in_use(
     assert len(_libraries(admin)) == 1
 
 
+@pytest.mark.parametrize(
+    ("kind", "legacy"),
+    [
+        # As an earlier version wrote the state after the first call (at 1000.0), in a hash.
+        ("token_bucket", {"l": "1", "s": "1000"}),  # level 3 - 2, at 1000.0
+        ("leaky_bucket", {"t": "1000.5"}),  # the next grant's earliest instant
+        ("fixed_window", {"e": "1010", "u": "2", "x": "1000"}),  # window end, used, last
+    ],
+)
+def test_a_state_an_earlier_version_wrote_is_read_and_written_anew(kind, legacy):
+    """A bucket's or fixed window's hash (numbers as text) answers as in memory, then is a string.
+
+    So an upgrade does not reset a limit that is in use; the state is written back in
+    the current form at once (SET replaces the hash).
+    """
+    assert _client is not None
+    params = {"token_bucket": (1.0, 3), "leaky_bucket": (2.0, 3), "fixed_window": (3, 10.0)}
+    clocks = FakeClock(), FakeClock()
+    for clock in clocks:
+        clock.advance(1000.0)
+    strategy = {"token_bucket": TokenBucket, "leaky_bucket": LeakyBucket}.get(kind, FixedWindow)
+    memory = strategy(*params[kind], clock=clocks[0])
+    shared = getattr(fresh_store(clocks[1]), kind)("b", *params[kind])
+    assert memory.try_acquire(2 if kind != "leaky_bucket" else 1)
+    _client.hset(shared.keys[0], mapping=legacy)
+    answers = []
+    for twin, clock in zip((memory, shared), clocks, strict=True):
+        clock.advance(0.75)
+        answers.append([twin.try_acquire(1), twin.try_acquire(1), twin.try_acquire(1)])
+    assert answers[0] == answers[1]
+    assert [decision.granted for decision in answers[0]] == [True, False, False]  # it counted
+    assert _client.type(shared.keys[0]) == b"string"
+
+
 def test_errors_that_are_bugs_propagate_even_when_failing_open(caplog):
     """A key of another type, or state the script cannot read: redis's error, never a grant."""
     assert _client is not None
     store = fresh_store(fail_open=True)
     other, corrupt = store.token_bucket("other", 1.0, 1), store.token_bucket("corrupt", 1.0, 3)
-    _client.set(other.keys[0], "a string")
+    _client.rpush(other.keys[0], "a list")
     assert corrupt.try_acquire()
-    _client.hset(corrupt.keys[0], "w", "garbage")
+    _client.set(corrupt.keys[0], "garbage")  # too short for a bucket's packed state
     with caplog.at_level(logging.WARNING, logger="ratekit.stores"):
         with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE "):
             other.try_acquire()

@@ -22,17 +22,20 @@ from specs import sliding_window_holds
 from test_store_redis import _ulps_apart, drive
 from test_store_redis_async import GateClock, drive_async, run, two_hundred_tasks
 from test_store_redis_cluster import (
+    _calls,
     _flush_functions,
     _has_library,
     _loaded_once_on,
+    _reset_stats,
     admin,
     cluster,
     one_slot_limiters,
+    refused_functions,
     spread_limits,
 )
 
 import ratekit
-from ratekit import SlidingWindow, TokenBucket
+from ratekit import SlidingWindow, TokenBucket, all_of
 from ratekit.stores import AsyncRedisStore, RedisStore, StoreUnavailable
 from ratekit.testing import FakeClock
 
@@ -273,3 +276,186 @@ def test_the_store_checks_its_cluster_arguments_and_keeps_secrets(cluster):
             assert repr(store).startswith("AsyncRedisStore('Redis Cluster at 127.0.0.1:")
 
     run(main)
+
+
+# -- restart, resharding, a user refused functions ------------------------------------------
+
+
+async def _in_step(pairs: list, clocks: tuple[FakeClock, FakeClock], count: int) -> None:
+    """*count* steps of both clocks, each limiter of *pairs* answering as its twin in memory.
+
+    Each pair is (in memory, the store's); every step tries a cost of 0.7 on both, and
+    every seventh also reserves it, with the same instant.
+    """
+    for index in range(count):
+        for each in clocks:
+            each.advance(0.013 * (1 + index % 3))
+        for memory, shared in pairs:
+            assert memory.try_acquire(0.7) == await shared.try_acquire(0.7)
+            if index % 7 == 0:
+                assert memory.reserve(0.7).ready_at == (await shared.reserve(0.7)).ready_at
+
+
+async def _answers_as_memory(store: AsyncRedisStore, clock: FakeClock) -> None:
+    """`test_store_redis._answers_as_memory`, awaited: a window and a bucket, 150 steps."""
+    mine = FakeClock(start=clock.now())
+    pairs = [
+        (SlidingWindow(5, 0.5, clock=mine), store.sliding_window("w", 5, 0.5)),
+        (TokenBucket(7.0, 3, clock=mine), store.token_bucket("b", 7.0, 3)),
+    ]
+    await _in_step(pairs, (mine, clock), 150)
+    for memory, shared in pairs:
+        assert memory.statistics() == await shared.statistics_async()
+
+
+def test_a_restarted_primary_is_served_again_with_the_library_reloaded(cluster, admin):
+    """A primary restarted mid-run (data and functions lost): calls recover, reloading.
+
+    While it is down a call fails closed, or is granted by a store that fails open;
+    once it is back, the next call reconnects, loads the library on that node only,
+    once, and the limit answers as a fresh one in memory.
+    """
+    clock = FakeClock()
+    owner = cluster.owner(admin.keyslot("{restarted}"))  # the slot of the key "restarted"
+
+    async def main() -> None:
+        lenient_store = AsyncRedisStore(
+            url=cluster.url,
+            cluster=True,
+            timeout=5.0,
+            prefix=f"c{uuid.uuid4().hex[:12]}:",
+            clock=clock,
+            fail_open=True,
+        )
+        async with fresh_store(cluster, clock) as store, lenient_store:
+            bucket = store.token_bucket("restarted", "1/hour", 3)
+            assert await bucket.try_acquire(3)
+            assert not await bucket.try_acquire()
+            assert cluster.owner(admin.keyslot(bucket.keys[0])) == owner
+            lenient = lenient_store.token_bucket("restarted", "1/hour", 3)
+            assert await lenient.try_acquire(3)
+            assert not await lenient.try_acquire()  # so a grant below is by failing open
+            cluster.stop_node(owner)
+            with pytest.raises(StoreUnavailable, match=r"Redis Cluster at .* is unavailable"):
+                await bucket.try_acquire()  # fails closed while its primary is down
+            assert await lenient.try_acquire()  # or opens
+            assert lenient_store._counts.fail_open == 1
+            cluster.start_node(owner)
+            cluster.wait_ok()
+            assert not _has_library(cluster, owner)
+            _reset_stats(cluster)
+            # The old connections are gone: the client reconnects (reading the layout
+            # again), finds the library missing, loads it there and sends the call again.
+            assert await bucket.try_acquire(3)  # a server without persistence forgot the limit
+            _loaded_once_on(cluster, owner, fcalls=1)
+            assert _has_library(cluster, owner)
+            mine = FakeClock(start=clock.now())
+            memory = TokenBucket("1/hour", 3, clock=mine)
+            assert memory.try_acquire(3)
+            for step in (1.0, 1199.0, 1.0, 3600.0):
+                clock.advance(step)
+                mine.advance(step)
+                assert await bucket.try_acquire() == memory.try_acquire()
+
+    try:
+        run(main)
+    finally:
+        if owner not in cluster.processes:  # stopped by a run that failed meanwhile
+            cluster.start_node(owner)
+            cluster.wait_ok()
+
+
+def _settle_slot(cluster: RedisCluster, slot: int, owner: int) -> None:
+    """Give *slot* back to the primary of port *owner*, with no move left under way."""
+    if cluster.owner(slot) != owner:
+        cluster.move_slot(slot, owner)
+    for port in cluster.ports:  # ends a move that stopped midway (else: nothing to end)
+        client = cluster.node(port)
+        try:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+        finally:
+            client.close()
+    cluster.wait_ok()
+
+
+def test_calls_follow_a_moved_slot_and_stay_exact(cluster, admin):
+    """A slot moved (ASK while its keys move, MOVED after): the same answers as memory.
+
+    While the slot moves, a call whose keys all exist is served by the importing node
+    after ``ASK`` (which loads the library there, once, as the node that answered); one
+    with a key that does not exist (a bucket's unused log) is refused with ``TRYAGAIN``
+    by Redis, and fails closed.  The keys move in a thread, as a resharding runs beside
+    the application, while the calls are awaited on the event loop.
+    """
+    clock, mine = FakeClock(), FakeClock()
+    name = f"moved-{uuid.uuid4().hex[:8]}"
+    slot = admin.keyslot(f"{{{name}}}")
+    source = cluster.owner(slot)
+    target = next(port for port in cluster.ports if port != source)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with fresh_store(cluster, clock) as store:
+            twins = [
+                (
+                    all_of(SlidingWindow(50, 5.0, clock=mine), SlidingWindow(80, 10.0, clock=mine)),
+                    store.all_of(
+                        store.sliding_window(f"{name}:a", 50, 5.0, group=name),
+                        store.sliding_window(f"{name}:b", 80, 10.0, group=name),
+                    ),
+                ),
+                (
+                    TokenBucket(7.0, 3, clock=mine),
+                    store.token_bucket(f"{name}:c", 7.0, 3, group=name),
+                ),
+            ]
+            assert {admin.keyslot(key) for _, shared in twins for key in shared.keys} == {slot}
+
+            async def midway() -> None:
+                await _in_step(twins[:1], (mine, clock), 20)  # every key exists: after ASK
+                with pytest.raises(StoreUnavailable):
+                    await twins[1][1].try_acquire(0.7)
+
+            await _in_step(twins, (mine, clock), 40)
+            _flush_functions(cluster, target)  # the call that reaches it must load the library
+            await asyncio.to_thread(
+                cluster.move_slot,
+                slot,
+                target,
+                midway=lambda: asyncio.run_coroutine_threadsafe(midway(), loop).result(60),
+            )
+            # Loaded where the calls went, and only there: 20 tries and 3 reservations.
+            _loaded_once_on(cluster, target, fcalls=23)
+            assert cluster.owner(slot) == target
+            await _in_step(twins, (mine, clock), 40)  # answered after MOVED
+            for memory, shared in twins:
+                assert memory.statistics().granted == shared.statistics().granted
+
+    try:
+        run(main)
+    finally:
+        _settle_slot(cluster, slot, source)
+
+
+def test_a_user_refused_functions_runs_the_script_on_the_cluster(cluster):
+    """Where ACLs refuse FCALL on every node, calls go by EVALSHA and answer the same.
+
+    The first call finds out; no later one tries FCALL, or loads the library.
+    """
+    clock = FakeClock()
+
+    async def main(url: str) -> None:
+        prefix = f"c{uuid.uuid4().hex[:12]}:"
+        store = AsyncRedisStore(url=url, cluster=True, timeout=5.0, prefix=prefix, clock=clock)
+        async with store:
+            assert "pw-limited" not in store.description
+            assert await store.token_bucket("first", 1.0, 1).try_acquire()  # finds out, once
+            _reset_stats(cluster)
+            await _answers_as_memory(store, clock)
+            calls = [_calls(cluster, port) for port in cluster.ports]
+            assert sum(each.get("evalsha", 0) for each in calls) > 300
+            # Not even refused: a command refused by an ACL is listed, with no calls.
+            assert not any({"fcall", "function|load"} & set(each) for each in calls)
+
+    with refused_functions(cluster) as url:
+        run(lambda: main(url))

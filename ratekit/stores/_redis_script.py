@@ -10,11 +10,12 @@ script (`SCRIPT`, by ``EVALSHA``), which defines everything again on every call.
 Each Lua function ports the Python method named in its comment (``ratekit/_limiter.py``,
 ``_token_bucket.py``, ``_leaky_bucket.py``, ``_windows.py``, ``_composite.py``) operation
 for operation, in the same order, so that given the same clock readings the store and the
-in-memory strategies agree to the last bit.  Numbers cross between Python, Lua and Redis
-as text with 17 significant digits, which round-trips every double exactly (Lua's own
-``tostring`` keeps 14 and would not).
+in-memory strategies agree to the last bit.  Numbers cross between Python and Lua as text
+with 17 significant digits, which round-trips every double exactly (Lua's own
+``tostring`` keeps 14 and would not); the states in Redis hold them as the doubles
+themselves (``struct.pack``: exact, and read back without parsing text).
 
-``KEYS``: two per member, its state (a hash) and its log (a sorted set, used by the
+``KEYS``: two per member, its state (a string) and its log (a sorted set, used by the
 sliding window only; a bucket's or a fixed window's log never exists, so that on a
 cluster a call waits for a slot that is moving).  ``ARGV``: the operation (``try``,
 ``book``, ``cancel`` or ``level``), the time (empty: the server's ``TIME``), the cost, a
@@ -29,15 +30,20 @@ send): ``try`` answers ``1`` (granted) or ``0`` and the delay; ``book`` answers 
 the instant, the delay and the booking's token, or ``0``, the instant and the delay;
 ``cancel`` answers ``1`` (withdrawn) or ``0``; ``level`` answers the level.
 
-A sliding window's hash holds its state in one field, ``S``: its head, base, running
-total, epoch and version, then the log's size, how many entries that have left the
-window are still in the log (they are removed in batches), and the log's first and last
-entries (instant and running total), separated by spaces; so most calls read nothing of
-the log itself.  Its ``h`` holds ``-``, so that an earlier version (which kept the state
-in ``h``, ``b``, ``T``, ``E`` and ``V``) fails on such a state rather than misread it (it
-writes nothing first, unless every entry of the log has expired: then it deletes the
-log); a state as an earlier version wrote it is read from the log, and written anew.
-The withdrawals (``w``) are written only when there are some, or were.
+A state is one string, written with its expiry by one ``SET``: its numbers as
+little-endian doubles, then the withdrawals as text, if there are any.  A token bucket
+packs its level and stamp, a leaky bucket the instant of its next grant, a fixed window
+its end, what it has used and its last grant; a sliding window its head, base, running
+total, epoch, version, the log's size and how many entries that have left the window are
+still in the log (they are removed in batches), then, if the log is not empty, its first
+and last entries (instant and running total), so that most calls read nothing of the log
+itself.  The log's members are ``"instant running-total"`` as text.
+
+Earlier versions kept each state in a hash, its numbers as text; such a state is read
+as it was written (``GET`` answers ``WRONGTYPE``, and the hash is read instead), then
+replaced by the current form at the next write.  An earlier version given a current state
+fails with ``WRONGTYPE`` rather than misread it: upgrade every process that shares a
+limit.
 """
 
 from __future__ import annotations
@@ -45,16 +51,21 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
-#: The code shared by both forms: every definition, and ``handle(KEYS, ARGV)``, one call.
-_BODY = "\n" + (resources.files("ratekit.stores") / "ratekit.lua").read_text(encoding="utf-8")
 
-#: The name of the function library, and of its one function: it carries a hash of the
-#: code, so a changed script is loaded beside an older one and never calls it.
-FUNCTION = f"ratekit_{hashlib.sha256(_BODY.encode()).hexdigest()[:16]}"
+def forms(code: str) -> tuple[str, str, str]:
+    """The name, library and script of Lua *code* that defines ``handle(KEYS, ARGV)``.
 
-#: The code as a Redis 7 function library (``FUNCTION LOAD``, then ``FCALL``): the
-#: definitions run once, at load, instead of on every call.
-LIBRARY = f"#!lua name={FUNCTION}\n{_BODY}\nredis.register_function('{FUNCTION}', handle)\n"
+    The name, of the function library and of its one function, carries a hash of the
+    code, so a changed script is loaded beside an older one and never calls it.  The
+    library (``FUNCTION LOAD``, then ``FCALL``) runs the definitions once, at load,
+    instead of on every call; the script (``EVALSHA``) is for servers without functions.
+    """
+    body = "\n" + code
+    name = f"ratekit_{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+    library = f"#!lua name={name}\n{body}\nredis.register_function('{name}', handle)\n"
+    return name, library, f"{body}\nreturn handle(KEYS, ARGV)\n"
 
-#: The code as a script (``EVALSHA``), for servers without functions.
-SCRIPT = f"{_BODY}\nreturn handle(KEYS, ARGV)\n"
+
+FUNCTION, LIBRARY, SCRIPT = forms(
+    (resources.files("ratekit.stores") / "ratekit.lua").read_text(encoding="utf-8")
+)

@@ -1,20 +1,44 @@
 -- A function library's top level runs with no standard library (only ``redis``), so
 -- it uses none: ``handle`` binds these at its first call.
 local INF = 1 / 0
-local floor, frexp, ldexp, format, match
+local floor, frexp, ldexp, format, match, pack, unpack_state, sub
 -- The server's time of this call in whole milliseconds (TIME, rounded down), or false
--- when the caller gave the time: keys then expire at an instant (PEXPIREAT, which
--- Redis runs as is) rather than after a duration (PEXPIRE, which it rewrites).
+-- when the caller gave the time: keys then expire at an instant (SET's PXAT and
+-- PEXPIREAT, which Redis replicates as they are) rather than after a duration (PX and
+-- PEXPIRE, which it rewrites).
 local server_ms = false
 -- The largest magnitude below which every integer is a double ('%d' prints it exactly).
 local EXACT = 9007199254740992
 -- No withdrawals (shared, never changed).
 local NONE = {}
+-- How SET gives a key its expiry: at an instant (with the server's time) or after a
+-- duration (with the caller's).
+local SET_EXPIRY = {[true] = 'PXAT', [false] = 'PX'}
 
-local function num(text)
+-- The numbers of texts read before (a call's parameters mostly repeat: its cost, rates,
+-- limits and windows), so that each is parsed once (strtod is most of a parse's cost):
+-- at most PARSED_MAX of them, then the memo starts again.
+local PARSED_MAX = 4096
+local parsed, parsed_count = {}, 0
+
+-- The number a text of string.format('%.17g', x) (see fmt) stands for.
+local function parse(text)
   if text == 'inf' then return INF end
   if text == '-inf' then return -INF end
   return tonumber(text)
+end
+
+-- parse, memoized: for a call's parameters, not for what changes at every call.
+local function num(text)
+  local x = parsed[text]
+  if x then return x end
+  x = parse(text)
+  if x and parsed_count < PARSED_MAX then
+    parsed[text], parsed_count = x, parsed_count + 1
+  elseif x then
+    parsed, parsed_count = {[text] = x}, 1
+  end
+  return x
 end
 
 -- The text of string.format('%.17g', x); integers below 2^53 are the same digits, which
@@ -24,12 +48,6 @@ local function fmt(x)
   if x == INF then return 'inf' end
   if x == -INF then return '-inf' end
   return format('%.17g', x)
-end
-
--- The text of x: text, which was read as old, if x is old still (the same double).
-local function keep(x, old, text)
-  if text and x == old and (x ~= 0 or 1 / x == 1 / old) then return text end
-  return fmt(x)
 end
 
 -- math.nextafter(x, inf)
@@ -73,23 +91,48 @@ local function exact_delay(now, estimate, granted_at)
   return delay
 end
 
+-- A bucket's or a fixed window's state is one string: its numbers packed as doubles
+-- (``kind.packing``: exact, and read back without parsing text), then the withdrawals'
+-- text, if any.  ``raw`` is the reply of GET, if the caller has it.  The reply is as
+-- HMGET's was: {withdrawals, number, ...}, with no numbers if there is no state.
+local function read_packed(m, raw)
+  local kind = m.kind
+  if raw == nil then raw = redis.pcall('GET', m.key) end
+  if raw == false then return {} end
+  if type(raw) == 'string' then
+    local h = {unpack_state(kind.packing, raw)}
+    local after = h[kind.fields + 1]
+    h[kind.fields + 1] = nil
+    table.insert(h, 1, sub(raw, after))
+    return h
+  end
+  -- Not a string: a hash as an earlier version wrote it (numbers as text in named
+  -- fields), which SET replaces at the next write; any other type is an error.
+  if not match(raw.err, '^WRONGTYPE') then error(raw) end
+  local h = redis.call('HMGET', m.key, 'w', unpack(kind.legacy))
+  if h[2] then
+    for i = 2, kind.fields + 1 do h[i] = parse(h[i]) end
+  else
+    h = {h[1]}
+  end
+  return h
+end
+
+-- Write a bucket's or fixed window's state with its expiry (SET_EXPIRY, ms).
+local function write_packed(m, w, command, ms)
+  local kind = m.kind
+  local packed = pack(kind.packing, unpack(kind.state(m)))
+  redis.call('SET', m.key, packed .. (w or ''), command, ms)
+end
+
 -- TokenBucket ------------------------------------------------------------------------
-local TB = {size = 5}
+local TB = {size = 5, packing = '<dd', fields = 2, legacy = {'l', 's'}}
 function TB.init(m, per_second, capacity)
   m.per_second, m.capacity = per_second, capacity
 end
-function TB.read(m)
-  return redis.call('HMGET', m.key, 'w', 'l', 's')
-end
+TB.read, TB.write = read_packed, write_packed
 function TB.load(m, h, now)
-  if h[2] then m.level, m.stamp = num(h[2]), num(h[3]) else m.level, m.stamp = m.capacity, now end
-end
-function TB.write(m, w)
-  if w then
-    redis.call('HSET', m.key, 'l', fmt(m.level), 's', fmt(m.stamp), 'w', w)
-  else
-    redis.call('HSET', m.key, 'l', fmt(m.level), 's', fmt(m.stamp))
-  end
+  if h[2] then m.level, m.stamp = h[2], h[3] else m.level, m.stamp = m.capacity, now end
 end
 function TB.level(m, now) -- _level_locked
   local level = m.level + (now - m.stamp) * m.per_second
@@ -144,22 +187,13 @@ function TB.rest(m, now)
 end
 
 -- LeakyBucket (DripBase) -------------------------------------------------------------
-local LB = {size = 3}
+local LB = {size = 3, packing = '<d', fields = 1, legacy = {'t'}}
 function LB.init(m, per_second, capacity)
   m.per_second, m.capacity = per_second, capacity
 end
-function LB.read(m)
-  return redis.call('HMGET', m.key, 'w', 't')
-end
+LB.read, LB.write = read_packed, write_packed
 function LB.load(m, h, now)
-  if h[2] then m.tat = num(h[2]) else m.tat = -INF end
-end
-function LB.write(m, w)
-  if w then
-    redis.call('HSET', m.key, 't', fmt(m.tat), 'w', w)
-  else
-    redis.call('HSET', m.key, 't', fmt(m.tat))
-  end
+  if h[2] then m.tat = h[2] else m.tat = -INF end
 end
 function LB.level(m, now)
   return m.capacity - math.max(m.tat - now, 0) * m.per_second
@@ -202,31 +236,19 @@ function LB.rest(m, now)
 end
 
 -- FixedWindow ------------------------------------------------------------------------
-local FW = {size = 7}
+local FW = {size = 7, packing = '<ddd', fields = 3, legacy = {'e', 'u', 'x'}}
 function FW.init(m, limit, window)
   m.limit, m.window = limit, window
 end
-function FW.read(m)
-  return redis.call('HMGET', m.key, 'w', 'e', 'u', 'x')
-end
+FW.read, FW.write = read_packed, write_packed
 function FW.load(m, h, now)
   if h[2] then
-    m.fend, m.used, m.last = num(h[2]), num(h[3]), num(h[4])
-    m.read_fend, m.fend_text = m.fend, h[2]
+    m.fend, m.used, m.last = h[2], h[3], h[4]
   else
     m.fend, m.used, m.last = -INF, 0, -INF
   end
 end
-function FW.write(m, w)
-  local fend = keep(m.fend, m.read_fend, m.fend_text)
-  if w then
-    redis.call('HSET', m.key, 'e', fend, 'u', fmt(m.used), 'x', fmt(m.last), 'w', w)
-  else
-    redis.call('HSET', m.key, 'e', fend, 'u', fmt(m.used), 'x', fmt(m.last))
-  end
-end
-local function window_end(m, when) -- _window_end
-  local window = m.window
+local function window_end(window, when) -- _window_end
   local index = floor(when / window)
   local fend = (index + 1) * window
   while floor(fend / window) <= index do fend = up(fend) end
@@ -247,7 +269,7 @@ function FW.try(m, cost, now)
     end
     return false
   end
-  m.fend = window_end(m, now)
+  m.fend = window_end(m.window, now)
   m.used = cost
   m.last = now
   m.dirty = true
@@ -266,7 +288,7 @@ end
 function FW.take(m, cost, now, at)
   local fend, used, last = m.fend, m.used, m.last
   if at >= m.fend then
-    m.fend = window_end(m, at)
+    m.fend = window_end(m.window, at)
     m.used = cost
   else
     m.used = m.used + cost
@@ -280,7 +302,7 @@ function FW.available(m, cost, now)
 end
 function FW.grant(m, cost, now)
   if now >= m.fend then
-    m.fend = window_end(m, now)
+    m.fend = window_end(m.window, now)
     m.used = cost
   else
     m.used = m.used + cost
@@ -302,44 +324,68 @@ end
 -- SlidingWindow ----------------------------------------------------------------------
 -- The log holds the entries from the Python log's head on (those before it are only
 -- counted, in ``head``): score the instant, member "instant running-total"; before them
--- it may hold up to DEAD - 1 entries that have left the window, not yet removed (``p``).
--- The hash also holds the log's size and its first and last entries, so that most calls
--- read nothing of the log itself.  Entries read or written are kept in ``m.cache`` by
+-- it may hold up to DEAD - 1 entries that have left the window, not yet removed.
+-- The state (a string, as the buckets') packs the head, base, running total, epoch,
+-- version, the log's size and its dead entries, then, if the log is not empty, its first
+-- and last entries (instant and running total), so that most calls read nothing of the
+-- log itself; then the withdrawals.  Entries read or written are kept in ``m.cache`` by
 -- their place among the entries in the window (from 1): {instant, running total, and
--- their texts as in the log}.
+-- their texts as in the log, once known}.
 local SW = {size = 7}
 local DEAD = 32
+local SW_STATE, SW_ENDS = '<ddddddd', '<dddd'
 function SW.init(m, limit, window)
   m.limit, m.window = limit, window
 end
-function SW.read(m)
+function SW.read(m, raw)
+  if raw == nil then raw = redis.pcall('GET', m.key) end
+  if raw == false then return {} end
+  if type(raw) == 'string' then
+    local h = {unpack_state(SW_STATE, raw)}
+    local after = h[8]
+    if h[6] > 0 then
+      h[8], h[9], h[10], h[11], after = unpack_state(SW_ENDS, raw, after)
+    else
+      h[8] = nil
+    end
+    table.insert(h, 1, sub(raw, after))
+    h.packed = true
+    return h
+  end
+  -- A hash, as earlier versions wrote it (which SET replaces at the next write).
+  if not match(raw.err, '^WRONGTYPE') then error(raw) end
   return redis.call('HMGET', m.key, 'w', 'S', 'T')
 end
 function SW.load(m, h, now)
   m.cache = {}
-  if h[2] and not h[3] then
-    local head, base, total, epoch, version, n, dead, f, F, L, C = match(h[2],
-      '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-    m.head, m.base, m.total, m.epoch, m.version = num(head), num(base), num(total), num(epoch),
-                                                  num(version)
-    m.base_text, m.read_head, m.head_text, m.read_epoch, m.epoch_text =
-      base, m.head, head, m.epoch, epoch
-    n = tonumber(n)
-    m.n, m.dead, m.marked = n, tonumber(dead), true
-    if n > 0 then
-      m.cache[1] = {num(f), num(F), f, F}
-      m.cache[n] = {num(L), num(C), L, C}
+  if h.packed then
+    m.head, m.base, m.total, m.epoch, m.version, m.n, m.dead = h[2], h[3], h[4], h[5], h[6],
+                                                               h[7], h[8]
+    if m.n > 0 then
+      m.cache[1] = {h[9], h[10]}
+      m.cache[m.n] = {h[11], h[12]}
     end
     return
   end
-  -- No state, or one as an earlier version wrote it (the head, base, total, epoch and
+  if h[2] and not h[3] then -- the log's summary as text, in 'S'
+    local head, base, total, epoch, version, n, dead, f, F, L, C = match(h[2],
+      '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+    m.head, m.base, m.total = parse(head), parse(base), parse(total)
+    m.epoch, m.version = parse(epoch), parse(version)
+    n = tonumber(n)
+    m.n, m.dead = n, tonumber(dead)
+    if n > 0 then
+      m.cache[1] = {parse(f), parse(F), f, F}
+      m.cache[n] = {parse(L), parse(C), L, C}
+    end
+    return
+  end
+  -- No state, or one as the earliest version wrote it (the head, base, total, epoch and
   -- version in 'h', 'b', 'T', 'E' and 'V', and no summary of the log): count the log.
   if h[3] then
     local old = redis.call('HMGET', m.key, 'h', 'b', 'E', 'V')
-    m.head, m.base, m.total, m.epoch, m.version = num(old[1]), num(old[2]), num(h[3]),
-                                                  num(old[3]), num(old[4])
-    m.base_text = old[2]
-    m.legacy = true
+    m.head, m.base, m.total = parse(old[1]), parse(old[2]), parse(h[3])
+    m.epoch, m.version = parse(old[3]), parse(old[4])
   else
     m.head, m.base, m.total, m.epoch, m.version = 0, 0, 0, 0, 0
   end
@@ -351,45 +397,34 @@ local function record(m, i) -- the i-th entry of the log, from 1
   local rank = m.dead + i - 1
   local found = redis.call('ZRANGE', m.lk, rank, rank)
   local t, c = match(found[1], '^(%S+) (%S+)$')
-  cached = {num(t), num(c), t, c}
+  cached = {parse(t), parse(c), t, c}
   m.cache[i] = cached
   return cached
+end
+local function member(e) -- an entry's member in the log
+  if not e[3] then e[3], e[4] = fmt(e[1]), fmt(e[2]) end
+  return e[3] .. ' ' .. e[4]
 end
 local function entry(m, i)
   local e = record(m, i)
   return e[1], e[2]
 end
-function SW.write(m, w)
-  local n, total = m.n, m.total
+function SW.write(m, w, command, ms)
+  local n = m.n
   if n == 0 and m.dead > 0 then
     redis.call('DEL', m.lk)
     m.dead = 0
   end
-  local f, F, L, C, t = '-', '-', '-', '-', nil
+  local s = pack(SW_STATE, m.head, m.base, m.total, m.epoch, m.version, n, m.dead)
   if n > 0 then
     local first, last = record(m, 1), record(m, n)
-    f, F, L, C = first[3], first[4], last[3], last[4]
-    t = keep(total, last[2], last[4])
-  else
-    t = fmt(total)
+    s = s .. pack(SW_ENDS, first[1], first[2], last[1], last[2])
   end
-  local s = keep(m.head, m.read_head, m.head_text) .. ' ' .. (m.base_text or fmt(m.base)) .. ' '
-    .. t .. ' ' .. keep(m.epoch, m.read_epoch, m.epoch_text) .. ' ' .. fmt(m.version) .. ' '
-    .. fmt(n) .. ' ' .. fmt(m.dead) .. ' ' .. f .. ' ' .. F .. ' ' .. L .. ' ' .. C
-  if m.marked then
-    if w then redis.call('HSET', m.key, 'S', s, 'w', w) else redis.call('HSET', m.key, 'S', s) end
-  else
-    -- 'h' is not a number, so that an earlier version fails on this state at once.
-    if w then
-      redis.call('HSET', m.key, 'S', s, 'h', '-', 'w', w)
-    else
-      redis.call('HSET', m.key, 'S', s, 'h', '-')
-    end
-    m.marked = true
-  end
-  if m.legacy then
-    redis.call('HDEL', m.key, 'T')
-    m.legacy = false
+  redis.call('SET', m.key, s .. (w or ''), command, ms)
+  if n > 0 then
+    local expire = 'PEXPIRE'
+    if command == 'PXAT' then expire = 'PEXPIREAT' end
+    redis.call(expire, m.lk, ms)
   end
 end
 local function last_instant(m)
@@ -422,13 +457,12 @@ local function sw_expire(m, now) -- _expire
     redis.call('DEL', m.lk)
     m.n, m.cache, m.dead = 0, {}, 0
     m.head, m.base, m.total = 0, 0, 0
-    m.base_text = nil
     m.epoch = m.epoch + 1
     return
   end
   local size = m.head + n
   local gone, first, last = record(m, k), record(m, k + 1), record(m, n)
-  m.base, m.base_text = gone[2], gone[4]
+  m.base = gone[2]
   -- The entries that left are removed in batches.
   local dead = m.dead + k
   if dead >= DEAD then
@@ -447,10 +481,10 @@ local function sw_expire(m, now) -- _expire
     m.dead = 0
     local batch, total = {}, 0
     m.cache = {}
-    for index, member in ipairs(kept) do
-      local ts, cs = match(member, '^(%S+) (%S+)$')
-      local c = num(cs) - base
-      local e = {num(ts), c, ts, fmt(c)}
+    for index, text in ipairs(kept) do
+      local ts, cs = match(text, '^(%S+) (%S+)$')
+      local c = parse(cs) - base
+      local e = {parse(ts), c, ts, fmt(c)}
       m.cache[index] = e
       total = c
       batch[#batch + 1] = e[3]
@@ -462,7 +496,7 @@ local function sw_expire(m, now) -- _expire
     end
     if #batch > 0 then redis.call('ZADD', m.lk, unpack(batch)) end
     m.total = total
-    m.head, m.base, m.base_text = 0, 0, nil
+    m.head, m.base = 0, 0
     m.epoch = m.epoch + 1
   end
 end
@@ -474,7 +508,7 @@ local function sw_push(m, cost, at) -- _push: returns the merged total, or false
     local e = record(m, n)
     if e[1] == at then
       merged = e[2]
-      redis.call('ZREM', m.lk, e[3] .. ' ' .. e[4])
+      redis.call('ZREM', m.lk, member(e))
       m.cache[n] = add(m, at, total)
     end
   end
@@ -556,7 +590,7 @@ function SW.undo(m, e)
     m.n = n - 1
   else
     local last = record(m, n)
-    redis.call('ZREM', m.lk, last[3] .. ' ' .. last[4])
+    redis.call('ZREM', m.lk, member(last))
     m.cache[n] = add(m, last[1], e[7])
   end
   m.version, m.total = e[5], e[6]
@@ -580,7 +614,7 @@ end
 local function decode(text)
   local e = {}
   for part in string.gmatch(text, '[^,]+') do
-    if part == 'n' then e[#e + 1] = false else e[#e + 1] = num(part) end
+    if part == 'n' then e[#e + 1] = false else e[#e + 1] = parse(part) end
   end
   return e
 end
@@ -619,14 +653,15 @@ local function withdraw(m, booking, now)
 end
 
 -- The i-th member: its kind and parameters from ARGV, its keys (a state, then a log,
--- which only a sliding window uses), its state as read (here, or by the caller: *read*).
+-- which only a sliding window uses), its state as read (here, or from the caller's GET
+-- reply: *read*).
 local function open(KEYS, ARGV, i, now, read)
   local at = 8 + 3 * (i - 1)
   local kind = KINDS[ARGV[at + 1]]
   local m = {kind = kind, key = KEYS[2 * i - 1], dirty = false, w = NONE}
   if kind == SW then m.lk = KEYS[2 * i] end
   kind.init(m, num(ARGV[at + 2]), num(ARGV[at + 3]))
-  local h = read or kind.read(m)
+  local h = kind.read(m, read)
   local w = h[1]
   if w and w ~= '' then
     -- Withdrawals are written back with every change (none: the field stays as is).
@@ -635,6 +670,15 @@ local function open(KEYS, ARGV, i, now, read)
   end
   kind.load(m, h, now)
   return m
+end
+
+-- When a state *rest* seconds from being back at rest expires (then a fresh one would
+-- answer the same), plus *margin* ms: an instant with the server's time, else a duration.
+local function expiry(rest, margin)
+  if not (rest > 0) then rest = 0 end
+  local ms = math.max(math.ceil(rest * 1000) + margin, 1)
+  if server_ms then ms = server_ms + ms end
+  return format('%d', ms)
 end
 
 local function save(m, now, margin)
@@ -646,15 +690,8 @@ local function save(m, now, margin)
     for index, e in ipairs(m.w) do texts[index] = encode(kind, e) end
     withdrawn = table.concat(texts, ';')
   end
-  kind.write(m, withdrawn)
-  -- Expire once the state is back at rest (a fresh one would answer the same).
-  local rest = kind.rest(m, now) - now
-  if not (rest > 0) then rest = 0 end
-  local command, ms = 'PEXPIRE', math.ceil(rest * 1000) + margin
-  if server_ms then command, ms = 'PEXPIREAT', server_ms + ms end
-  ms = format('%d', ms)
-  redis.call(command, m.key, ms)
-  if m.n and m.n > 0 then redis.call(command, m.lk, ms) end
+  local command = SET_EXPIRY[server_ms ~= false]
+  kind.write(m, withdrawn, command, expiry(kind.rest(m, now) - now, margin))
 end
 
 local function delay_of(members, composite, c, now)
@@ -669,42 +706,127 @@ end
 local function handle(KEYS, ARGV)
   if not format then
     floor, frexp, ldexp = math.floor, math.frexp, math.ldexp
-    format, match = string.format, string.match
+    format, match, sub = string.format, string.match, string.sub
+    pack, unpack_state = struct.pack, struct.unpack
   end
   local op = ARGV[1]
   local now
   if ARGV[2] == '' then
     local time = redis.call('TIME')
-    local seconds, micros = tonumber(time[1]), tonumber(time[2])
+    local seconds, micros = num(time[1]), tonumber(time[2])
     now = seconds + micros / 1000000
     server_ms = seconds * 1000 + floor(micros / 1000)
   else
-    now = num(ARGV[2])
+    now = parse(ARGV[2])
     server_ms = false
   end
   local cost = num(ARGV[3])
   local composite = ARGV[6] == '1'
-  local margin = tonumber(ARGV[7])
+  local margin = num(ARGV[7])
 
   local read = nil -- the first member's state, if read already
   if op == 'try' and not composite and ARGV[9] == 'tb' then
     -- TokenBucket.try_acquire's grant, written out: the commonest call, with no tables.
     -- A refusal, or a state with withdrawals, takes the general path below.
     local key = KEYS[1]
-    read = redis.call('HMGET', key, 'w', 'l', 's') -- as TB.read
-    if not read[1] or read[1] == '' then
+    read = redis.pcall('GET', key) -- as TB.read
+    if read == false or (type(read) == 'string' and #read == 16) then
       local per_second, capacity = num(ARGV[10]), num(ARGV[11])
       local level = capacity
-      if read[2] then level = num(read[2]) + (now - num(read[3])) * per_second end
+      if read then
+        local stamp
+        level, stamp = unpack_state('<dd', read)
+        level = level + (now - stamp) * per_second
+      end
       if level > capacity then level = capacity end
       if level >= cost then
         level = level - cost
-        redis.call('HSET', key, 'l', fmt(level), 's', fmt(now))
         local rest = (now + (capacity - level) / per_second) - now -- as TB.rest, then save
-        if not (rest > 0) then rest = 0 end
-        local command, ms = 'PEXPIRE', math.ceil(rest * 1000) + margin
-        if server_ms then command, ms = 'PEXPIREAT', server_ms + ms end
-        redis.call(command, key, format('%d', ms))
+        redis.call('SET', key, pack('<dd', level, now), SET_EXPIRY[server_ms ~= false],
+                   expiry(rest, margin))
+        return '1'
+      end
+    end
+  elseif op == 'try' and not composite and ARGV[9] == 'fw' then
+    -- FixedWindow.try_acquire's grant, written out likewise.
+    local key = KEYS[1]
+    read = redis.pcall('GET', key) -- as FW.read
+    if read == false or (type(read) == 'string' and #read == 24) then
+      local fend, used, last = -INF, 0, -INF
+      if read then fend, used, last = unpack_state('<ddd', read) end
+      local granted = true
+      if now < fend then
+        if used + cost <= num(ARGV[10]) and now >= last then
+          used = used + cost
+        else
+          granted = false
+        end
+      else
+        fend = window_end(num(ARGV[11]), now)
+        used = cost
+      end
+      if granted then
+        local packed = pack('<ddd', fend, used, now)
+        redis.call('SET', key, packed, SET_EXPIRY[server_ms ~= false], expiry(fend - now, margin))
+        return '1'
+      end
+    end
+  elseif op == 'try' and not composite and ARGV[9] == 'lb' then
+    -- LeakyBucket.try_acquire's grant (DripBase's), written out likewise.
+    local key = KEYS[1]
+    read = redis.pcall('GET', key) -- as LB.read
+    if read == false or (type(read) == 'string' and #read == 8) then
+      local tat = -INF
+      if read then tat = unpack_state('<d', read) end
+      if now >= tat then
+        tat = now + cost / num(ARGV[10])
+        redis.call('SET', key, pack('<d', tat), SET_EXPIRY[server_ms ~= false],
+                   expiry(tat - now, margin)) -- LB.rest, then save
+        return '1'
+      end
+    end
+  elseif op == 'try' and not composite and ARGV[9] == 'sw' then
+    -- SlidingWindow.try_acquire's grant, written out likewise, for a log of entries at
+    -- earlier instants from which at most the first has left the window, with no
+    -- compaction due.  The decision is made before anything is written, so that any
+    -- other case takes the general path below as if nothing had happened here.
+    local key, lk = KEYS[1], KEYS[2]
+    read = redis.pcall('GET', key) -- as SW.read
+    if type(read) == 'string' and #read == 88 then -- a log and no withdrawals, or ...
+      local head, base, total, epoch, version, n, dead, f, F, L = unpack_state(
+        '<dddddddddd', read)
+      local window = num(ARGV[11])
+      local edge = now - window
+      local fast, remove = n > 0 and L < now, false -- ... no log and 32 bytes of them
+      if fast and f <= edge then -- sw_expire, with one entry leaving
+        if n < 2 then
+          fast = false
+        else
+          local size = head + n
+          local second = redis.call('ZRANGE', lk, dead + 1, dead + 1)[1]
+          local t, c = match(second, '^(%S+) (%S+)$')
+          t = parse(t)
+          head = head + 1
+          if t <= edge or (head >= 32 and 2 * head >= size) then
+            fast = false
+          else
+            base, f, F = F, t, parse(c)
+            dead, n = dead + 1, n - 1
+            if dead >= DEAD then dead, remove = 0, dead end
+          end
+        end
+      end
+      total = total + cost -- SW.try, then sw_push
+      if fast and total - base <= num(ARGV[10]) then
+        if remove then redis.call('ZREMRANGEBYRANK', lk, 0, remove - 1) end
+        local ts = fmt(now)
+        redis.call('ZADD', lk, ts, ts .. ' ' .. fmt(total))
+        local command, ms = SET_EXPIRY[server_ms ~= false], expiry((now + window) - now, margin)
+        local packed = pack('<ddddddddddd', head, base, total, epoch, version + 1, n + 1, dead,
+          f, F, now, total)
+        redis.call('SET', key, packed, command, ms)
+        if server_ms then command = 'PEXPIREAT' else command = 'PEXPIRE' end
+        redis.call(command, lk, ms)
         return '1'
       end
     end
@@ -727,7 +849,7 @@ local function handle(KEYS, ARGV)
     return '0 ' .. fmt(delay)
   end
 
-  local count = tonumber(ARGV[8])
+  local count = num(ARGV[8])
   local members = {}
   for i = 1, count do members[i] = open(KEYS, ARGV, i, now) end
 
@@ -763,7 +885,7 @@ local function handle(KEYS, ARGV)
     for _, m in ipairs(members) do save(m, now, margin) end
     return '1 ' .. fmt(at) .. ' ' .. fmt(delay) .. ' ' .. table.concat(tokens, '|')
   elseif op == 'cancel' then -- LimiterBase._give_back_locked
-    local at = num(ARGV[4])
+    local at = parse(ARGV[4])
     if at < now then return '0' end
     local index = 0
     for text in string.gmatch(ARGV[5], '[^|]+') do
