@@ -15,6 +15,7 @@ import logging
 import math
 import multiprocessing
 import re
+import struct
 import threading
 import time
 import uuid
@@ -219,17 +220,22 @@ steps = st.lists(
 )
 
 
-def drive(limiter, clock: FakeClock, workload, *, sleeps: bool = True) -> list[object]:
+def drive(  # noqa: C901 - one branch per kind of step
+    limiter, clock: FakeClock, workload, *, sleeps: bool = True, after=None
+) -> list[object]:
     """Run *workload* on *limiter*; return every answer, with the clock readings.
 
     With *sleeps* false the answers leave out how each wait was cut into sleeps (not
     when it ended): an in-memory composition sleeps in two steps where a wait would
     book a member far ahead of its own need, which the Redis script does not do.
+    *after*, if given, is called after each step.
     """
     answers: list[object] = []
     reservations = []
     capacity = limiter.capacity
-    for step in workload:
+    for index, step in enumerate(workload):
+        if after is not None and index:  # after the step before
+            after()
         kind = step[0]
         if kind == "advance":
             clock.advance(step[1])
@@ -250,6 +256,8 @@ def drive(limiter, clock: FakeClock, workload, *, sleeps: bool = True) -> list[o
                 answers.append((type(error).__name__, error.retry_after, clock.now()))
         else:
             answers.append(limiter.statistics())
+    if after is not None and workload:  # after the last step
+        after()
     answers.append(limiter.statistics())
     answers.append(clock.sleeps if sleeps else clock.now())
     return answers
@@ -310,6 +318,66 @@ def test_a_deferred_wait_decides_as_in_memory_and_reads_levels_within_rounding()
     assert got[2] != expected[2]  # the levels differ in the last bits ...
     assert _ulps_apart(got, expected, 4), (got, expected)  # ... of the totals, no more
     assert clocks[0].sleeps != clocks[1].sleeps  # the deferred wait, in memory only
+
+
+def _memory_log(window: SlidingWindow) -> tuple[object, ...]:
+    """An in-memory sliding window's state: head, base, total, epoch, version, log."""
+    head = window._head
+    entries = list(zip(window._times[head:], window._cums[head:], strict=True))
+    return (head, window._base, window._total, window._epoch, window._version, entries)
+
+
+def _redis_log(limiter: RedisLimiter) -> tuple[object, ...] | None:
+    """The same of a sliding window in Redis, read from its state and its log (None: gone)."""
+    assert _client is not None
+    state = _client.get(limiter.keys[0])
+    if state is None:
+        return None
+    head, base, total, epoch, version, n, dead = struct.unpack("<7d", state[:56])
+    items = _client.lrange(f"{limiter.keys[0]}:log", 0, -1)
+    assert len(items) == dead + n < dead + n + 1 <= n + 32  # fewer than 32 dead entries
+    entries = [struct.unpack("<2d", item) for item in items[int(dead) :]]
+    return (int(head), base, total, int(epoch), int(version), entries)
+
+
+#: Many small calls, a little apart: logs that grow, expire, are booked ahead and cancelled.
+busy_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.floats(min_value=0.0, max_value=0.6)),
+        st.tuples(st.just("try"), st.floats(min_value=0.01, max_value=0.35)),
+        st.tuples(st.just("try"), st.floats(min_value=0.01, max_value=0.35)),
+        st.tuples(st.just("reserve"), st.floats(min_value=0.01, max_value=0.35), waits),
+        st.tuples(st.just("cancel"), st.integers(0, 20)),
+    ),
+    min_size=10,
+    max_size=80,
+)
+
+
+@given(
+    workload=busy_steps,
+    limit=st.sampled_from([1, 3, 5]),
+    window=st.sampled_from([0.5, 1.0, 7.0]),
+)
+@scaled(2)
+def test_a_sliding_windows_state_in_redis_is_the_one_in_memory(workload, limit, window):
+    """After every call, Redis holds the numbers and the log that memory holds, to the bit.
+
+    Or, once back at rest, nothing: a key may expire then (the log in memory is empty).
+    """
+    clocks = FakeClock(), FakeClock()
+    memory = SlidingWindow(limit, window, clock=clocks[0])
+    shared = fresh_store(clocks[1]).sliding_window("w", limit, window)
+    states: list[tuple[object, ...]] = []
+    drive(memory, clocks[0], workload, after=lambda: states.append(_memory_log(memory)))
+    redis_states: list[tuple[object, ...] | None] = []
+    drive(shared, clocks[1], workload, after=lambda: redis_states.append(_redis_log(shared)))
+    assert len(states) == len(redis_states)
+    for expected, got in zip(states, redis_states, strict=True):
+        if got is None:
+            assert expected[-1] == []
+        else:
+            assert got == expected
 
 
 #: The Lua code as the previous version shipped it, which kept states in hashes as text.
@@ -393,10 +461,29 @@ def test_a_long_sliding_log_is_compacted_exactly_as_in_memory(limit, window, cos
             assert memory.reserve(cost).ready_at == reservation.ready_at
             instants.add(reservation.ready_at)
         in_window = sum(1 for instant in instants if instant > clocks[1].now() - window)
-        left.append(_client.zcard(f"{shared.keys[0]}:log") - in_window)
+        left.append(_client.llen(f"{shared.keys[0]}:log") - in_window)
+        assert _redis_log(shared) == _memory_log(memory)
     assert memory.statistics() == shared.statistics()
     assert min(left) >= 0
     assert max(left) == 31
+
+
+def test_a_log_of_thousands_expires_and_compacts_in_one_call_exactly_as_in_memory():
+    """2,600 entries, then 1,400 leaving at once: one call rebases the 1,200 left."""
+    assert _client is not None
+    clocks = FakeClock(), FakeClock()
+    memory = SlidingWindow(5000, 1.0, clock=clocks[0])
+    shared = fresh_store(clocks[1]).sliding_window("big", 5000, 1.0)
+    for _ in range(2600):
+        for clock in clocks:
+            clock.advance(0.0003)
+        assert memory.try_acquire(1) == shared.try_acquire(1)
+    for clock in clocks:
+        clock.advance(1.0 - 0.0003 * 1200 + 0.00015)  # the first 1,400 leave the window
+    assert memory.try_acquire(1) == shared.try_acquire(1)
+    assert memory._head == 0  # rebased, in memory ...
+    assert _redis_log(shared) == _memory_log(memory)  # ... and in Redis, the same
+    assert _client.llen(f"{shared.keys[0]}:log") == 1201
 
 
 # -- the invariant machines of the strategies, on Redis ------------------------------------
@@ -921,6 +1008,26 @@ def test_keys_expire_once_back_at_rest():
     hourly = fresh_store(FakeClock()).sliding_window("h", 2, 3600.0)
     assert hourly.try_acquire()
     assert _client.pttl(hourly.keys[0]) > 3600 * 1000  # still limiting: kept
+
+
+def test_a_log_left_without_its_state_goes_and_the_window_starts_fresh():
+    """A sliding window's state evicted (allkeys-lru, say) but not its log: a fresh window.
+
+    As a bucket whose state is evicted is full again, the window starts at rest: its
+    stale log is deleted, not counted against running totals that started again at zero.
+    """
+    assert _client is not None
+    clock = FakeClock()
+    window = fresh_store(clock).sliding_window("w", 3, 10.0)
+    assert window.try_acquire(2)
+    clock.advance(1.0)
+    assert window.try_acquire(1)
+    assert _client.llen(f"{window.keys[0]}:log") == 2
+    _client.delete(window.keys[0])
+    clock.advance(1.0)
+    assert window.try_acquire(3)  # the whole limit, as a fresh window grants
+    assert _client.llen(f"{window.keys[0]}:log") == 1
+    assert not window.try_acquire(0.5)
 
 
 # -- many processes, skewed clocks ----------------------------------------------------------

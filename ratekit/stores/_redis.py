@@ -483,7 +483,7 @@ class RedisStore:
     ) -> RedisLimiter:
         """A `ratekit.SlidingWindow` held in the store under *key*.
 
-        Its log is a sorted set beside the key's state, with one entry per distinct grant
+        Its log is a list beside the key's state, with one entry per distinct grant
         instant in the last window (at most *limit* for whole costs).
 
         Args:

@@ -15,7 +15,7 @@ with 17 significant digits, which round-trips every double exactly (Lua's own
 ``tostring`` keeps 14 and would not); the states in Redis hold them as the doubles
 themselves (``struct.pack``: exact, and read back without parsing text).
 
-``KEYS``: two per member, its state (a string) and its log (a sorted set, used by the
+``KEYS``: two per member, its state (a string) and its log (a list, used by the
 sliding window only; a bucket's or a fixed window's log never exists, so that on a
 cluster a call waits for a slot that is moving).  ``ARGV``: the operation (``try``,
 ``book``, ``cancel`` or ``level``), the time (empty: the server's ``TIME``), the cost, a
@@ -37,13 +37,15 @@ its end, what it has used and its last grant; a sliding window its head, base, r
 total, epoch, version, the log's size and how many entries that have left the window are
 still in the log (they are removed in batches), then, if the log is not empty, its first
 and last entries (instant and running total), so that most calls read nothing of the log
-itself.  The log's members are ``"instant running-total"`` as text.
+itself.  The log lists the entries, oldest first, each its instant and running total
+packed as two doubles.
 
-Earlier versions kept each state in a hash, its numbers as text; such a state is read
-as it was written (``GET`` answers ``WRONGTYPE``, and the hash is read instead), then
-replaced by the current form at the next write.  An earlier version given a current state
-fails with ``WRONGTYPE`` rather than misread it: upgrade every process that shares a
-limit.
+Earlier versions kept each state in a hash, its numbers as text, and a sliding window's
+log in a sorted set of ``"instant running-total"`` texts; such a state is read as it was
+written (``GET`` answers ``WRONGTYPE``, and the hash is read instead), its log rewritten
+as a list, and the state replaced by the current form at the next write.  An earlier
+version given a current state fails with ``WRONGTYPE`` rather than misread it: upgrade
+every process that shares a limit.
 """
 
 from __future__ import annotations

@@ -322,18 +322,40 @@ function FW.rest(m, now)
 end
 
 -- SlidingWindow ----------------------------------------------------------------------
--- The log holds the entries from the Python log's head on (those before it are only
--- counted, in ``head``): score the instant, member "instant running-total"; before them
--- it may hold up to DEAD - 1 entries that have left the window, not yet removed.
--- The state (a string, as the buckets') packs the head, base, running total, epoch,
--- version, the log's size and its dead entries, then, if the log is not empty, its first
--- and last entries (instant and running total), so that most calls read nothing of the
--- log itself; then the withdrawals.  Entries read or written are kept in ``m.cache`` by
--- their place among the entries in the window (from 1): {instant, running total, and
--- their texts as in the log, once known}.
+-- The log (a list) holds the entries from the Python log's head on (those before it are
+-- only counted, in ``head``), oldest first, each its instant and running total packed as
+-- two doubles (ENTRY); before them it may hold up to DEAD - 1 entries that have left the
+-- window, not yet removed.  The state (a string, as the buckets') packs the head, base,
+-- running total, epoch, version, the log's size and its dead entries, then, if the log
+-- is not empty, its first and last entries, so that most calls read nothing of the log
+-- itself; then the withdrawals.  Entries read or written are kept in ``m.cache`` by their
+-- place among the entries in the window (from 1): {instant, running total}.
 local SW = {size = 7}
 local DEAD = 32
-local SW_STATE, SW_ENDS = '<ddddddd', '<dddd'
+local SW_STATE, SW_ENDS, ENTRY = '<ddddddd', '<dddd', '<dd'
+
+-- RPUSH *items* to *key*, 1024 at a time (unpack passes a few thousand at most).
+local function push_all(key, items)
+  for first = 1, #items, 1024 do
+    redis.call('RPUSH', key, unpack(items, first, math.min(first + 1023, #items)))
+  end
+end
+
+-- An earlier version's log, a sorted set of "instant running-total" texts in the same
+-- order, rewritten as a list (without an expiry: the state's next write sets it); its
+-- size.
+local function relist(m)
+  local texts = redis.call('ZRANGE', m.lk, 0, -1)
+  redis.call('DEL', m.lk)
+  local entries = {}
+  for index, text in ipairs(texts) do
+    local t, c = match(text, '^(%S+) (%S+)$')
+    entries[index] = pack(ENTRY, parse(t), parse(c))
+  end
+  push_all(m.lk, entries)
+  m.dirty = true
+  return #texts
+end
 function SW.init(m, limit, window)
   m.limit, m.window = limit, window
 end
@@ -375,35 +397,34 @@ function SW.load(m, h, now)
     n = tonumber(n)
     m.n, m.dead = n, tonumber(dead)
     if n > 0 then
-      m.cache[1] = {parse(f), parse(F), f, F}
-      m.cache[n] = {parse(L), parse(C), L, C}
+      m.cache[1] = {parse(f), parse(F)}
+      m.cache[n] = {parse(L), parse(C)}
     end
+    relist(m)
     return
   end
-  -- No state, or one as the earliest version wrote it (the head, base, total, epoch and
-  -- version in 'h', 'b', 'T', 'E' and 'V', and no summary of the log): count the log.
+  -- A state as the earliest version wrote it (the head, base, total, epoch and version
+  -- in 'h', 'b', 'T', 'E' and 'V', and no summary of the log): count the log.
+  m.dead = 0
   if h[3] then
     local old = redis.call('HMGET', m.key, 'h', 'b', 'E', 'V')
     m.head, m.base, m.total = parse(old[1]), parse(old[2]), parse(h[3])
     m.epoch, m.version = parse(old[3]), parse(old[4])
-  else
-    m.head, m.base, m.total, m.epoch, m.version = 0, 0, 0, 0, 0
+    m.n = relist(m)
+    return
   end
-  m.n, m.dead = redis.call('ZCARD', m.lk), 0
+  -- No state: a fresh window.  A log left without its state (the state evicted, say)
+  -- is stale, and goes.
+  m.head, m.base, m.total, m.epoch, m.version, m.n = 0, 0, 0, 0, 0, 0
+  redis.call('DEL', m.lk)
 end
 local function record(m, i) -- the i-th entry of the log, from 1
   local cached = m.cache[i]
   if cached then return cached end
-  local rank = m.dead + i - 1
-  local found = redis.call('ZRANGE', m.lk, rank, rank)
-  local t, c = match(found[1], '^(%S+) (%S+)$')
-  cached = {parse(t), parse(c), t, c}
+  cached = {unpack_state(ENTRY, redis.call('LINDEX', m.lk, m.dead + i - 1))}
+  cached[3] = nil -- the position after them
   m.cache[i] = cached
   return cached
-end
-local function member(e) -- an entry's member in the log
-  if not e[3] then e[3], e[4] = fmt(e[1]), fmt(e[2]) end
-  return e[3] .. ' ' .. e[4]
 end
 local function entry(m, i)
   local e = record(m, i)
@@ -436,13 +457,16 @@ local function count_until(m, edge) -- entries at or before edge (the instants i
   local n = m.n
   if n == 0 or entry(m, 1) > edge then return 0 end
   if entry(m, n) <= edge then return n end
-  if n == 2 then return 1 end
-  return redis.call('ZCOUNT', m.lk, '-inf', fmt(edge)) - m.dead
+  local low, high = 1, n -- entry low is at or before the edge, entry high after it
+  while high - low > 1 do
+    local middle = floor((low + high) / 2)
+    if entry(m, middle) <= edge then low = middle else high = middle end
+  end
+  return low
 end
 local function add(m, t, c) -- the new entry
-  local ts, cs = fmt(t), fmt(c)
-  redis.call('ZADD', m.lk, ts, ts .. ' ' .. cs)
-  return {t, c, ts, cs}
+  redis.call('RPUSH', m.lk, pack(ENTRY, t, c))
+  return {t, c}
 end
 local function sw_expire(m, now) -- _expire
   local n = m.n
@@ -466,7 +490,7 @@ local function sw_expire(m, now) -- _expire
   -- The entries that left are removed in batches.
   local dead = m.dead + k
   if dead >= DEAD then
-    redis.call('ZREMRANGEBYRANK', m.lk, 0, dead - 1)
+    redis.call('LTRIM', m.lk, dead, -1)
     dead = 0
   end
   m.dead = dead
@@ -476,25 +500,19 @@ local function sw_expire(m, now) -- _expire
   m.head = m.head + k
   if m.head >= 32 and 2 * m.head >= size then
     local base = m.base
-    local kept = redis.call('ZRANGE', m.lk, m.dead, -1)
+    local kept = redis.call('LRANGE', m.lk, m.dead, -1)
     redis.call('DEL', m.lk)
     m.dead = 0
-    local batch, total = {}, 0
+    local total = 0
     m.cache = {}
-    for index, text in ipairs(kept) do
-      local ts, cs = match(text, '^(%S+) (%S+)$')
-      local c = parse(cs) - base
-      local e = {parse(ts), c, ts, fmt(c)}
-      m.cache[index] = e
+    for index, packed in ipairs(kept) do
+      local t, c = unpack_state(ENTRY, packed)
+      c = c - base
+      m.cache[index] = {t, c}
       total = c
-      batch[#batch + 1] = e[3]
-      batch[#batch + 1] = e[3] .. ' ' .. e[4]
-      if #batch >= 512 then
-        redis.call('ZADD', m.lk, unpack(batch))
-        batch = {}
-      end
+      kept[index] = pack(ENTRY, t, c)
     end
-    if #batch > 0 then redis.call('ZADD', m.lk, unpack(batch)) end
+    push_all(m.lk, kept)
     m.total = total
     m.head, m.base = 0, 0
     m.epoch = m.epoch + 1
@@ -508,8 +526,8 @@ local function sw_push(m, cost, at) -- _push: returns the merged total, or false
     local e = record(m, n)
     if e[1] == at then
       merged = e[2]
-      redis.call('ZREM', m.lk, member(e))
-      m.cache[n] = add(m, at, total)
+      redis.call('LSET', m.lk, -1, pack(ENTRY, at, total))
+      m.cache[n] = {at, total}
     end
   end
   if merged == false then
@@ -585,13 +603,13 @@ end
 function SW.undo(m, e)
   local n = m.n
   if e[7] == false then
-    redis.call('ZREMRANGEBYRANK', m.lk, -1, -1)
+    redis.call('RPOP', m.lk)
     m.cache[n] = nil
     m.n = n - 1
   else
     local last = record(m, n)
-    redis.call('ZREM', m.lk, member(last))
-    m.cache[n] = add(m, last[1], e[7])
+    redis.call('LSET', m.lk, -1, pack(ENTRY, last[1], e[7]))
+    m.cache[n] = {last[1], e[7]}
   end
   m.version, m.total = e[5], e[6]
   m.dirty = true
@@ -803,14 +821,12 @@ local function handle(KEYS, ARGV)
           fast = false
         else
           local size = head + n
-          local second = redis.call('ZRANGE', lk, dead + 1, dead + 1)[1]
-          local t, c = match(second, '^(%S+) (%S+)$')
-          t = parse(t)
+          local t, c = unpack_state(ENTRY, redis.call('LINDEX', lk, dead + 1))
           head = head + 1
           if t <= edge or (head >= 32 and 2 * head >= size) then
             fast = false
           else
-            base, f, F = F, t, parse(c)
+            base, f, F = F, t, c
             dead, n = dead + 1, n - 1
             if dead >= DEAD then dead, remove = 0, dead end
           end
@@ -818,9 +834,8 @@ local function handle(KEYS, ARGV)
       end
       total = total + cost -- SW.try, then sw_push
       if fast and total - base <= num(ARGV[10]) then
-        if remove then redis.call('ZREMRANGEBYRANK', lk, 0, remove - 1) end
-        local ts = fmt(now)
-        redis.call('ZADD', lk, ts, ts .. ' ' .. fmt(total))
+        if remove then redis.call('LTRIM', lk, remove, -1) end
+        redis.call('RPUSH', lk, pack(ENTRY, now, total))
         local command, ms = SET_EXPIRY[server_ms ~= false], expiry((now + window) - now, margin)
         local packed = pack('<ddddddddddd', head, base, total, epoch, version + 1, n + 1, dead,
           f, F, now, total)
