@@ -209,13 +209,13 @@ class RedisStore:
     the processes and hosts that use the same key share one limit, with the guarantee
     of the in-memory strategy of the same name (see `ratekit.TokenBucket` and the
     others).  Each call runs one Lua function (Redis 7 and later: a library loaded
-    once, then run by ``FCALL``; older servers, or users refused ``FUNCTION``, run the
-    same code as a script by its SHA) that reads the time from the Redis server,
-    decides and writes back atomically, so no client's clock takes part in a decision
-    and a client whose clock is off cannot over-admit; clients only sleep the durations
-    the code returns, on their own clock.  Keys expire once their state is back at
-    rest (a bucket full again, a window past, a queue drained), plus `EXPIRY_MARGIN`,
-    so idle keys use no memory.
+    once, then run by ``FCALL``; Redis 6.2, or users refused ``FUNCTION``, run the
+    same code as a script by its SHA; older servers are not supported) that reads
+    the time from the Redis server, decides and writes back atomically, so no
+    client's clock takes part in a decision and a client whose clock is off cannot
+    over-admit; clients only sleep the durations the code returns, on their own
+    clock.  Keys expire once their state is back at rest (a bucket full again, a
+    window past, a queue drained), plus `EXPIRY_MARGIN`, so idle keys use no memory.
 
     When Redis cannot be reached within *timeout*, or refuses the call (out of memory
     with ``noeviction``, a failed RDB save, a read-only replica, a busy script, ACLs), a

@@ -4,8 +4,9 @@ The code itself is ``ratekit.lua``, beside this module, shipped in the package.
 
 It is loaded once as a function library (Redis 7 and later: `LIBRARY`, called by
 ``FCALL`` of `FUNCTION`), so that its definitions run once and each call only runs
-``handle``; on older servers, or where ``FUNCTION`` is refused, the same code runs as a
-script (`SCRIPT`, by ``EVALSHA``), which defines everything again on every call.
+``handle``; on Redis 6.2, or where ``FUNCTION`` is refused, the same code runs as a
+script (`SCRIPT`, by ``EVALSHA``), which defines everything again on every call.  Older
+servers lack ``SET``'s ``PXAT``, and are not supported.
 
 Each Lua function ports the Python method named in its comment (``ratekit/_limiter.py``,
 ``_token_bucket.py``, ``_leaky_bucket.py``, ``_windows.py``, ``_composite.py``) operation
