@@ -10,9 +10,12 @@ ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import re
 import threading
 import uuid
+import warnings
 from typing import TYPE_CHECKING
 
 import pytest
@@ -40,6 +43,8 @@ from ratekit.stores import AsyncRedisStore, RedisStore, StoreUnavailable
 from ratekit.testing import FakeClock
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from redis_cluster import RedisCluster
 
 __all__ = ["admin", "cluster"]  # the cluster fixtures, used below
@@ -281,6 +286,24 @@ def test_the_store_checks_its_cluster_arguments_and_keeps_secrets(cluster):
 # -- restart, resharding, a user refused functions ------------------------------------------
 
 
+@contextlib.contextmanager
+def _replaced_nodes_collected() -> Iterator[None]:
+    """Around a test whose cluster changes shape: collect the nodes redis-py replaced.
+
+    After a restart or a moved slot, redis-py 8.1 (the last release for Python 3.10)
+    can leave the connections of node objects it replaced unclosed; they warn when the
+    garbage collector finds them, in whatever test is running then.  They are collected
+    at the end of the test that made them, with that warning (redis-py's, not the
+    store's: the store's own connections are closed, as the other tests check) silenced.
+    """
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+
+
 async def _in_step(pairs: list, clocks: tuple[FakeClock, FakeClock], count: int) -> None:
     """*count* steps of both clocks, each limiter of *pairs* answering as its twin in memory.
 
@@ -358,7 +381,8 @@ def test_a_restarted_primary_is_served_again_with_the_library_reloaded(cluster, 
                 assert await bucket.try_acquire() == memory.try_acquire()
 
     try:
-        run(main)
+        with _replaced_nodes_collected():
+            run(main)
     finally:
         if owner not in cluster.processes:  # stopped by a run that failed meanwhile
             cluster.start_node(owner)
@@ -432,7 +456,8 @@ def test_calls_follow_a_moved_slot_and_stay_exact(cluster, admin):
                 assert memory.statistics().granted == shared.statistics().granted
 
     try:
-        run(main)
+        with _replaced_nodes_collected():
+            run(main)
     finally:
         _settle_slot(cluster, slot, source)
 
