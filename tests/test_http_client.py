@@ -195,8 +195,15 @@ def test_retry_gives_up_with_the_last_response(server: LoopbackServer):
         client.get("/down")
 
 
+#: When the running thread's request last took its turn at the limiter.
+_turn = threading.local()
+
+
 class Observed:
-    """A token bucket whose limiter reports when the client noted a 429 (``observe``)."""
+    """A token bucket whose limiter reports when the client noted a 429 (``observe``).
+
+    It also notes, for the thread, when its request took its turn (``acquire``).
+    """
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
@@ -205,30 +212,38 @@ class Observed:
     def __getattr__(self, name: str) -> object:
         return getattr(self.bucket, name)
 
+    def acquire(self, cost: float = 1, **options: Any) -> None:
+        self.bucket.acquire(cost, **options)
+        _turn.at = time.monotonic()
+
     def observe(self, status: int, headers: object = None) -> None:
         if status == 429:
             self.noted.append(time.monotonic())
 
 
 class SendLog(urllib3.PoolManager):
-    """A real pool that also records when each request is handed to it, and its number."""
+    """A real pool that records each request: when it is handed over, its number, its turn.
+
+    Its turn: when it took its turn at the limiter (see `Observed`).
+    """
 
     def __init__(self) -> None:
         super().__init__(maxsize=8)
-        self.sent: list[tuple[float, str]] = []
+        self.sent: list[tuple[float, str, float]] = []
         self.lock = threading.Lock()
 
     def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:  # noqa: FBT002 - urllib3's signature
         with self.lock:
-            self.sent.append((time.monotonic(), kw["headers"]["X-Seq"]))
+            self.sent.append((time.monotonic(), kw["headers"]["X-Seq"], _turn.at))
         return super().urlopen(method, url, redirect=redirect, **kw)
 
 
 def test_the_shared_cooldown_holds_every_worker(server: LoopbackServer):
     """After a 429 with Retry-After, no request from any of 8 workers reaches the server.
 
-    Requests already on their way when the client noted the 429 may still arrive (on a
-    busy machine, some time after it); every other one waits out the announced second.
+    Requests already on their way when the client noted the 429 (they had taken their
+    turn at the limiter) may still be sent and arrive, on a busy machine some time after
+    it; every other one waits out the announced second.
     """
     count = 0
     lock = threading.Lock()
@@ -257,13 +272,17 @@ def test_the_shared_cooldown_holds_every_worker(server: LoopbackServer):
     (at,) = cooled
     (noted,) = limiter.noted
     assert at <= noted
-    # The client's side: nothing is sent from the moment it noted the 429 until the
-    # announced second has passed (counted from the server's answer, a little earlier).
-    assert [t for t, _ in pool.sent if noted < t < at + 1.0 - 0.01] == []
-    # The server's side: what arrived during that second had been sent before.
-    in_flight = {seq for t, seq in pool.sent if t <= noted}
+    # The client's side: nothing that took its turn after the client noted the 429 is
+    # sent before the announced second has passed (counted from the server's answer, a
+    # little earlier).  The cooldown starts just after the note, in the same thread:
+    # 50 ms covers that thread losing the processor in between.
+    on_the_way = noted + 0.05
+    assert [t for t, _, turn in pool.sent if turn > on_the_way and t < at + 1.0 - 0.01] == []
+    # The server's side: what arrived during that second was on its way before.
+    in_flight = {seq for _, seq, turn in pool.sent if turn <= on_the_way}
     during = [r for r in server.hits("/work") if at < r.at < at + 1.0 - 0.01]
     assert {r.headers["x-seq"] for r in during} <= in_flight
+    assert len(in_flight) < 40  # and the cooldown held the others
     assert max(r.at for r in server.hits("/work")) >= at + 1.0 - 0.01  # then traffic resumed
 
 
