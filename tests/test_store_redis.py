@@ -220,9 +220,7 @@ steps = st.lists(
 )
 
 
-def drive(  # noqa: C901 - one branch per kind of step
-    limiter, clock: FakeClock, workload, *, sleeps: bool = True, after=None
-) -> list[object]:
+def drive(limiter, clock: FakeClock, workload, *, sleeps: bool = True, after=None) -> list[object]:
     """Run *workload* on *limiter*; return every answer, with the clock readings.
 
     With *sleeps* false the answers leave out how each wait was cut into sleeps (not
@@ -233,9 +231,7 @@ def drive(  # noqa: C901 - one branch per kind of step
     answers: list[object] = []
     reservations = []
     capacity = limiter.capacity
-    for index, step in enumerate(workload):
-        if after is not None and index:  # after the step before
-            after()
+    for step in workload:
         kind = step[0]
         if kind == "advance":
             clock.advance(step[1])
@@ -256,8 +252,8 @@ def drive(  # noqa: C901 - one branch per kind of step
                 answers.append((type(error).__name__, error.retry_after, clock.now()))
         else:
             answers.append(limiter.statistics())
-    if after is not None and workload:  # after the last step
-        after()
+        if after is not None:
+            after()
     answers.append(limiter.statistics())
     answers.append(clock.sleeps if sleeps else clock.now())
     return answers
@@ -335,7 +331,8 @@ def _redis_log(limiter: RedisLimiter) -> tuple[object, ...] | None:
         return None
     head, base, total, epoch, version, n, dead = struct.unpack("<7d", state[:56])
     items = _client.lrange(f"{limiter.keys[0]}:log", 0, -1)
-    assert len(items) == dead + n < dead + n + 1 <= n + 32  # fewer than 32 dead entries
+    assert len(items) == dead + n
+    assert dead < 32
     entries = [struct.unpack("<2d", item) for item in items[int(dead) :]]
     return (int(head), base, total, int(epoch), int(version), entries)
 

@@ -11,9 +11,8 @@ local server_ms = false
 local EXACT = 9007199254740992
 -- No withdrawals (shared, never changed).
 local NONE = {}
--- How SET gives a key its expiry: at an instant (with the server's time) or after a
--- duration (with the caller's).
-local SET_EXPIRY = {[true] = 'PXAT', [false] = 'PX'}
+-- The command that gives a log the expiry that SET's option gives its state.
+local EXPIRE_OF = {PXAT = 'PEXPIREAT', PX = 'PEXPIRE'}
 
 -- The numbers of texts read before (a call's parameters mostly repeat: its cost, rates,
 -- limits and windows), so that each is parsed once (strtod is most of a parse's cost):
@@ -118,11 +117,11 @@ local function read_packed(m, raw)
   return h
 end
 
--- Write a bucket's or fixed window's state with its expiry (SET_EXPIRY, ms).
-local function write_packed(m, w, command, ms)
+-- Write a bucket's or fixed window's state with its expiry (SET's option, and ms).
+local function write_packed(m, w, option, ms)
   local kind = m.kind
   local packed = pack(kind.packing, unpack(kind.state(m)))
-  redis.call('SET', m.key, packed .. (w or ''), command, ms)
+  redis.call('SET', m.key, packed .. (w or ''), option, ms)
 end
 
 -- TokenBucket ------------------------------------------------------------------------
@@ -430,7 +429,7 @@ local function entry(m, i)
   local e = record(m, i)
   return e[1], e[2]
 end
-function SW.write(m, w, command, ms)
+function SW.write(m, w, option, ms)
   local n = m.n
   if n == 0 and m.dead > 0 then
     redis.call('DEL', m.lk)
@@ -441,11 +440,9 @@ function SW.write(m, w, command, ms)
     local first, last = record(m, 1), record(m, n)
     s = s .. pack(SW_ENDS, first[1], first[2], last[1], last[2])
   end
-  redis.call('SET', m.key, s .. (w or ''), command, ms)
+  redis.call('SET', m.key, s .. (w or ''), option, ms)
   if n > 0 then
-    local expire = 'PEXPIRE'
-    if command == 'PXAT' then expire = 'PEXPIREAT' end
-    redis.call(expire, m.lk, ms)
+    redis.call(EXPIRE_OF[option], m.lk, ms)
   end
 end
 local function last_instant(m)
@@ -691,12 +688,13 @@ local function open(KEYS, ARGV, i, now, read)
 end
 
 -- When a state *rest* seconds from being back at rest expires (then a fresh one would
--- answer the same), plus *margin* ms: an instant with the server's time, else a duration.
+-- answer the same), plus *margin* ms, as SET's option and its value: an instant (PXAT)
+-- with the server's time, else a duration (PX).
 local function expiry(rest, margin)
   if not (rest > 0) then rest = 0 end
   local ms = math.max(math.ceil(rest * 1000) + margin, 1)
-  if server_ms then ms = server_ms + ms end
-  return format('%d', ms)
+  if server_ms then return 'PXAT', format('%d', server_ms + ms) end
+  return 'PX', format('%d', ms)
 end
 
 local function save(m, now, margin)
@@ -708,8 +706,7 @@ local function save(m, now, margin)
     for index, e in ipairs(m.w) do texts[index] = encode(kind, e) end
     withdrawn = table.concat(texts, ';')
   end
-  local command = SET_EXPIRY[server_ms ~= false]
-  kind.write(m, withdrawn, command, expiry(kind.rest(m, now) - now, margin))
+  kind.write(m, withdrawn, expiry(kind.rest(m, now) - now, margin))
 end
 
 local function delay_of(members, composite, c, now)
@@ -760,8 +757,7 @@ local function handle(KEYS, ARGV)
       if level >= cost then
         level = level - cost
         local rest = (now + (capacity - level) / per_second) - now -- as TB.rest, then save
-        redis.call('SET', key, pack('<dd', level, now), SET_EXPIRY[server_ms ~= false],
-                   expiry(rest, margin))
+        redis.call('SET', key, pack('<dd', level, now), expiry(rest, margin))
         return '1'
       end
     end
@@ -785,7 +781,7 @@ local function handle(KEYS, ARGV)
       end
       if granted then
         local packed = pack('<ddd', fend, used, now)
-        redis.call('SET', key, packed, SET_EXPIRY[server_ms ~= false], expiry(fend - now, margin))
+        redis.call('SET', key, packed, expiry(fend - now, margin))
         return '1'
       end
     end
@@ -798,8 +794,7 @@ local function handle(KEYS, ARGV)
       if read then tat = unpack_state('<d', read) end
       if now >= tat then
         tat = now + cost / num(ARGV[10])
-        redis.call('SET', key, pack('<d', tat), SET_EXPIRY[server_ms ~= false],
-                   expiry(tat - now, margin)) -- LB.rest, then save
+        redis.call('SET', key, pack('<d', tat), expiry(tat - now, margin)) -- LB.rest, save
         return '1'
       end
     end
@@ -836,12 +831,11 @@ local function handle(KEYS, ARGV)
       if fast and total - base <= num(ARGV[10]) then
         if remove then redis.call('LTRIM', lk, remove, -1) end
         redis.call('RPUSH', lk, pack(ENTRY, now, total))
-        local command, ms = SET_EXPIRY[server_ms ~= false], expiry((now + window) - now, margin)
+        local option, ms = expiry((now + window) - now, margin) -- SW.rest, then save
         local packed = pack('<ddddddddddd', head, base, total, epoch, version + 1, n + 1, dead,
           f, F, now, total)
-        redis.call('SET', key, packed, command, ms)
-        if server_ms then command = 'PEXPIREAT' else command = 'PEXPIRE' end
-        redis.call(command, lk, ms)
+        redis.call('SET', key, packed, option, ms)
+        redis.call(EXPIRE_OF[option], lk, ms)
         return '1'
       end
     end
